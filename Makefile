@@ -1,0 +1,41 @@
+# The two set-up commands the README gives: `make demo` and `make test`.
+# Each creates .venv when missing and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PEERS := .peers
+# Real ZEO is a reference peer for interop tests and benchmarks; it lives in a
+# folder of its own so that its scripts never shadow ours.
+ZEO_PEER := $(PEERS)/zeo
+
+.PHONY: demo test lint venv peers bench clean
+
+$(VENV)/.installed: setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,uvloop]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(ZEO_PEER)/.installed: $(VENV)/.installed
+	$(PY) -m pip install -q --target $(ZEO_PEER) 'ZEO==6.2' msgpack
+	touch $@
+
+peers: $(ZEO_PEER)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+test: venv peers lint
+	ZEOPAPA_REQUIRE_PEERS=1 $(VENV)/bin/pytest
+
+demo: venv
+	$(PY) -m zeo.demo
+
+bench: venv peers
+	$(PY) bench/zeo_bench.py
+
+clean:
+	rm -rf $(VENV) $(PEERS) var build *.egg-info

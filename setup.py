@@ -1,0 +1,48 @@
+from setuptools import find_packages, setup
+
+with open("README.rst") as f:
+    long_description = f.read()
+
+setup(
+    name="zeopapa",
+    version="0.1.0.dev0",
+    description="A ZEO-compatible object database server and client, a process "
+    "kernel for services and Slurm jobs, and a job layer on shared state.",
+    long_description=long_description,
+    long_description_content_type="text/x-rst",
+    license="ZPL-2.1",
+    python_requires=">=3.11",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    include_package_data=True,
+    package_data={"zeo": ["*.xml"]},
+    zip_safe=False,
+    install_requires=[
+        "ZODB>=6.0",
+        "persistent",
+        "transaction",
+        "BTrees",
+        "ZConfig>=4.0",
+        "zdaemon>=5.0",
+        "msgpack>=1.0",
+        "zc.lockfile",
+        "zodbpickle",
+        "ZopeUndo",
+        "zope.interface",
+    ],
+    extras_require={
+        "uvloop": ["uvloop"],
+        "test": [
+            "pytest",
+            "pytest-timeout",
+            "ruff",
+            "zope.testing",
+            "manuel",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "runzeo = zeo.runzeo:main",
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""papa — not built yet (see its issue)."""
