@@ -1,1 +1,70 @@
-"""zeo"""
+"""zeo: a client-server object database for ZODB, wire-compatible with ZEO 5/6.
+
+The public face:
+
+- :func:`server` starts an ad-hoc server (for tests, scripts and the demo);
+  production servers run ``runzeo -C conf/zeo.conf``.
+- :func:`client` returns a :class:`ClientStorage`; :func:`DB` and
+  :func:`connection` wrap it in a ZODB database or an open connection.
+- ``%import zeo`` in a ZODB config makes ``<clientstorage>`` available.
+"""
+
+__all__ = ["DB", "ClientStorage", "client", "connection", "server"]
+
+
+def server(
+    path=None,
+    blob_dir=None,
+    storage_conf=None,
+    zeo_conf=None,
+    port=0,
+    threaded=True,
+    **kw,
+):
+    """Start a server; return ``(address, stop)``.
+
+    Without *path* the server keeps its data in memory; with it, in a
+    FileStorage at *path* (and blobs in *blob_dir*).  *zeo_conf* is a dict
+    of ``<zeo>`` keys with ``_`` for ``-``.
+    """
+    from .storageserver.adhoc import server as start
+
+    return start(
+        path=path,
+        blob_dir=blob_dir,
+        storage_conf=storage_conf,
+        zeo_conf=zeo_conf,
+        port=port,
+        threaded=threaded,
+        **kw,
+    )
+
+
+def client(*args, **kw):
+    """Return a :class:`ClientStorage` connected to the server at *addr*."""
+    from .clientstorage.api import client as make
+
+    return make(*args, **kw)
+
+
+def DB(*args, **kw):
+    """Return a ``ZODB.DB`` on a :class:`ClientStorage` (same arguments)."""
+    from .clientstorage.api import DB as make
+
+    return make(*args, **kw)
+
+
+def connection(*args, **kw):
+    """Return an open connection of a new :func:`DB` (closed with the DB)."""
+    from .clientstorage.api import connection as make
+
+    return make(*args, **kw)
+
+
+def __getattr__(name):
+    # Imported lazily so that `import zeo` stays cheap for servers and tools.
+    if name == "ClientStorage":
+        from .clientstorage.storage import ClientStorage
+
+        return ClientStorage
+    raise AttributeError(f"module 'zeo' has no attribute {name!r}")
