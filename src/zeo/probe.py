@@ -1,0 +1,44 @@
+"""The ``ruok`` status probe: one request, one JSON answer, no session.
+
+Monitoring (nagios, load balancers) can ask a server how it is without
+registering as a client (PROTOCOL.md section 9).
+"""
+
+import json
+import socket
+
+from .protocol import FrameDecoder, frame
+
+
+def parse_address(address):
+    """``'host:port'``, ``(host, port)``, an int port or a Unix socket path."""
+    if isinstance(address, int):
+        return ("127.0.0.1", address)
+    if isinstance(address, (tuple, list)):
+        return (address[0], int(address[1]))
+    if isinstance(address, str) and not address.startswith("/") and ":" in address:
+        host, _, port = address.rpartition(":")
+        return (host.strip("[]") or "127.0.0.1", int(port))
+    return address
+
+
+def ruok(address, timeout=10.0):
+    """Return the server's status: ``{storage_name: {figure: value}}``."""
+    address = parse_address(address)
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    if family == socket.AF_INET and ":" in address[0]:
+        family = socket.AF_INET6
+    decoder = FrameDecoder()
+    frames = []
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        sock.sendall(frame(b"ruok"))
+        while len(frames) < 2:
+            data = sock.recv(65536)
+            if not data:
+                break
+            frames.extend(decoder.feed(data))
+    if len(frames) < 2:
+        raise ConnectionError(f"no status from {address!r} (got {len(frames)} frames)")
+    return json.loads(frames[1])
