@@ -1,0 +1,403 @@
+"""The asyncio adapter: sockets in, sessions out.
+
+One event loop serves every client (as ZEO 5/6 does, PROTOCOL.md 13);
+storage calls run inline on it, only ``pack``/``undoLog``/``undoInfo`` go
+to a small thread pool.  :class:`ServerConnection` does the handshake,
+splits frames, checks and dispatches messages to its
+:class:`~.zeostorage.ZEOStorage` and writes replies; replies produced while
+one read is processed are written with a single ``write`` call.
+:class:`ServerRunner` owns the loop, the listening socket (TCP or Unix,
+optionally TLS) and the shutdown.  uvloop is used when it is installed.
+"""
+
+import asyncio
+import concurrent.futures
+import itertools
+import json
+import logging
+import os
+import struct
+import threading
+
+from ZODB.POSException import POSError
+
+from ..exceptions import ProtocolError
+from ..protocol import FrameDecoder, decoder, frame, reduce_exception
+from .signatures import CHECKERS
+from .transaction import DELAYED
+
+logger = logging.getLogger(__name__)
+
+_pack_size = struct.Struct(">I").pack
+_unix_connection_numbers = itertools.count(1)
+
+
+def new_event_loop():
+    """A uvloop loop when uvloop is importable, else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is in our extras
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class ServerConnection(asyncio.Protocol):
+    """One client connection (see the module docstring)."""
+
+    def __init__(self, server, runner):
+        self.server = server
+        self.runner = runner
+        self.transport = None
+        self.session = None
+        self.label = "unconnected"
+        self._frames = FrameDecoder()
+        self._decode = decoder(server.protocol)
+        self._encode = server.encode
+        self._handle = self._handshake
+        self._methods = {}
+        self._batch = None  # replies collected while processing one read
+        self._closing = False
+        self._paused = False
+        self._streams = []  # [(message iterator, msgid to answer at the end)]
+
+    # -- asyncio callbacks ------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.label = f"{peer[0]}:{peer[1]}"
+        else:
+            self.label = f"unix#{next(_unix_connection_numbers)}"
+        self.runner.connections.add(self)
+        transport.write(frame(self.server.protocol))
+
+    def data_received(self, data):
+        self._batch = batch = []
+        try:
+            try:
+                payloads = self._frames.feed(data)
+            except ProtocolError as exc:
+                self.close(str(exc))
+                return
+            for payload in payloads:
+                if self._closing:
+                    break
+                self._handle(payload)
+        finally:
+            self._batch = None
+            if batch and not self._closing:
+                self.transport.write(b"".join(batch))
+
+    def connection_lost(self, exc):
+        self._closing = True
+        self.runner.connections.discard(self)
+        self._streams = []
+        session = self.session
+        if session is not None:
+            self.session = None
+            try:
+                session.disconnected()
+            except Exception:
+                logger.exception("(%s) cleaning up after disconnect failed", self.label)
+            logger.info("(%s) disconnected", self.label)
+
+    def pause_writing(self):
+        self._paused = True
+
+    def resume_writing(self):
+        self._paused = False
+        if self._streams:
+            self._pump()
+
+    # -- incoming messages --------------------------------------------------------
+
+    def _handshake(self, payload):
+        server = self.server
+        if payload == b"ruok":
+            # Health probes come every few seconds: keep them out of INFO logs.
+            logger.debug("(%s) ruok status request", self.label)
+            status = json.dumps(server.ruok(), default=str).encode("ascii")
+            self._send(frame(status))
+            self.close(None)
+            return
+        if payload == server.protocol:
+            self.session = server.create_session(self)
+            self._methods = self.session.methods()
+            self._handle = self._message
+            logger.info("(%s) connected (%s)", self.label, payload.decode())
+            return
+        if payload[:1] in (b"M", b"Z") and payload[1:] == b"5":
+            self.close(
+                f"client asked for protocol {payload!r} but this server speaks "
+                f"only {server.protocol!r} (see the msgpack option)"
+            )
+        else:
+            self.close(f"bad handshake {payload[:20]!r}")
+
+    def _message(self, payload):
+        try:
+            msgid, one_way, name, args = self._decode(payload)
+        except ProtocolError as exc:
+            self.close(str(exc))
+            return
+        if msgid == -1:
+            return  # heartbeat
+        method = self._methods.get(name)
+        if method is None:
+            self._refuse(msgid, one_way, name)
+            return
+        problem = CHECKERS[name](args)
+        if problem is not None:
+            self.close(f"bad arguments: {problem}")
+            return
+        session = self.session
+        session.msgid = msgid
+        try:
+            result = method(*args)
+        except Exception as exc:
+            if one_way:
+                # There is no reply to carry the error; the client would go
+                # on as if the call had worked (PROTOCOL.md 3.1).
+                self.close(f"one-way call {name} failed: {type(exc).__name__}: {exc}")
+            else:
+                self.send_error(msgid, exc)
+            return
+        if one_way or result is DELAYED:
+            return
+        self.send_reply(msgid, result)
+
+    def _refuse(self, msgid, one_way, name):
+        if name not in CHECKERS:
+            self.close(f"unknown method {str(name)[:80]!r}")
+        elif self.session.storage is None:
+            self.close(f"{name} called before register")
+        elif name == "register":
+            self.close("register called twice")
+        elif one_way:
+            self.close(f"one-way call {name} is not supported by this storage")
+        else:
+            self.send_error(
+                msgid, AttributeError(f"{name} is not supported by this storage")
+            )
+
+    # -- outgoing messages ---------------------------------------------------------
+
+    def _send(self, data):
+        batch = self._batch
+        if batch is not None:
+            batch.append(data)
+        elif not self._closing:
+            self.transport.write(data)
+
+    def _send_payload(self, payload):
+        batch = self._batch
+        if batch is not None:
+            batch.append(_pack_size(len(payload)))
+            batch.append(payload)
+        elif not self._closing:
+            self.transport.write(_pack_size(len(payload)) + payload)
+
+    def send_frame(self, data):
+        """Send an already framed message (a broadcast encoded once)."""
+        self._send(data)
+
+    def send_reply(self, msgid, value):
+        try:
+            payload = self._encode(msgid, 0, ".reply", value)
+        except Exception as exc:
+            logger.error("(%s) cannot encode the reply %r: %s", self.label, value, exc)
+            self.send_error(msgid, TypeError(f"cannot encode the result: {exc}"))
+            return
+        self._send_payload(payload)
+
+    def send_error(self, msgid, exc):
+        if isinstance(exc, POSError):
+            logger.debug("(%s) error reply %r", self.label, exc)
+        else:
+            logger.warning(
+                "(%s) error reply %s: %s", self.label, type(exc).__name__, exc
+            )
+        try:
+            payload = self._encode(msgid, 2, ".reply", reduce_exception(exc))
+        except Exception:
+            name, _ = reduce_exception(exc)
+            payload = self._encode(msgid, 2, ".reply", (name, (str(exc),)))
+        self._send_payload(payload)
+
+    def call_async(self, name, args):
+        self._send_payload(self._encode(0, True, name, args))
+
+    def stream(self, messages, msgid):
+        """Send one-way ``(name, args)`` *messages* as the socket takes them,
+        then the reply None to *msgid* (sendBlob)."""
+        self._streams.append((messages, msgid))
+        if len(self._streams) == 1:
+            self._pump()
+
+    def _pump(self):
+        batch = self._batch
+        if batch:
+            # Keep order with replies already produced in this read.
+            self.transport.write(b"".join(batch))
+            batch.clear()
+        self._batch = None
+        try:
+            while self._streams and not self._paused and not self._closing:
+                messages, msgid = self._streams[0]
+                try:
+                    name, args = next(messages)
+                except StopIteration:
+                    del self._streams[0]
+                    self.send_reply(msgid, None)
+                    continue
+                except Exception as exc:
+                    del self._streams[0]
+                    self.send_error(msgid, exc)
+                    continue
+                self._send_payload(self._encode(0, True, name, args))
+        finally:
+            self._batch = batch
+
+    def run_in_thread(self, msgid, function, *args):
+        """Run a slow storage call in a thread; answer *msgid* with its result."""
+        future = self.runner.loop.run_in_executor(self.runner.executor, function, *args)
+        future.add_done_callback(lambda done: self._thread_done(msgid, done))
+
+    def _thread_done(self, msgid, future):
+        exc = future.exception()
+        if msgid is None:
+            if exc is not None:
+                logger.error("(%s) background call failed: %s", self.label, exc)
+            return
+        if self._closing:
+            return
+        if exc is not None:
+            self.send_error(msgid, exc)
+        else:
+            self.send_reply(msgid, future.result())
+
+    def registered(self):
+        """The session registered: it may now call every method."""
+        self._methods = self.session.methods()
+
+    def close(self, reason):
+        """Close this connection; *reason* (if any) is logged as one line."""
+        if self._closing:
+            return
+        if reason:
+            logger.error("(%s) closing the connection: %s", self.label, reason)
+        batch = self._batch
+        if batch:
+            self.transport.write(b"".join(batch))
+            batch.clear()
+        self._closing = True
+        self.transport.close()
+
+
+class ServerRunner:
+    """Run a :class:`~.server.StorageServer` on *address* until stopped.
+
+    *address* is ``(host, port)`` or a Unix socket path.  :meth:`run` blocks
+    (call it in the thread that should own the loop); :meth:`stop` may be
+    called from any thread.
+    """
+
+    def __init__(self, server, address, ssl_context=None):
+        self.server = server
+        # ZConfig's socket-binding-address gives an object; keep its value.
+        self.address = getattr(address, "address", address)
+        self.ssl_context = ssl_context
+        self.connections = set()
+        self.loop = None
+        self.listener = None
+        self.bound_address = None
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=4, thread_name_prefix="zeo-slow-call"
+        )
+        self.exit_code = 0
+        self.started = threading.Event()
+        self._stopped = None
+
+    def run(self, on_started=None):
+        """Serve until :meth:`stop`; return the exit code given to it."""
+        self.loop = loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve(on_started))
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+                self.executor.shutdown(wait=True)
+        return self.exit_code
+
+    async def _serve(self, on_started):
+        loop = self.loop
+        self._stopped = loop.create_future()
+        self.server.attach(loop)
+
+        def factory():
+            return ServerConnection(self.server, self)
+
+        try:
+            if isinstance(self.address, str):
+                self.listener = await loop.create_unix_server(
+                    factory, self.address, ssl=self.ssl_context
+                )
+                self.bound_address = self.address
+            else:
+                host, port = self.address
+                self.listener = await loop.create_server(
+                    factory, host or None, port, ssl=self.ssl_context, backlog=128
+                )
+                self.bound_address = self.listener.sockets[0].getsockname()[:2]
+            logger.info("listening on %s", _address_text(self.bound_address))
+            self.started.set()
+            if on_started is not None:
+                on_started(self)
+            await self._stopped
+        finally:
+            self.started.set()
+            await self._shutdown()
+
+    async def _shutdown(self):
+        if self.listener is not None:
+            self.listener.close()
+        for connection in list(self.connections):
+            connection.close(None)
+        # Let connection_lost run (it aborts transactions, frees locks).
+        for _ in range(100):
+            if not self.connections:
+                break
+            await asyncio.sleep(0.01)
+        if isinstance(self.address, str) and self.listener is not None:
+            try:
+                os.remove(self.address)
+            except OSError:
+                pass
+        self.server.close()
+
+    def stop(self, exit_code=0):
+        """Stop serving (thread-safe); :meth:`run` returns *exit_code*."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+
+        def _stop():
+            self.exit_code = exit_code
+            if self._stopped is not None and not self._stopped.done():
+                self._stopped.set_result(None)
+
+        try:
+            loop.call_soon_threadsafe(_stop)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+
+
+def _address_text(address):
+    if isinstance(address, str):
+        return address
+    return f"{address[0]}:{address[1]}"

@@ -1,0 +1,205 @@
+"""The StorageServer: the storages served and the state clients share.
+
+One instance serves several named storages.  Per storage it keeps the
+registered sessions, a :class:`~.lock.CommitLock`, an
+:class:`~.invalidation.InvalidationQueue` and the statistics that
+``server_status`` and ``ruok`` report.  It is driven from one event loop
+(:mod:`.net`); :meth:`attach` gives it that loop.
+"""
+
+import logging
+import time
+
+from ZODB.POSException import ConflictError
+from ZODB.serialize import referencesf
+
+from ..protocol import encoder, frame
+from .invalidation import InvalidationQueue
+from .lock import CommitLock
+from .zeostorage import ZEOStorage
+
+logger = logging.getLogger(__name__)
+
+
+class StorageStats:
+    """Counters of one storage, as ZEO's ``server_status`` names them."""
+
+    __slots__ = (
+        "loads",
+        "stores",
+        "commits",
+        "aborts",
+        "active_txns",
+        "conflicts",
+        "conflicts_resolved",
+        "start",
+    )
+
+    def __init__(self):
+        self.loads = self.stores = self.commits = self.aborts = 0
+        self.active_txns = self.conflicts = self.conflicts_resolved = 0
+        self.start = time.ctime()
+
+
+def _never_resolve_conflict(
+    oid, committed_serial, old_serial, new_pickle, committed_data=b""
+):
+    """Replaces a storage's resolver with client-conflict-resolution on."""
+    raise ConflictError(
+        oid=oid, serials=(committed_serial, old_serial), data=new_pickle
+    )
+
+
+class StorageServerDB:
+    """What the server registers with each storage (``registerDB``).
+
+    A storage that learns of changes by itself (a ClientStorage fan-out, a
+    replica) calls ``invalidate``; those calls may come from any thread.
+    """
+
+    def __init__(self, server, storage_id):
+        self.server = server
+        self.storage_id = storage_id
+        self.references = referencesf
+
+    def invalidate(self, tid, oids, version=""):
+        self.server.call_soon_threadsafe(
+            self.server.invalidate, None, self.storage_id, tid, list(oids)
+        )
+
+    def invalidateCache(self):
+        self.server.call_soon_threadsafe(self.server.drop_clients, self.storage_id)
+
+    def transform_record_data(self, data):
+        return data
+
+    untransform_record_data = transform_record_data
+
+
+class StorageServer:
+    """Serve *storages* (``{name: storage}``) to ZEO clients.
+
+    Options mirror the ``<zeo>`` section: *read_only*,
+    *invalidation_queue_size*, *invalidation_age*, *transaction_timeout*,
+    *client_conflict_resolution* and *msgpack* (True: announce ``M5``).
+    """
+
+    def __init__(
+        self,
+        storages,
+        read_only=False,
+        invalidation_queue_size=100,
+        invalidation_age=None,
+        transaction_timeout=None,
+        client_conflict_resolution=False,
+        msgpack=True,
+    ):
+        self.storages = dict(storages)
+        self.read_only = bool(read_only)
+        self.transaction_timeout = transaction_timeout
+        self.client_conflict_resolution = bool(client_conflict_resolution)
+        self.protocol = b"M5" if msgpack else b"Z5"
+        self.encode = encoder(self.protocol, server=True)
+        self.loop = None
+        self.sessions = {}  # storage id -> {session: None}, in register order
+        self.commit_locks = {}
+        self.invalidation_queues = {}
+        self.stats = {}
+        for name, storage in self.storages.items():
+            self.sessions[name] = {}
+            self.commit_locks[name] = CommitLock(name, transaction_timeout)
+            self.invalidation_queues[name] = InvalidationQueue(
+                storage, invalidation_queue_size, invalidation_age
+            )
+            self.stats[name] = StorageStats()
+            storage.registerDB(StorageServerDB(self, name))
+            if client_conflict_resolution:
+                storage.tryToResolveConflict = _never_resolve_conflict
+        logger.info(
+            "serving %s (%s, %s)",
+            ", ".join(
+                f"{name!r}: {storage.getName()}"
+                f"{' (read-only)' if storage.isReadOnly() else ''}"
+                for name, storage in self.storages.items()
+            ),
+            "read-only" if self.read_only else "read-write",
+            "msgpack" if msgpack else "pickle",
+        )
+
+    def attach(self, loop):
+        """Run on *loop*: timers and cross-thread calls go through it."""
+        self.loop = loop
+        for lock in self.commit_locks.values():
+            lock._schedule = loop.call_later
+
+    def call_soon_threadsafe(self, callback, *args):
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(callback, *args)
+
+    # -- sessions -------------------------------------------------------------
+
+    def create_session(self, connection):
+        return ZEOStorage(self, connection, self.read_only)
+
+    def register(self, session):
+        self.sessions[session.storage_id][session] = None
+
+    def unregister(self, session):
+        self.sessions[session.storage_id].pop(session, None)
+
+    def drop_clients(self, storage_id):
+        """The storage's data changed under us: make every client reverify."""
+        self.invalidation_queues[storage_id].reset()
+        for session in list(self.sessions[storage_id]):
+            session.connection.close(None)
+
+    # -- broadcasts -------------------------------------------------------------
+
+    def invalidate(self, sender, storage_id, tid, oids):
+        """Queue and send ``invalidateTransaction`` to all but *sender*."""
+        self.invalidation_queues[storage_id].add(tid, oids)
+        sessions = self.sessions[storage_id]
+        if not sessions or (len(sessions) == 1 and sender in sessions):
+            return
+        # Encoded once for every client: they all speak our one encoding.
+        message = frame(self.encode(0, True, "invalidateTransaction", (tid, oids)))
+        for session in sessions:
+            if session is not sender:
+                session.connection.send_frame(message)
+
+    def broadcast_info(self, storage_id, info):
+        message = frame(self.encode(0, True, "info", (info,)))
+        for session in self.sessions[storage_id]:
+            session.connection.send_frame(message)
+
+    # -- status ------------------------------------------------------------------
+
+    def server_status(self, storage_id):
+        stats = self.stats[storage_id]
+        lock = self.commit_locks[storage_id]
+        status = {name: getattr(stats, name) for name in StorageStats.__slots__}
+        status["connections"] = len(self.sessions[storage_id])
+        status["lock_time"] = lock.locked_since
+        status["waiting"] = len(lock.waiting)
+        status["timeout-thread-is-alive"] = lock.timer_alive
+        last = self.storages[storage_id].lastTransaction()
+        status["last-transaction"] = last.hex()
+        # Our additions.
+        status["invalidation-queue-length"] = len(self.invalidation_queues[storage_id])
+        status["encoding"] = "msgpack" if self.protocol[:1] == b"M" else "pickle"
+        status["read-only"] = self.read_only
+        return status
+
+    def ruok(self):
+        return {name: self.server_status(name) for name in self.storages}
+
+    def close(self):
+        """Close every storage (connections are closed by the acceptor)."""
+        for name, storage in self.storages.items():
+            logger.info("closing storage %r", name)
+            try:
+                storage.close()
+            except Exception:
+                logger.exception("closing storage %r failed", name)
