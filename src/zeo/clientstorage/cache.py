@@ -1,0 +1,432 @@
+"""The client cache: object records by (oid, tid range), bounded by bytes.
+
+A record is the state of one object revision: ``data`` written by
+transaction ``start`` and valid until ``end`` (the tid that replaced it), or
+``end is None`` when it is the current revision as far as this client knows.
+``load_before(oid, tid)`` answers from a record whose range covers *tid*,
+exactly like the server's ``loadBefore``, so ZODB's MVCC reads of older
+snapshots are served locally too.
+
+Eviction is a segmented LRU (SLRU) instead of ZEO's circular FIFO.  New
+records enter a *probation* segment; a record hit again moves to the
+*protected* segment, which may hold at most 80 % of the bytes.  Evictions take
+the least recently used probation record first.  A one-off scan (an export, a
+pack script, a report reading every object once) therefore only churns the
+probation segment and never flushes the hot working set, which FIFO and plain
+LRU both do.  Every operation is O(1) under one lock held for a few dict
+operations, so application threads read the cache without ever entering the
+I/O loop.
+
+Persistence: with a *path* the cache is loaded from that file at start and
+written back atomically (temporary file, ``fsync``, rename) by
+:meth:`ClientCache.save`, which the storage calls periodically and at close.
+A saved file is a consistent snapshot: every record in it was valid at the
+file's ``last_tid``, so after a crash the previous snapshot is still correct
+and the client brings it up to date with the server's invalidation queue.
+The file is locked with ``zc.lockfile`` (``<path>.lock``) so that two
+processes never share one cache; a file that does not parse is moved aside to
+``<path>.bad`` and an empty cache is started.
+"""
+
+import logging
+import os
+import struct
+import threading
+from collections import OrderedDict
+
+import zc.lockfile
+
+from ..exceptions import CacheError
+
+logger = logging.getLogger(__name__)
+
+ZERO_TID = b"\0" * 8
+
+# Share of the cache bytes the protected (hit at least twice) segment may
+# use.  The remaining 20 % is where new records prove themselves; the same
+# split as the SLRU of Caffeine/W-TinyLFU's main space.
+PROTECTED_SHARE = 0.8
+
+# Per-record bookkeeping cost counted against the size limit: the record
+# object, its dict and OrderedDict slots.  Counting it keeps a cache full of
+# tiny records from using many times its nominal size.
+RECORD_OVERHEAD = 120
+
+FILE_MAGIC = b"ZPC1"
+FILE_END = b"ZPCE"
+_header = struct.Struct(">4s8sQ")  # magic, last tid, record count
+_record_header = struct.Struct(">8s8s8sI")  # oid, start, end (zero: current), len
+
+
+class CacheRecord:
+    """One object revision held in the cache."""
+
+    __slots__ = ("oid", "start", "end", "data", "size", "protected")
+
+    def __init__(self, oid, start, end, data):
+        self.oid = oid
+        self.start = start
+        self.end = end
+        self.data = data
+        self.size = len(data) + RECORD_OVERHEAD
+        self.protected = False
+
+
+class ClientCache:
+    """Bounded cache of object records, optionally persisted in *path*.
+
+    All methods are thread-safe.  Mutations (``store``, ``invalidate``,
+    ``set_last_tid``) are made by the I/O thread in the order messages came
+    off the wire; application threads only read.
+    """
+
+    def __init__(self, path=None, size=20 * 1024 * 1024):
+        self.path = path
+        self.maxsize = max(int(size), 0)
+        self._lock = threading.Lock()
+        self._current = {}  # oid -> CacheRecord with end None
+        self._noncurrent = {}  # oid -> list of CacheRecord (end set)
+        self._probation = OrderedDict()  # record -> None, LRU first
+        self._protected = OrderedDict()
+        self._bytes = 0
+        self._protected_bytes = 0
+        self._last_tid = None
+        self._dirty = False
+        self._lockfile = None
+        self.hits = self.misses = self.evictions = 0
+        if path:
+            self._lockfile = _lock_cache_file(path)
+            try:
+                self._load_file()
+            except BaseException:
+                self._lockfile.close()
+                raise
+
+    # -- reading (application threads) -----------------------------------
+
+    def load_before(self, oid, tid):
+        """Return ``(data, start, end)`` for the revision visible before *tid*.
+
+        ``None`` means "not in the cache", never "does not exist".
+        """
+        with self._lock:
+            record = self._current.get(oid)
+            if record is not None and record.start < tid:
+                self._touch(record)
+                self.hits += 1
+                return record.data, record.start, None
+            for record in self._noncurrent.get(oid, ()):
+                if record.start < tid <= record.end:
+                    self._touch(record)
+                    self.hits += 1
+                    return record.data, record.start, record.end
+            self.misses += 1
+            return None
+
+    def load(self, oid):
+        """Return ``(data, tid)`` of the current record or ``None``."""
+        with self._lock:
+            record = self._current.get(oid)
+            if record is None:
+                self.misses += 1
+                return None
+            self._touch(record)
+            self.hits += 1
+            return record.data, record.start
+
+    def load_serial(self, oid, serial):
+        """Return the data written by *serial*, or ``None`` if not cached."""
+        with self._lock:
+            record = self._current.get(oid)
+            if record is not None and record.start == serial:
+                return record.data
+            for record in self._noncurrent.get(oid, ()):
+                if record.start == serial:
+                    return record.data
+            return None
+
+    def contains(self, oid, tid):
+        """Whether ``load_before(oid, tid)`` would hit (without counting)."""
+        with self._lock:
+            record = self._current.get(oid)
+            if record is not None and record.start < tid:
+                return True
+            return any(r.start < tid <= r.end for r in self._noncurrent.get(oid, ()))
+
+    @property
+    def last_tid(self):
+        """The tid up to which every record is known valid (or ``None``)."""
+        return self._last_tid
+
+    def __len__(self):
+        with self._lock:
+            return len(self._probation) + len(self._protected)
+
+    @property
+    def size_in_bytes(self):
+        """Bytes counted against the limit (data plus per-record overhead)."""
+        return self._bytes
+
+    # -- writing (I/O thread) ---------------------------------------------
+
+    def store(self, oid, start, end, data):
+        """Add a record; *end* ``None`` makes it the current revision.
+
+        A current record older than one already cached is ignored (the
+        newer one wins), and storing never overwrites a record with the same
+        start tid.
+        """
+        record = CacheRecord(oid, start, end, data)
+        if record.size > self.maxsize:
+            return
+        with self._lock:
+            if end is None:
+                existing = self._current.get(oid)
+                if existing is not None:
+                    if existing.start >= start:
+                        return
+                    # A newer current revision arrived without an
+                    # invalidation for the older one (our own commit does
+                    # this): the old one ends where the new one starts.
+                    self._make_noncurrent(existing, start)
+                self._current[oid] = record
+            else:
+                current = self._current.get(oid)
+                if current is not None and current.start == start:
+                    return
+                records = self._noncurrent.setdefault(oid, [])
+                for other in records:
+                    if other.start == start:
+                        return
+                records.append(record)
+            self._probation[record] = None
+            self._bytes += record.size
+            self._dirty = True
+            self._evict()
+
+    def invalidate(self, oid, tid):
+        """Transaction *tid* changed *oid*: end its current record at *tid*.
+
+        With *tid* ``None`` every record of *oid* is dropped (used when the
+        server says our view of the object is wrong, e.g. a ConflictError).
+        """
+        with self._lock:
+            if tid is None:
+                self._drop_oid(oid)
+                return
+            record = self._current.get(oid)
+            if record is not None and record.start < tid:
+                self._make_noncurrent(record, tid)
+                self._dirty = True
+
+    def invalidate_many(self, oids, tid):
+        """:meth:`invalidate` each oid, under one lock acquisition."""
+        with self._lock:
+            current = self._current
+            for oid in oids:
+                record = current.get(oid)
+                if record is not None and record.start < tid:
+                    self._make_noncurrent(record, tid)
+                    self._dirty = True
+
+    def set_last_tid(self, tid):
+        """Record that every invalidation up to *tid* has been applied."""
+        with self._lock:
+            if self._last_tid is not None and tid < self._last_tid:
+                raise ValueError(
+                    f"cache last tid would go backwards "
+                    f"({self._last_tid.hex()} -> {tid.hex()})"
+                )
+            self._last_tid = tid
+            self._dirty = True
+
+    def clear(self):
+        """Forget every record and the last tid."""
+        with self._lock:
+            self._current.clear()
+            self._noncurrent.clear()
+            self._probation.clear()
+            self._protected.clear()
+            self._bytes = self._protected_bytes = 0
+            self._last_tid = None
+            self._dirty = True
+
+    def drop_noncurrent(self):
+        """Forget non-current records (after a pack they may be gone)."""
+        with self._lock:
+            for records in self._noncurrent.values():
+                for record in records:
+                    self._unlink(record)
+            self._noncurrent.clear()
+            self._dirty = True
+
+    # -- internals (lock held) ---------------------------------------------
+
+    def _touch(self, record):
+        if record.protected:
+            self._protected.move_to_end(record)
+            return
+        del self._probation[record]
+        record.protected = True
+        self._protected[record] = None
+        self._protected_bytes += record.size
+        limit = self.maxsize * PROTECTED_SHARE
+        while self._protected_bytes > limit and len(self._protected) > 1:
+            demoted, _ = self._protected.popitem(last=False)
+            demoted.protected = False
+            self._protected_bytes -= demoted.size
+            self._probation[demoted] = None
+
+    def _make_noncurrent(self, record, end):
+        del self._current[record.oid]
+        record.end = end
+        self._noncurrent.setdefault(record.oid, []).append(record)
+
+    def _unlink(self, record):
+        if record.protected:
+            del self._protected[record]
+            self._protected_bytes -= record.size
+        else:
+            del self._probation[record]
+        self._bytes -= record.size
+
+    def _forget(self, record):
+        self._unlink(record)
+        if record.end is None:
+            del self._current[record.oid]
+        else:
+            records = self._noncurrent[record.oid]
+            records.remove(record)
+            if not records:
+                del self._noncurrent[record.oid]
+
+    def _drop_oid(self, oid):
+        record = self._current.pop(oid, None)
+        if record is not None:
+            self._unlink(record)
+        for record in self._noncurrent.pop(oid, ()):
+            self._unlink(record)
+        self._dirty = True
+
+    def _evict(self):
+        while self._bytes > self.maxsize:
+            segment = self._probation if self._probation else self._protected
+            record = next(iter(segment))
+            self._forget(record)
+            self.evictions += 1
+
+    # -- persistence ---------------------------------------------------------
+
+    def save(self):
+        """Write the cache to its file if it changed since the last save.
+
+        The snapshot is taken under the lock (a copy of references, cheap)
+        and written outside it, so readers are not blocked by disk I/O.
+        """
+        if not self.path:
+            return False
+        with self._lock:
+            if not self._dirty:
+                return False
+            last_tid = self._last_tid
+            records = list(self._probation) + list(self._protected)
+            snapshot = [(r.oid, r.start, r.end, r.data) for r in records]
+            self._dirty = False
+        if last_tid is None:
+            snapshot = []  # records without a tid cannot be verified later
+        temporary = f"{self.path}.tmp"
+        try:
+            with open(temporary, "wb") as f:
+                f.write(_header.pack(FILE_MAGIC, last_tid or ZERO_TID, len(snapshot)))
+                pack = _record_header.pack
+                for oid, start, end, data in snapshot:
+                    f.write(pack(oid, start, end or ZERO_TID, len(data)))
+                    f.write(data)
+                f.write(FILE_END)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.path)
+        except OSError:
+            self._dirty = True
+            logger.exception("could not save the client cache to %s", self.path)
+            return False
+        return True
+
+    def _load_file(self):
+        try:
+            with open(self.path, "rb") as f:
+                content = f.read()
+        except FileNotFoundError:
+            return
+        try:
+            last_tid, records = _parse_cache_file(content)
+        except ValueError as exc:
+            bad = f"{self.path}.bad"
+            logger.warning(
+                "client cache file %s is corrupt (%s); moved it to %s and "
+                "started an empty cache",
+                self.path,
+                exc,
+                bad,
+            )
+            os.replace(self.path, bad)
+            return
+        for oid, start, end, data in records:
+            self.store(oid, start, end, data)
+        self._last_tid = last_tid
+        self._dirty = False
+        logger.info(
+            "loaded %d records from client cache %s (last tid %s)",
+            len(self),
+            self.path,
+            last_tid.hex() if last_tid else None,
+        )
+
+    def close(self):
+        """Save the cache (if persistent) and release its file lock."""
+        if self._lockfile is not None:
+            self.save()
+            self._lockfile.close()
+            self._lockfile = None
+
+
+def _parse_cache_file(content):
+    """Return ``(last_tid or None, [(oid, start, end, data)])`` or raise."""
+    if len(content) < _header.size + len(FILE_END):
+        raise ValueError("file is too short")
+    magic, last_tid, count = _header.unpack_from(content, 0)
+    if magic != FILE_MAGIC:
+        raise ValueError(f"bad magic {magic!r}")
+    if content[-len(FILE_END) :] != FILE_END:
+        raise ValueError("end marker missing (the file was truncated)")
+    position = _header.size
+    limit = len(content) - len(FILE_END)
+    records = []
+    for _ in range(count):
+        if position + _record_header.size > limit:
+            raise ValueError("record header runs past the end")
+        oid, start, end, length = _record_header.unpack_from(content, position)
+        position += _record_header.size
+        if position + length > limit:
+            raise ValueError("record data runs past the end")
+        data = content[position : position + length]
+        position += length
+        if end != ZERO_TID and end <= start:
+            raise ValueError("record with an empty tid range")
+        records.append((oid, start, None if end == ZERO_TID else end, data))
+    if position != limit:
+        raise ValueError("trailing bytes after the last record")
+    return (None if last_tid == ZERO_TID else last_tid), records
+
+
+def _lock_cache_file(path):
+    lock_path = f"{path}.lock"
+    try:
+        return zc.lockfile.LockFile(lock_path)
+    except zc.lockfile.LockError:
+        raise CacheError(
+            f"the client cache file {path} is in use by another process "
+            f"(lock file {lock_path}). A persistent cache cannot be shared: "
+            f"give each process its own cache file (the `cache` or `client` "
+            f"option) or stop the other process."
+        ) from None

@@ -1,0 +1,277 @@
+"""Two-phase commit of :class:`~.storage.ClientStorage` (a mixin).
+
+One transaction at a time per storage (threads sharing one ClientStorage
+serialise their commits on ``_commit_lock``, as in ZEO).  ``tpc_begin`` to
+``storeBlob`` are one-way messages bound to the connection the transaction
+began on; ``tpc_vote`` is the first round trip.  If that connection is lost
+the transaction fails with :class:`ClientDisconnected` (a transient error,
+so transaction managers retry it).
+
+Client-side conflict resolution: a server configured with
+``client-conflict-resolution`` answers ``vote`` with ``{oid, serials,
+data}`` dicts; we resolve them with ZODB's ``tryToResolveConflict`` (the
+application classes are importable here, not necessarily on the server),
+send the resolved records and vote again.
+
+``tpc_finish`` updates the cache on the I/O thread when the reply arrives,
+before any later invalidation is processed: old records of the changed
+objects end at the new tid, the new states become current (except those the
+server resolved, whose stored state we do not know), the cache's last tid
+moves, ZODB's callback runs, and only then does ``lastTransaction()``
+return the new tid.
+"""
+
+import logging
+import os
+
+from ZODB.ConflictResolution import tryToResolveConflict
+from ZODB.POSException import (
+    ConflictError,
+    ReadOnlyError,
+    StorageTransactionError,
+    Unsupported,
+)
+
+from ..exceptions import ClientDisconnected
+
+logger = logging.getLogger(__name__)
+
+# ZEO stops after this many vote rounds of client-side resolution; each
+# round only happens when another client committed a conflicting change
+# in between, so more rounds mean a hot spot no retry will fix.
+MAX_RESOLUTION_ROUNDS = 9
+
+
+class TransactionState:
+    """What the client remembers about the transaction being committed."""
+
+    __slots__ = ("transaction", "protocol", "stored", "other_oids", "blobs", "undo")
+
+    def __init__(self, transaction, protocol):
+        self.transaction = transaction
+        self.protocol = protocol
+        self.stored = {}  # oid -> data to cache after finish, None: don't
+        self.other_oids = set()  # deleted / restored / undone: invalidate only
+        self.blobs = []  # (oid, uploaded file to move into the blob cache)
+        self.undo = False
+
+
+def _as_bytes(value):
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value)
+
+
+class CommitMixin:
+    """tpc_*, store, restore, deleteObject, storeBlob, undo."""
+
+    def _check(self, transaction):
+        state = self._transaction
+        if state is None or state.transaction is not transaction:
+            raise StorageTransactionError(self, transaction)
+        if state.protocol is not self._io.protocol:
+            raise ClientDisconnected(
+                "the connection this transaction began on was lost"
+            )
+        return state
+
+    def tpc_begin(self, transaction, tid=None, status=" "):
+        if self.isReadOnly():
+            raise ReadOnlyError()
+        state = self._transaction
+        if state is not None and state.transaction is transaction:
+            raise StorageTransactionError(
+                "Duplicate tpc_begin calls for same transaction"
+            )
+        self._commit_lock.acquire()
+        try:
+            protocol = self._io.wait_connected()
+            if protocol.read_only:
+                raise ReadOnlyError()
+            extension = getattr(transaction, "extension", None)
+            if extension is None:
+                extension = getattr(transaction, "_extension", None) or {}
+            self._io.send(
+                "tpc_begin",
+                id(transaction),
+                _as_bytes(transaction.user),
+                _as_bytes(transaction.description),
+                dict(extension),
+                tid,
+                status,
+                protocol=protocol,
+            )
+        except BaseException:
+            self._commit_lock.release()
+            raise
+        self._transaction = TransactionState(transaction, protocol)
+
+    def store(self, oid, serial, data, version, transaction):
+        assert not version, "versions are not supported"
+        state = self._check(transaction)
+        self._io.send(
+            "storea", oid, serial, data, id(transaction), protocol=state.protocol
+        )
+        state.stored[oid] = data
+
+    def checkCurrentSerialInTransaction(self, oid, serial, transaction):
+        state = self._check(transaction)
+        self._io.send(
+            "checkCurrentSerialInTransaction",
+            oid,
+            serial,
+            id(transaction),
+            protocol=state.protocol,
+        )
+
+    def deleteObject(self, oid, serial, transaction):
+        state = self._check(transaction)
+        self._io.send(
+            "deleteObject", oid, serial, id(transaction), protocol=state.protocol
+        )
+        state.stored.pop(oid, None)
+        state.other_oids.add(oid)
+
+    def restore(self, oid, serial, data, version, prev_txn, transaction):
+        assert not version, "versions are not supported"
+        state = self._check(transaction)
+        self._io.send(
+            "restorea",
+            oid,
+            serial,
+            data,
+            prev_txn,
+            id(transaction),
+            protocol=state.protocol,
+        )
+        state.stored.pop(oid, None)
+        state.other_oids.add(oid)
+
+    def storeBlob(self, oid, serial, data, blobfilename, version, transaction):
+        assert not version, "versions are not supported"
+        if self._blob_cache is None:
+            raise Unsupported("this ClientStorage has no blob_dir")
+        state = self._check(transaction)
+        kept = self._blob_cache.send(
+            self._io,
+            state.protocol,
+            oid,
+            serial,
+            data,
+            blobfilename,
+            id(transaction),
+        )
+        state.stored[oid] = data
+        state.blobs.append((oid, kept))
+
+    def undo(self, transaction_id, transaction):
+        state = self._check(transaction)
+        self._io.send("undoa", transaction_id, id(transaction), protocol=state.protocol)
+        state.undo = True
+        return None  # undone oids are reported by tpc_vote
+
+    def tpc_vote(self, transaction):
+        state = self._check(transaction)
+        resolved = []
+        for _ in range(MAX_RESOLUTION_ROUNDS):
+            try:
+                result = self._io.call("vote", id(transaction), protocol=state.protocol)
+            except ConflictError as exc:
+                if getattr(exc, "oid", None) is not None:
+                    # Our view of that object may be stale: drop it.
+                    self.cache.invalidate(exc.oid, None)
+                raise
+            conflicts = []
+            for item in result or ():
+                if isinstance(item, dict):
+                    conflicts.append(item)
+                else:
+                    # The server resolved it (or undo changed it): we do not
+                    # know the stored state, so it must not be cached.
+                    state.stored[item] = None
+                    state.other_oids.add(item)
+                    resolved.append(item)
+            if not conflicts:
+                return resolved
+            for conflict in conflicts:
+                oid = conflict["oid"]
+                committed, read = conflict["serials"]
+                data = tryToResolveConflict(
+                    self, oid, committed, read, conflict["data"]
+                )
+                self._io.send(
+                    "storea",
+                    oid,
+                    committed,
+                    data,
+                    id(transaction),
+                    protocol=state.protocol,
+                )
+                state.stored[oid] = data
+                resolved.append(oid)
+        raise ConflictError(
+            f"conflicts still unresolved after {MAX_RESOLUTION_ROUNDS} rounds"
+        )
+
+    def tpc_finish(self, transaction, f=None):
+        state = self._check(transaction)
+        try:
+            tid = self._io.call(
+                "tpc_finish",
+                id(transaction),
+                hook=lambda tid: self._apply_commit(state, tid, f),
+                protocol=state.protocol,
+            )
+            for oid, filename in state.blobs:
+                self._blob_cache.committed(oid, tid, filename)
+            return tid
+        finally:
+            self._end_transaction()
+
+    def _apply_commit(self, state, tid, callback):
+        """Our commit of *tid* succeeded (I/O thread, before later messages)."""
+        changed = list(state.stored) + [
+            oid for oid in state.other_oids if oid not in state.stored
+        ]
+        cache = self.cache
+        cache.invalidate_many(changed, tid)
+        for oid, data in state.stored.items():
+            if data is not None:
+                cache.store(oid, tid, None, data)
+        self._note_invalidation(tid, changed)
+        if cache.last_tid is None or cache.last_tid < tid:
+            cache.set_last_tid(tid)
+        if callback is not None:
+            try:
+                callback(tid)
+            except Exception:
+                logger.exception("the tpc_finish callback failed")
+        self.set_last_transaction(tid)
+        self._watches.notify(tid, changed)
+        return tid
+
+    def tpc_abort(self, transaction):
+        state = self._transaction
+        if state is None or state.transaction is not transaction:
+            return
+        try:
+            if state.protocol is self._io.protocol:
+                self._io.call("tpc_abort", id(transaction), protocol=state.protocol)
+        except ClientDisconnected:
+            pass  # the server aborts it when the connection goes
+        finally:
+            for _, filename in state.blobs:
+                if filename and os.path.exists(filename):
+                    os.remove(filename)
+            self._end_transaction()
+
+    def _end_transaction(self):
+        self._transaction = None
+        self._commit_lock.release()
+        self._collect_iterators()
+
+    def tpc_transaction(self):
+        state = self._transaction
+        return None if state is None else state.transaction

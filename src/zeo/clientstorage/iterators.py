@@ -1,0 +1,119 @@
+"""Server-side iterators seen from the client (IStorageIteration).
+
+The server keeps the iteration state; the client holds an iterator id and
+pulls one transaction (``iterator_next``) or record
+(``iterator_record_next``) per round trip.  Iterators dropped before they
+are exhausted are reported with one-way ``iterator_gc`` so the server can
+free them; after a reconnect the server has forgotten them all, and using
+one raises :class:`ClientDisconnected`.
+"""
+
+import weakref
+
+import ZODB.BaseStorage
+
+from ..exceptions import ClientDisconnected
+
+
+class IteratorRegistry:
+    """Iterator ids this client holds, and the ones to garbage-collect."""
+
+    def __init__(self):
+        self._live = weakref.WeakValueDictionary()
+        self._ids = set()
+
+    def add(self, iid, iterator):
+        self._live[iid] = iterator
+        self._ids.add(iid)
+        return iterator
+
+    def forget(self, iid):
+        self._live.pop(iid, None)
+        self._ids.discard(iid)
+
+    def collectable(self):
+        """Ids whose iterator objects are gone; they are forgotten here."""
+        dead = self._ids - set(self._live.keys())
+        self._ids -= dead
+        return dead
+
+    def disconnected(self):
+        for iterator in list(self._live.values()):
+            iterator.iid = None
+        self._live = weakref.WeakValueDictionary()
+        self._ids.clear()
+
+
+class TransactionIterator:
+    """Iterates over transaction records held by the server."""
+
+    def __init__(self, storage, iid):
+        self._storage = storage
+        self.iid = iid
+        self._ended = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._ended:
+            raise StopIteration
+        if self.iid is None:
+            raise ClientDisconnected("the connection was lost during iteration")
+        tx_data = self._storage._io.call("iterator_next", self.iid)
+        if tx_data is None:
+            self._ended = True
+            self._storage._iterators.forget(self.iid)
+            raise StopIteration
+        return TransactionRecord(self._storage, self, *tx_data)
+
+    def close(self):
+        if not self._ended and self.iid is not None:
+            self._ended = True
+            self._storage._iterators.forget(self.iid)
+            self._storage._send_iterator_gc([self.iid])
+
+
+class TransactionRecord(ZODB.BaseStorage.TransactionRecord):
+    """One transaction; iterating it pulls its data records."""
+
+    def __init__(self, storage, transactions, tid, status, user, description, ext):
+        if isinstance(ext, (bytes, bytearray)):
+            from ZODB.utils import loads_extension  # pragma: no cover
+
+            ext = loads_extension(ext)  # pragma: no cover
+        super().__init__(tid, status, user, description, dict(ext or {}))
+        self._storage = storage
+        self._transactions = transactions
+
+    def __iter__(self):
+        if self._transactions.iid is None:
+            raise ClientDisconnected("the connection was lost during iteration")
+        riid = self._storage._io.call(
+            "iterator_record_start", self._transactions.iid, self.tid
+        )
+        return self._storage._iterators.add(riid, RecordIterator(self._storage, riid))
+
+
+class RecordIterator:
+    """Data records of one transaction."""
+
+    def __init__(self, storage, iid):
+        self._storage = storage
+        self.iid = iid
+        self._ended = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._ended:
+            raise StopIteration
+        if self.iid is None:
+            raise ClientDisconnected("the connection was lost during iteration")
+        item = self._storage._io.call("iterator_record_next", self.iid)
+        if item is None:
+            self._ended = True
+            self._storage._iterators.forget(self.iid)
+            raise StopIteration
+        return ZODB.BaseStorage.DataRecord(*item)

@@ -1,0 +1,468 @@
+"""``ClientStorage``: a ZODB storage served by a ZEO 5/6 server.
+
+Reads are answered from the client cache on the calling thread; a miss is
+one round trip through the I/O thread (:mod:`.io`), whose reply enters the
+cache on that thread in wire order with invalidations.  Writes follow
+:mod:`.commit`.  The interfaces the storage provides beyond IStorage and
+IMultiCommitStorage are taken from the server's ``get_info()['interfaces']``
+(as ZEO does), so ZODB only uses undo, iteration, restore, blobs and
+external GC when the served storage has them.
+"""
+
+import collections
+import logging
+import os
+import threading
+import time
+
+import ZODB.BaseStorage
+import ZODB.blob
+import ZODB.interfaces
+import zope.interface
+from ZODB.POSException import POSKeyError, ReadOnlyError, Unsupported
+from ZODB.utils import maxtid, z64
+
+from ..exceptions import ClientDisconnected
+from .blobs import BlobCache
+from .cache import ClientCache
+from .commit import CommitMixin
+from .io import ClientIO, normalize_addresses
+from .iterators import IteratorRegistry, TransactionIterator
+from .watch import WatchDispatcher
+
+logger = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+
+# Interfaces we implement and enable when the server's storage has them.
+OPTIONAL_INTERFACES = (
+    ZODB.interfaces.IStorageRestoreable,
+    ZODB.interfaces.IStorageIteration,
+    ZODB.interfaces.IStorageUndoable,
+    ZODB.interfaces.IStorageCurrentRecordIteration,
+    ZODB.interfaces.IBlobStorage,
+    ZODB.interfaces.IExternalGC,
+)
+
+# How many recent invalidations the load race check remembers; a load whose
+# reply takes longer than this many transactions is not cached as current.
+INVALIDATION_LOG_SIZE = 512
+
+
+@zope.interface.implementer(
+    ZODB.interfaces.IStorage, ZODB.interfaces.IMultiCommitStorage
+)
+class ClientStorage(CommitMixin):
+    """A storage whose data lives on a ZEO server (see ``docs/zeo-client.rst``)."""
+
+    def __init__(
+        self,
+        addr,
+        storage="1",
+        cache_size=20 * MB,
+        name="",
+        cache=None,
+        client=None,
+        var=None,
+        blob_dir=None,
+        shared_blob_dir=False,
+        blob_cache_size=None,
+        blob_cache_size_check=10,
+        read_only=False,
+        read_only_fallback=False,
+        server_sync=False,
+        wait=True,
+        wait_timeout=30,
+        client_label=None,
+        disconnect_poll=1,
+        min_disconnect_poll=None,
+        max_disconnect_poll=10,
+        ssl=None,
+        ssl_server_hostname=None,
+        credentials=None,
+        username=None,
+        password=None,
+        realm=None,
+        drop_cache_rather_verify=True,
+        cache_save_interval=60,
+        debug=False,
+    ):
+        if credentials or username or password or realm:
+            logger.warning(
+                "credentials are ignored: ZEO 5/6 servers authenticate clients "
+                "by TLS certificates only (use ssl=)"
+            )
+        if min_disconnect_poll is not None:
+            disconnect_poll = min_disconnect_poll
+        addresses = normalize_addresses(addr)
+        self._storage_name = str(storage)
+        self._name = name or str(addr)
+        self._read_only = bool(read_only)
+        self._server_sync = server_sync
+        if cache is None and client:
+            cache = os.path.join(var or os.getcwd(), f"{client}-{storage}.zec")
+        self.cache = ClientCache(cache, cache_size)
+        self._blob_cache = None
+        self.blob_dir = blob_dir
+        if blob_dir is not None:
+            self._blob_cache = BlobCache(
+                blob_dir, shared_blob_dir, blob_cache_size, blob_cache_size_check
+            )
+        self.shared_blob_dir = shared_blob_dir
+        self._info = {"length": 0, "size": 0, "name": self._name}
+        self._last_tid = None
+        self._db = None
+        self._transaction = None
+        self._commit_lock = threading.Lock()
+        self._oids = []
+        self._oid_lock = threading.Lock()
+        self._iterators = IteratorRegistry()
+        self._watches = WatchDispatcher(self._name)
+        self._invalidation_seq = 0
+        self._invalidation_log = collections.deque(maxlen=INVALIDATION_LOG_SIZE)
+        self._connected_read_only = False
+        self._closed = False
+        self.callbacks = {
+            "invalidateTransaction": self._invalidate_transaction,
+            "info": self._info.update,
+        }
+        if self._blob_cache is not None:
+            self.callbacks.update(
+                receiveBlobStart=self._blob_cache.receive_start,
+                receiveBlobChunk=self._blob_cache.receive_chunk,
+                receiveBlobStop=self._blob_cache.receive_stop,
+            )
+        self._io = ClientIO(
+            self,
+            addresses,
+            storage_name=self._storage_name,
+            read_only=self._read_only,
+            read_only_fallback=read_only_fallback,
+            disconnect_poll=disconnect_poll,
+            max_disconnect_poll=max_disconnect_poll or 10,
+            ssl=ssl,
+            ssl_server_hostname=ssl_server_hostname,
+            client_label=client_label,
+            wait_timeout=wait_timeout if wait_timeout is not None else 30,
+        )
+        self._saver_stop = threading.Event()
+        self._saver = None
+        if self.cache.path and cache_save_interval:
+            self._saver = threading.Thread(
+                target=self._save_periodically,
+                args=(cache_save_interval,),
+                name="zeo cache saver",
+                daemon=True,
+            )
+            self._saver.start()
+        self._io.start()
+        if wait:
+            try:
+                self._io.wait_connected()
+            except ClientDisconnected:
+                self.close()
+                raise
+
+    # -- callbacks from the I/O thread --------------------------------------------
+
+    def _invalidate_transaction(self, tid, oids):
+        """Another client committed *tid* (server callback, wire order)."""
+        if self._last_tid is not None and tid <= self._last_tid:
+            logger.debug("ignoring old invalidation for %s", tid.hex())
+            return
+        oids = list(oids)
+        self.cache.invalidate_many(oids, tid)
+        self._note_invalidation(tid, oids)
+        self.cache.set_last_tid(tid)
+        self.deliver_invalidations(tid, oids)
+
+    def _note_invalidation(self, tid, oids):
+        self._invalidation_seq += 1
+        self._invalidation_log.append((self._invalidation_seq, tid, frozenset(oids)))
+
+    def deliver_invalidations(self, tid, oids, notify_db=True):
+        """Tell ZODB, then move ``lastTransaction``, then wake watchers."""
+        if notify_db and self._db is not None:
+            self._db.invalidate(tid, oids)
+        self.set_last_transaction(tid)
+        self._watches.notify(tid, oids)
+
+    def set_last_transaction(self, tid):
+        if self._last_tid is None or tid > self._last_tid:
+            self._last_tid = tid
+
+    def last_seen_tid(self):
+        return self._last_tid
+
+    def notify_cache_dropped(self):
+        self._invalidation_seq += 1
+        self._invalidation_log.clear()
+        if self._db is not None:
+            self._db.invalidateCache()
+
+    def notify_disconnected(self):
+        self._iterators.disconnected()
+
+    def set_server_info(self, info, read_only):
+        self._info.update(info)
+        self._connected_read_only = read_only
+        offered = {tuple(i) for i in info.get("interfaces", ())}
+        for interface in OPTIONAL_INTERFACES:
+            if (interface.__module__, interface.__name__) not in offered:
+                continue
+            if interface is ZODB.interfaces.IBlobStorage and self._blob_cache is None:
+                continue
+            zope.interface.alsoProvides(self, interface)
+
+    # -- loads ---------------------------------------------------------------
+
+    def loadBefore(self, oid, tid):
+        result = self.cache.load_before(oid, tid)
+        if result is not None:
+            return result
+        return self._io.call(
+            "loadBefore",
+            oid,
+            tid,
+            msgid=(oid, tid),
+            hook=self._load_hook(oid),
+            retry=True,
+        )
+
+    def _load_hook(self, oid):
+        sequence = self._invalidation_seq
+
+        def loaded(result):
+            if result is not None:
+                data, start, end = result
+                if end is not None or not self._invalidated_since(oid, start, sequence):
+                    self.cache.store(oid, start, end, data)
+            return result
+
+        return loaded
+
+    def _invalidated_since(self, oid, start, sequence):
+        """Was *oid* changed after *start* by a transaction applied since
+        *sequence*?  Then a "current" reply is already stale (a server that
+        answers loads out of order with invalidations); such a reply is
+        returned to the caller but not cached."""
+        if sequence == self._invalidation_seq:
+            return False
+        log = self._invalidation_log
+        if not log or log[0][0] > sequence + 1:
+            return True  # the window is not fully remembered: be safe
+        for entry_sequence, tid, oids in reversed(log):
+            if entry_sequence <= sequence:
+                return False
+            if tid > start and oid in oids:
+                return True
+        return False
+
+    def load(self, oid, version=""):
+        result = self.cache.load(oid)
+        if result is not None:
+            return result
+        result = self.loadBefore(oid, maxtid)
+        if result is None:
+            raise POSKeyError(oid)
+        return result[:2]
+
+    def loadSerial(self, oid, serial):
+        data = self.cache.load_serial(oid, serial)
+        if data is not None:
+            return data
+        return self._io.call("loadSerial", oid, serial, retry=True)
+
+    def getTid(self, oid):
+        return self._io.call("getTid", oid, retry=True)
+
+    def prefetch(self, oids, tid):
+        """Ask for the states of *oids* as of *tid* without waiting."""
+        for oid in oids:
+            if not self.cache.contains(oid, tid):
+                self._io.send_call_nowait(
+                    "loadBefore", oid, tid, msgid=(oid, tid), hook=self._load_hook(oid)
+                )
+
+    # -- other IStorage methods ----------------------------------------------------
+
+    def new_oid(self):
+        if self.isReadOnly():
+            raise ReadOnlyError()
+        with self._oid_lock:
+            if not self._oids:
+                self._oids = list(reversed(self._io.call("new_oids", retry=True)))
+            return self._oids.pop()
+
+    def lastTransaction(self):
+        return self._last_tid or z64
+
+    def history(self, oid, size=1):
+        return self._io.call("history", oid, size, retry=True)
+
+    def record_iternext(self, next=None):
+        return self._io.call("record_iternext", next, retry=True)
+
+    def getName(self):
+        return self._name
+
+    def getSize(self):
+        return self._info.get("size", 0)
+
+    def __len__(self):
+        return self._info.get("length", 0)
+
+    def sortKey(self):
+        return f"zeo:{self._io.addresses}:{self._storage_name}"
+
+    def isReadOnly(self):
+        return self._read_only or self._connected_read_only
+
+    def supportsUndo(self):
+        return bool(self._info.get("supportsUndo"))
+
+    def registerDB(self, db):
+        self._db = db
+
+    def sync(self):
+        """With ``server_sync``, a round trip so every invalidation the
+        server sent before now is applied (read-your-writes across
+        processes)."""
+        if self._server_sync:
+            self.ping()
+
+    def ping(self):
+        self._io.call("ping", retry=True)
+
+    def is_connected(self, test=False):
+        if test and self._io.is_connected():
+            try:
+                self.ping()
+            except ClientDisconnected:
+                return False
+        return self._io.is_connected()
+
+    def server_status(self):
+        return self._io.call("server_status", retry=True)
+
+    def new_addr(self, addr):
+        """Use *addr* from now on; drop the connection if it is not in it."""
+        addresses = normalize_addresses(addr)
+        self._io.addresses = addresses
+        protocol = self._io.protocol
+        if protocol is not None and protocol.address not in addresses:
+            self._io.loop.call_soon_threadsafe(protocol.close)
+
+    def clear_cache(self):
+        """Drop every cached record (the cache's last tid stays)."""
+        last_tid = self.cache.last_tid
+        self.cache.clear()
+        if last_tid is not None:
+            self.cache.set_last_tid(last_tid)
+
+    def pack(self, t=None, referencesf=None, wait=1, days=0, gc=True):
+        """Pack the server's storage as of *t* (``referencesf`` is unused:
+        the server has its own).  ``gc=False`` packs without garbage
+        collection; it needs a server with the zeopapa ``pack`` extension
+        (a third argument), real ZEO servers refuse it."""
+        if t is None:
+            t = time.time()
+        t -= days * 86400
+        args = (t, wait) if gc else (t, wait, False)
+        try:
+            result = self._io.call("pack", *args)
+        except TypeError as exc:
+            if gc:
+                raise
+            raise Unsupported(
+                f"this server cannot pack without garbage collection ({exc}); "
+                f"only zeopapa servers support pack(..., gc=False)"
+            )
+        self.cache.drop_noncurrent()  # packed-away revisions must not be served
+        return result
+
+    def undoLog(self, first=0, last=-20, filter=None):
+        log = self._io.call("undoLog", first, last, retry=True)
+        if filter is not None:
+            log = [entry for entry in log if filter(entry)]
+        return list(log)
+
+    def undoInfo(self, first=0, last=-20, specification=None):
+        return list(self._io.call("undoInfo", first, last, specification, retry=True))
+
+    def iterator(self, start=None, stop=None):
+        self._collect_iterators()
+        iid = self._io.call("iterator_start", start, stop)
+        return self._iterators.add(iid, TransactionIterator(self, iid))
+
+    def _collect_iterators(self):
+        dead = self._iterators.collectable()
+        if dead:
+            self._send_iterator_gc(list(dead))
+
+    def _send_iterator_gc(self, iids):
+        if self._io.protocol is not None:
+            try:
+                self._io.send("iterator_gc", iids)
+            except ClientDisconnected:
+                pass
+
+    def copyTransactionsFrom(self, other, verbose=0):
+        ZODB.BaseStorage.copy(other, self, verbose)
+
+    # -- blobs ----------------------------------------------------------------------
+
+    def _require_blobs(self):
+        if self._blob_cache is None:
+            raise Unsupported("this ClientStorage has no blob_dir")
+        return self._blob_cache
+
+    def loadBlob(self, oid, serial):
+        return self._require_blobs().load(oid, serial, self._io)
+
+    def openCommittedBlobFile(self, oid, serial, blob=None):
+        for attempt in range(2):
+            path = self.loadBlob(oid, serial)
+            try:
+                if blob is None:
+                    return open(path, "rb")
+                return ZODB.blob.BlobFile(path, "r", blob)
+            except FileNotFoundError:
+                if attempt:
+                    raise  # pruned twice in a row: give up
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def temporaryDirectory(self):
+        return self._require_blobs().temporary_directory()
+
+    # -- beyond ZEO ---------------------------------------------------------------
+
+    def watch(self, callback, oids=None):
+        """Call ``callback(tid, oids)`` for every committed transaction seen.
+
+        With *oids*, only for transactions that change one of them, and
+        ``oids`` is then the changed subset.  Callbacks run on one dispatcher
+        thread, in tid order.  Returns a handle; ``handle.close()`` stops it.
+        """
+        return self._watches.add(callback, oids)
+
+    # -- life cycle -------------------------------------------------------------
+
+    def _save_periodically(self, interval):
+        while not self._saver_stop.wait(interval):
+            self.cache.save()
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        self._collect_iterators()
+        self._io.close()
+        self._watches.close()
+        self._saver_stop.set()
+        if self._saver is not None and self._saver is not threading.current_thread():
+            self._saver.join(5)
+        self.cache.close()
+
+    def __repr__(self):
+        return f"<ClientStorage {self._name!r} storage {self._storage_name!r}>"

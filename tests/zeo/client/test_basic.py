@@ -1,0 +1,154 @@
+"""Our ClientStorage against a real server: store, load, commit, interfaces."""
+
+import threading
+
+import pytest
+import transaction
+import ZODB
+import ZODB.interfaces
+from persistent.mapping import PersistentMapping
+from ZODB.Connection import TransactionMetaData
+from ZODB.POSException import ConflictError, POSKeyError, ReadConflictError
+from ZODB.tests.MinPO import MinPO
+from ZODB.tests.StorageTestBase import zodb_pickle
+from ZODB.utils import p64, z64
+from zope.interface.verify import verifyObject
+
+from tests.zeo.client.conftest import wait_until
+
+
+def commit_record(storage, oid, serial, data):
+    """Store one record in its own transaction; return the new tid."""
+    txn = TransactionMetaData()
+    storage.tpc_begin(txn)
+    storage.store(oid, serial, data, "", txn)
+    storage.tpc_vote(txn)
+    return storage.tpc_finish(txn)
+
+
+def test_store_and_load(server, client_factory):
+    storage = client_factory(server.addr)
+    oid = storage.new_oid()
+    tid = commit_record(storage, oid, z64, b"first state")
+    assert storage.lastTransaction() == tid
+    assert storage.load(oid) == (b"first state", tid)
+    other = client_factory(server.addr)
+    assert other.load(oid) == (b"first state", tid)
+    assert other.loadBefore(oid, p64(int.from_bytes(tid, "big") + 1)) == (
+        b"first state",
+        tid,
+        None,
+    )
+    assert other.loadBefore(oid, tid) is None
+    with pytest.raises(POSKeyError):
+        other.load(p64(999999))
+
+
+def test_new_oids_are_fetched_in_batches(server, client_factory):
+    storage = client_factory(server.addr)
+    oids = [storage.new_oid() for _ in range(150)]
+    assert len(set(oids)) == 150
+    # 150 oids took two new_oids calls of 100: 50 are left locally.
+    assert len(storage._oids) == 50
+
+
+def test_verify_interfaces(start_server, client_factory):
+    server = start_server(msgpack=True, blobs=True)
+    storage = client_factory(server.addr, blob_dir=str(server.directory / "cache"))
+    for interface in (
+        ZODB.interfaces.IStorage,
+        ZODB.interfaces.IMultiCommitStorage,
+        ZODB.interfaces.IStorageIteration,
+        ZODB.interfaces.IStorageUndoable,
+        ZODB.interfaces.IStorageRestoreable,
+        ZODB.interfaces.IBlobStorage,
+        ZODB.interfaces.IExternalGC,
+        ZODB.interfaces.IStorageCurrentRecordIteration,
+    ):
+        assert interface.providedBy(storage), interface
+        verifyObject(interface, storage)
+
+
+def test_conflict_error_carries_oid_and_serials(server, client_factory):
+    storage = client_factory(server.addr)
+    oid = storage.new_oid()
+    first = commit_record(storage, oid, z64, zodb_pickle(MinPO(1)))
+    second = commit_record(storage, oid, first, zodb_pickle(MinPO(2)))
+    txn = TransactionMetaData()
+    storage.tpc_begin(txn)
+    # Based on a stale serial; MinPO cannot resolve conflicts.
+    storage.store(oid, first, zodb_pickle(MinPO(3)), "", txn)
+    with pytest.raises(ConflictError) as info:
+        storage.tpc_vote(txn)
+    storage.tpc_abort(txn)
+    assert info.value.oid == oid
+    assert set(info.value.serials) == {first, second}
+    # The storage is usable after the abort.
+    assert storage.load(oid) == (zodb_pickle(MinPO(2)), second)
+
+
+def test_read_conflict_from_check_current_serial(server, client_factory):
+    storage = client_factory(server.addr)
+    oid, other_oid = storage.new_oid(), storage.new_oid()
+    first = commit_record(storage, oid, z64, zodb_pickle(MinPO(1)))
+    commit_record(storage, oid, first, zodb_pickle(MinPO(2)))
+    txn = TransactionMetaData()
+    storage.tpc_begin(txn)
+    storage.store(other_oid, z64, b"x", "", txn)
+    storage.checkCurrentSerialInTransaction(oid, first, txn)
+    with pytest.raises(ReadConflictError):
+        storage.tpc_vote(txn)
+    storage.tpc_abort(txn)
+
+
+def test_invalidation_reaches_second_database(server, client_factory):
+    db1 = ZODB.DB(client_factory(server.addr))
+    db2 = ZODB.DB(client_factory(server.addr))
+    try:
+        tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+        c1, c2 = db1.open(tm1), db2.open(tm2)
+        c1.root()["value"] = 1
+        tm1.commit()
+        tm2.begin()
+        wait_until(lambda: (tm2.begin(), c2.root().get("value"))[1] == 1)
+        c1.root()["value"] = 2
+        tm1.commit()
+
+        def sees_two():
+            tm2.begin()
+            return c2.root()["value"] == 2
+
+        wait_until(sees_two, message="second client sees the change")
+        c1.close()
+        c2.close()
+    finally:
+        db1.close()
+        db2.close()
+
+
+def test_concurrent_conflicting_commits_through_zodb(server, client_factory):
+    db = ZODB.DB(client_factory(server.addr))
+    try:
+        with db.transaction() as conn:
+            conn.root()["counter"] = PersistentMapping(n=0)
+        errors = []
+
+        def bump(times):
+            tm = transaction.TransactionManager()
+            conn = db.open(tm)
+            for _ in range(times):
+                for attempt in tm.attempts(20):
+                    with attempt:
+                        conn.root()["counter"]["n"] += 1
+            conn.close()
+
+        threads = [threading.Thread(target=bump, args=(10,)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors
+        with db.transaction() as conn:
+            assert conn.root()["counter"]["n"] == 30
+    finally:
+        db.close()
