@@ -113,6 +113,28 @@ def load_options(arguments):
     return zeo_section, storages, eventlog
 
 
+def describe_configuration_error(exc):
+    """One line saying where the configuration is wrong and how.
+
+    ZConfig's message for a bad value ("invalid literal for int()") does not
+    name the key, so the offending line is quoted from the file.
+    """
+    message = getattr(exc, "message", None) or str(exc)
+    line_number = getattr(exc, "lineno", None)
+    url = getattr(exc, "url", None)
+    if not line_number or not url:
+        return f"configuration error: {exc}"
+    path = url[len("file://") :] if url.startswith("file://") else url
+    quoted = ""
+    try:
+        with open(path) as file:
+            lines = file.read().splitlines()
+        quoted = f" {lines[line_number - 1].strip()!r}:"
+    except (OSError, IndexError):
+        pass
+    return f"configuration error in {path}, line {line_number}:{quoted} {message}"
+
+
 def _configure_logging(eventlog):
     if eventlog is not None:
         eventlog()
@@ -150,8 +172,11 @@ def main(argv=None):
     arguments = _parse_arguments(sys.argv[1:] if argv is None else argv)
     try:
         zeo_section, storage_sections, eventlog = load_options(arguments)
-    except (ZConfig.ConfigurationError, UsageError) as exc:
-        sys.stderr.write(f"runzeo: configuration error: {exc}\n")
+    except ZConfig.ConfigurationError as exc:
+        sys.stderr.write(f"runzeo: {describe_configuration_error(exc)}\n")
+        sys.exit(USAGE_ERROR)
+    except UsageError as exc:
+        sys.stderr.write(f"runzeo: {exc}\n")
         sys.exit(USAGE_ERROR)
     except OSError as exc:
         sys.stderr.write(f"runzeo: cannot read the configuration: {exc}\n")
