@@ -50,6 +50,18 @@ def _never_resolve_conflict(
     )
 
 
+def _disable_conflict_resolution(storage):
+    """Make *storage*, and every storage a proxy wraps, refuse to resolve.
+
+    Setting the attribute on a BlobStorage proxy does not reach the
+    FileStorage inside, whose ``store`` is what calls the resolver.
+    """
+    while storage is not None:
+        storage.tryToResolveConflict = _never_resolve_conflict
+        # BlobStorage keeps the storage it wraps in a private attribute.
+        storage = getattr(storage, "_BlobStorage__storage", None)
+
+
 class StorageServerDB:
     """What the server registers with each storage (``registerDB``).
 
@@ -114,7 +126,7 @@ class StorageServer:
             self.stats[name] = StorageStats()
             storage.registerDB(StorageServerDB(self, name))
             if client_conflict_resolution:
-                storage.tryToResolveConflict = _never_resolve_conflict
+                _disable_conflict_resolution(storage)
         logger.info(
             "serving %s (%s, %s)",
             ", ".join(
