@@ -78,11 +78,14 @@ def server_config(
     log_path=None,
     zeo_options=None,
     storage_section=None,
+    ssl_section=None,
 ):
     """The text of a runzeo configuration."""
     lines = ["<zeo>", f"  address {address}"]
     for key, value in (zeo_options or {}).items():
         lines.append(f"  {key} {value}")
+    if ssl_section:
+        lines.append(ssl_section)
     lines.append("</zeo>")
     if storage_section is None:
         if data_path is None:
@@ -123,6 +126,7 @@ def start_server(tmp_path):
         port=None,
         extra_args=(),
         name=None,
+        ssl_section=None,
     ):
         name = name or f"server{next(counter)}"
         directory = tmp_path / name
@@ -135,7 +139,14 @@ def start_server(tmp_path):
         port = port or free_port()
         config_path = directory / "zeo.conf"
         config_path.write_text(
-            server_config(f"127.0.0.1:{port}", data_path, blob_dir, log_path, options)
+            server_config(
+                f"127.0.0.1:{port}",
+                data_path,
+                blob_dir,
+                log_path,
+                options,
+                ssl_section=ssl_section,
+            )
         )
         address_file = directory / "address"
         output = open(directory / "output.txt", "wb")
