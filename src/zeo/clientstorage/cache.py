@@ -32,6 +32,7 @@ import logging
 import os
 import struct
 import threading
+import zlib
 from collections import OrderedDict
 
 import zc.lockfile
@@ -53,7 +54,8 @@ PROTECTED_SHARE = 0.8
 RECORD_OVERHEAD = 120
 
 FILE_MAGIC = b"ZPC1"
-FILE_END = b"ZPCE"
+FILE_END = b"ZPCE"  # followed by the CRC-32 of everything before it
+_crc = struct.Struct(">I")
 _header = struct.Struct(">4s8sQ")  # magic, last tid, record count
 _record_header = struct.Struct(">8s8s8sI")  # oid, start, end (zero: current), len
 
@@ -337,12 +339,16 @@ class ClientCache:
         temporary = f"{self.path}.tmp"
         try:
             with open(temporary, "wb") as f:
-                f.write(_header.pack(FILE_MAGIC, last_tid or ZERO_TID, len(snapshot)))
+                header = _header.pack(FILE_MAGIC, last_tid or ZERO_TID, len(snapshot))
+                f.write(header)
+                checksum = zlib.crc32(header)
                 pack = _record_header.pack
                 for oid, start, end, data in snapshot:
-                    f.write(pack(oid, start, end or ZERO_TID, len(data)))
+                    record_header = pack(oid, start, end or ZERO_TID, len(data))
+                    f.write(record_header)
                     f.write(data)
-                f.write(FILE_END)
+                    checksum = zlib.crc32(data, zlib.crc32(record_header, checksum))
+                f.write(FILE_END + _crc.pack(checksum))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temporary, self.path)
@@ -392,15 +398,19 @@ class ClientCache:
 
 def _parse_cache_file(content):
     """Return ``(last_tid or None, [(oid, start, end, data)])`` or raise."""
-    if len(content) < _header.size + len(FILE_END):
+    trailer = len(FILE_END) + _crc.size
+    if len(content) < _header.size + trailer:
         raise ValueError("file is too short")
     magic, last_tid, count = _header.unpack_from(content, 0)
     if magic != FILE_MAGIC:
         raise ValueError(f"bad magic {magic!r}")
-    if content[-len(FILE_END) :] != FILE_END:
+    limit = len(content) - trailer
+    if content[limit : limit + len(FILE_END)] != FILE_END:
         raise ValueError("end marker missing (the file was truncated)")
+    (checksum,) = _crc.unpack_from(content, limit + len(FILE_END))
+    if zlib.crc32(memoryview(content)[:limit]) != checksum:
+        raise ValueError("checksum mismatch")
     position = _header.size
-    limit = len(content) - len(FILE_END)
     records = []
     for _ in range(count):
         if position + _record_header.size > limit:

@@ -24,7 +24,6 @@ return the new tid.
 import logging
 import os
 
-from ZODB.ConflictResolution import tryToResolveConflict
 from ZODB.POSException import (
     ConflictError,
     ReadOnlyError,
@@ -198,9 +197,7 @@ class CommitMixin:
             for conflict in conflicts:
                 oid = conflict["oid"]
                 committed, read = conflict["serials"]
-                data = tryToResolveConflict(
-                    self, oid, committed, read, conflict["data"]
-                )
+                data = self.tryToResolveConflict(oid, committed, read, conflict["data"])
                 self._io.send(
                     "storea",
                     oid,

@@ -17,6 +17,7 @@ import time
 
 import ZODB.BaseStorage
 import ZODB.blob
+import ZODB.ConflictResolution
 import ZODB.interfaces
 import zope.interface
 from ZODB.POSException import POSKeyError, ReadOnlyError, Unsupported
@@ -52,7 +53,7 @@ INVALIDATION_LOG_SIZE = 512
 @zope.interface.implementer(
     ZODB.interfaces.IStorage, ZODB.interfaces.IMultiCommitStorage
 )
-class ClientStorage(CommitMixin):
+class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorage):
     """A storage whose data lives on a ZEO server (see ``docs/zeo-client.rst``)."""
 
     def __init__(
@@ -322,6 +323,7 @@ class ClientStorage(CommitMixin):
         return bool(self._info.get("supportsUndo"))
 
     def registerDB(self, db):
+        super().registerDB(db)  # record-data transforms for conflict resolution
         self._db = db
 
     def sync(self):

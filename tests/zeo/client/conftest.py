@@ -113,7 +113,7 @@ class Server:
             return
         process.terminate()
         try:
-            process.wait(15)
+            process.wait(5)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(15)
