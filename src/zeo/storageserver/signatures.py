@@ -21,6 +21,12 @@ def _is_bytes(value):
     return isinstance(value, bytes)
 
 
+def _is_serial(value):
+    # Some callers (ZODB's own blob doctests) pass the serial of a new object
+    # as the str "\0" * 8; storages only compare it, so let it through.
+    return value is None or (isinstance(value, (bytes, str)) and len(value) == 8)
+
+
 def _is_optional_bytes(value):
     return value is None or isinstance(value, bytes)
 
@@ -60,6 +66,7 @@ KINDS = {
     "tid": (_is_oid, "an 8-byte tid"),
     "oid?": (_is_optional_oid, "an 8-byte oid or None"),
     "tid?": (_is_optional_oid, "an 8-byte tid or None"),
+    "serial": (_is_serial, "an 8-byte serial or None"),
     "bytes": (_is_bytes, "bytes"),
     "bytes?": (_is_optional_bytes, "bytes or None"),
     "text": (_is_text, "a string"),
@@ -71,7 +78,9 @@ KINDS = {
     "any": (_is_anything, "anything"),
 }
 
-# name: (argument kinds, number of required arguments)
+# name: (argument kinds, number of required arguments).  The serial a client
+# read is None for a new object in some clients (ZODB's own tests store that
+# way), so "serial" arguments accept None.
 SIGNATURES = {
     "register": (("text", "any"), 2),
     "get_info": ((), 0),
@@ -88,19 +97,19 @@ SIGNATURES = {
     "history": (("oid", "int"), 1),
     "record_iternext": (("oid?",), 0),
     "tpc_begin": (("txn", "text", "text", "dict", "tid?", "text"), 4),
-    "storea": (("oid", "tid", "bytes", "txn"), 4),
-    "checkCurrentSerialInTransaction": (("oid", "tid", "txn"), 3),
-    "deleteObject": (("oid", "tid", "txn"), 3),
+    "storea": (("oid", "serial", "bytes", "txn"), 4),
+    "checkCurrentSerialInTransaction": (("oid", "serial", "txn"), 3),
+    "deleteObject": (("oid", "serial", "txn"), 3),
     "restorea": (("oid", "tid", "bytes?", "tid?", "txn"), 5),
     "undoa": (("bytes", "txn"), 2),
     "storeBlobStart": ((), 0),
     "storeBlobChunk": (("bytes",), 1),
-    "storeBlobEnd": (("oid", "tid", "bytes", "txn"), 4),
-    "storeBlobShared": (("oid", "tid", "bytes", "text", "txn"), 5),
+    "storeBlobEnd": (("oid", "serial", "bytes", "txn"), 4),
+    "storeBlobShared": (("oid", "serial", "bytes", "text", "txn"), 5),
     "vote": (("txn",), 1),
     "tpc_finish": (("txn",), 1),
     "tpc_abort": (("txn",), 1),
-    "pack": (("number", "any"), 1),
+    "pack": (("number", "any", "any"), 1),
     "undoLog": (("int", "int"), 0),
     "undoInfo": (("int", "int", "any"), 0),
     "iterator_start": (("tid?", "tid?"), 0),

@@ -241,7 +241,13 @@ class CommitMixin:
             raise StorageTransactionError("tpc_finish without a successful vote")
         storage = self.storage
         finished = []
-        tid = storage.tpc_finish(self.transaction, finished.append)
+        try:
+            tid = storage.tpc_finish(self.transaction, finished.append)
+        except Exception:
+            # Never keep the lock for a transaction the storage gave up on.
+            logger.exception("(%s) storage tpc_finish failed", self.label)
+            self._abort_transaction()
+            raise
         if tid is None:
             tid = finished[0] if finished else storage.lastTransaction()
         self.stats.commits += 1

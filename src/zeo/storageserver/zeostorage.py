@@ -235,17 +235,28 @@ class ZEOStorage(CommitMixin):
 
     # -- slow methods, run in a thread ---------------------------------------
 
-    def pack(self, time, wait=1):
+    def pack(self, time, wait=1, gc=None):
+        """Pack as of *time*; ``gc=False`` (a zeopapa extension, a third
+        argument real ZEO clients never send) packs without garbage
+        collection where the storage supports it."""
         # Packing a read-only server is allowed, as in ZEO.
         if wait:
-            self.connection.run_in_thread(self.msgid, self._pack, time)
+            self.connection.run_in_thread(self.msgid, self._pack, time, gc)
             return DELAYED
-        self.connection.run_in_thread(None, self._pack, time)
+        self.connection.run_in_thread(None, self._pack, time, gc)
         return None
 
-    def _pack(self, time):
-        self.log(f"pack(time={time!r}) started")
-        self.storage.pack(time, referencesf)
+    def _pack(self, time, gc=None):
+        self.log(f"pack(time={time!r}, gc={gc!r}) started")
+        if gc is None:
+            self.storage.pack(time, referencesf)
+        else:
+            try:
+                self.storage.pack(time, referencesf, gc=bool(gc))
+            except TypeError as exc:
+                raise TypeError(
+                    f"this storage cannot choose garbage collection at pack: {exc}"
+                )
         self.log(f"pack(time={time!r}) complete")
         self.server.call_soon_threadsafe(
             self.server.broadcast_info, self.storage_id, self.get_size_info()

@@ -1,5 +1,8 @@
 """Commit lock hand-over, conflict resolution, invalidation queue, read-only."""
 
+import pickle
+import time
+
 import pytest
 from ZODB.utils import maxtid, z64
 
@@ -189,3 +192,30 @@ def test_shared_blob_dir_and_a_large_streamed_blob(start_server, zeo_peer, tmp_p
         other_dir=str(tmp_path / "client-cache"),
     )
     assert run_peer_script(zeo_peer, script) == [True, True]
+
+
+ROOT_RECORD = pickle.dumps(("persistent.mapping", "PersistentMapping"), 3) + (
+    pickle.dumps({"data": {}}, 3)
+)
+
+
+@pytest.mark.parametrize("gc", [None, False], ids=["gc", "no-gc"])
+def test_pack_with_and_without_garbage_collection(start_server, raw_clients, gc):
+    client = connect(raw_clients, start_server())
+    commit(client, z64, z64, ROOT_RECORD, txn=1)
+    oid = client.call("new_oids", 1)[0]  # never referenced from the root
+    first = commit(client, oid, z64, b"v1", txn=2)
+    second = commit(client, oid, first, b"v2", txn=3)
+    pack_time = time.time() + 1  # after both commits
+    if gc is None:
+        assert client.call("pack", pack_time, 1) is None
+    else:
+        # zeopapa's extension: a third argument, gc=False.
+        assert client.call("pack", pack_time, 1, gc) is None
+    with pytest.raises(ServerError, match="POSKeyError"):
+        client.call("loadSerial", oid, first)
+    if gc is None:
+        with pytest.raises(ServerError, match="POSKeyError"):
+            client.call("loadSerial", oid, second)
+    else:
+        assert client.call("loadSerial", oid, second) == b"v2"
