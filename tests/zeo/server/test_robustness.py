@@ -13,7 +13,7 @@ from ZODB.utils import maxtid, p64, z64
 
 from zeo.protocol import frame
 
-from .conftest import ServerError
+from .conftest import ServerError, ruok
 
 ORIGINAL = b"original record"
 
@@ -226,3 +226,23 @@ def test_forbidden_pickle_global_runs_nothing(
     other.handshake()
     assert other.call("register", "1", False) is not None
     assert other.call("ping") is None
+
+
+def test_ruok_probes_stay_out_of_the_info_log(start_server, raw_clients):
+    server = start_server()
+    for _ in range(3):
+        announced, status = ruok(server.address)
+        assert announced == b"M5" and status["1"]["connections"] == 0
+    # A real client connecting afterwards is logged at INFO; the probes not.
+    client = raw_clients(server.address)
+    client.handshake()
+    client.call("register", "1", False)
+    server.wait_for_log("connected (M5)")
+    network_info = [
+        line.split(" zeo.storageserver.net ", 1)[1]
+        for line in server.log_text().splitlines()
+        if " INFO zeo.storageserver.net " in line
+    ]
+    assert network_info[0].startswith("listening on")
+    assert [line.split(") ", 1)[1] for line in network_info[1:]] == ["connected (M5)"]
+    assert "ruok status request" in server.log_text()  # at DEBUG
