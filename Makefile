@@ -7,6 +7,11 @@ PEERS := .peers
 # Real ZEO is a reference peer for interop tests and benchmarks; it lives in a
 # folder of its own so that its scripts never shadow ours.
 ZEO_PEER := $(PEERS)/zeo
+# Real papa 1.0.6, likewise: its package is also named `papa`, so it is only
+# ever imported by subprocesses run with PYTHONPATH pointing here.
+PAPA_PEER := $(PEERS)/papa
+# DoJobber 0.6.3 is the reference peer of dispatch.jobs (interop tests, bench).
+DOJOBBER_PEER := $(PEERS)/dojobber
 
 .PHONY: demo test lint venv peers bench clean
 
@@ -22,7 +27,15 @@ $(ZEO_PEER)/.installed: $(VENV)/.installed
 	$(PY) -m pip install -q --target $(ZEO_PEER) 'ZEO==6.2' msgpack
 	touch $@
 
-peers: $(ZEO_PEER)/.installed
+$(DOJOBBER_PEER)/.installed: $(VENV)/.installed
+	$(PY) -m pip install -q --target $(DOJOBBER_PEER) 'dojobber==0.6.3'
+	touch $@
+
+$(PAPA_PEER)/.installed: $(VENV)/.installed
+	$(PY) -m pip install -q --target $(PAPA_PEER) 'papa==1.0.6'
+	touch $@
+
+peers: $(ZEO_PEER)/.installed $(PAPA_PEER)/.installed $(DOJOBBER_PEER)/.installed
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench

@@ -15,7 +15,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"zeo": ["*.xml"]},
+    package_data={"zeo": ["*.xml"], "papa": ["*.xml"]},
     zip_safe=False,
     install_requires=[
         "ZODB>=6.0",
@@ -43,6 +43,8 @@ setup(
     entry_points={
         "console_scripts": [
             "runzeo = zeo.runzeo:main",
+            "papa = papa.__main__:main",
+            "dispatch = dispatch.cli:main",
         ],
     },
 )

@@ -1,1 +1,1 @@
-"""dispatch — not built yet (see its issue)."""
+"""dispatch: jobs and recipes on shared state (the job engine is ``dispatch.jobs``)."""

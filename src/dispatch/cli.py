@@ -1,0 +1,46 @@
+"""The ``dispatch`` command: routes each sub-command to its module.
+
+Only ``dispatch jobs ...`` exists so far; the recipe and service commands
+will be added beside it in :data:`COMMANDS`.
+"""
+
+import sys
+
+USAGE = "usage: dispatch COMMAND [ARGUMENTS...]  (commands: {commands})"
+EXIT_USAGE = 2
+
+
+def _jobs(argv):
+    from dispatch.jobs.cli import jobs_main
+
+    return jobs_main(argv)
+
+
+# name -> (function taking the remaining arguments, one-line help)
+COMMANDS = {
+    "jobs": (_jobs, "look at recorded job runs: list, show, graph"),
+}
+
+
+def main(argv=None):
+    """Entry point of the ``dispatch`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    names = ", ".join(sorted(COMMANDS))
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE.format(commands=names))
+        for name, (_, help_text) in sorted(COMMANDS.items()):
+            print(f"  {name:<10} {help_text}")
+        return 0 if argv else EXIT_USAGE
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(
+            f"dispatch: unknown command {argv[0]!r} (known commands: {names}; "
+            f"see `dispatch --help`)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return command[0](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
