@@ -183,7 +183,7 @@ class ClientIO:
                 reason = f" ({self.last_error})" if self.last_error else ""
                 raise ClientDisconnected(
                     f"not connected to a server at {self._address_text()} "
-                    f"after waiting {timeout:g} s{reason}"
+                    f"after waiting {timeout:.3g} s{reason}"
                 )
 
     def _address_text(self):

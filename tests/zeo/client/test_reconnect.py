@@ -1,0 +1,181 @@
+"""Disconnects, restarts, verification, stale caches and read-only fallback."""
+
+import logging
+import shutil
+import threading
+
+import pytest
+from ZODB.Connection import TransactionMetaData
+from ZODB.POSException import ReadOnlyError
+from ZODB.tests.MinPO import MinPO
+from ZODB.tests.StorageTestBase import zodb_pickle, zodb_unpickle
+from ZODB.utils import z64
+
+from tests.zeo.client.conftest import wait_until
+from tests.zeo.client.test_basic import commit_record
+from zeo.exceptions import ClientDisconnected
+
+
+def value(storage, oid):
+    return zodb_unpickle(storage.load(oid)[0]).value
+
+
+def test_calls_wait_for_the_server_to_come_back(start_server, client_factory):
+    server = start_server(msgpack=True)
+    storage = client_factory(server.addr, wait_timeout=60)
+    oid = storage.new_oid()
+    commit_record(storage, oid, z64, zodb_pickle(MinPO(1)))
+    server.stop()
+    wait_until(lambda: not storage.is_connected(), message="disconnect noticed")
+    results = []
+    waiting = threading.Thread(target=lambda: results.append(storage.history(oid)))
+    waiting.start()
+    server.start()
+    waiting.join(60)
+    assert len(results) == 1 and len(results[0]) == 1
+    assert storage.is_connected()
+
+
+def test_calls_give_up_after_wait_timeout(start_server, client_factory):
+    server = start_server(msgpack=False)
+    storage = client_factory(server.addr, wait_timeout=1)
+    server.stop()
+    wait_until(lambda: not storage.is_connected())
+    with pytest.raises(ClientDisconnected, match="after waiting 1 s"):
+        storage.ping()
+    server.start()
+    wait_until(storage.is_connected, message="reconnect")
+    storage.ping()
+
+
+def test_transaction_begun_before_a_disconnect_fails(start_server, client_factory):
+    server = start_server(msgpack=True)
+    storage = client_factory(server.addr)
+    oid = storage.new_oid()
+    txn = TransactionMetaData()
+    storage.tpc_begin(txn)
+    storage.store(oid, z64, zodb_pickle(MinPO(1)), "", txn)
+    server.stop()
+    server.start()
+    wait_until(storage.is_connected, message="reconnect")
+    with pytest.raises(ClientDisconnected):
+        storage.tpc_vote(txn)
+    storage.tpc_abort(txn)
+    commit_record(storage, oid, z64, zodb_pickle(MinPO(2)))  # usable again
+    assert value(storage, oid) == 2
+
+
+def test_quick_verification_sees_changes_made_while_away(
+    start_server, client_factory, msgpack
+):
+    server = start_server(msgpack=msgpack)
+    away = client_factory(server.addr, disconnect_poll=6, max_disconnect_poll=6)
+    changed, unchanged = away.new_oid(), away.new_oid()
+    t1 = commit_record(away, changed, z64, zodb_pickle(MinPO(1)))
+    commit_record(away, unchanged, z64, zodb_pickle(MinPO(10)))
+    assert value(away, changed) == 1
+    seen = []
+    away.watch(lambda tid, oids: seen.append((tid, list(oids))))
+    server.stop()
+    wait_until(lambda: not away.is_connected())
+    server.start()
+    other = client_factory(server.addr)
+    t3 = commit_record(other, changed, t1, zodb_pickle(MinPO(2)))
+    assert not away.is_connected(), "precondition: the change happened while away"
+    wait_until(away.is_connected, timeout=60, message="reconnect")
+    assert away.lastTransaction() == t3
+    assert value(away, changed) == 2
+    # Only the changed object left the cache: the rest was kept (not dropped).
+    assert away.cache.load(unchanged) is not None
+    wait_until(lambda: (t3, [changed]) in seen)
+
+
+def test_persistent_cache_survives_restart(start_server, client_factory, tmp_path):
+    server = start_server(msgpack=True)
+    path = str(tmp_path / "client-1.zec")
+    first = client_factory(server.addr, cache=path)
+    oids = [first.new_oid() for _ in range(5)]
+    for n, oid in enumerate(oids):
+        commit_record(first, oid, z64, zodb_pickle(MinPO(n)))
+    first.close()
+    second = client_factory(server.addr, cache=path)
+    misses = second.cache.misses
+    assert [value(second, oid) for oid in oids] == list(range(5))
+    assert second.cache.misses == misses  # every load was a cache hit
+
+
+def test_client_and_var_name_the_cache_file(start_server, client_factory, tmp_path):
+    server = start_server(msgpack=True)
+    storage = client_factory(server.addr, client="app", var=str(tmp_path))
+    assert storage.cache.path == str(tmp_path / "app-1.zec")
+    storage.close()
+    assert (tmp_path / "app-1.zec").exists()
+
+
+def test_cache_ahead_of_server_is_refused_with_advice(
+    start_server, client_factory, tmp_path, caplog
+):
+    server = start_server(msgpack=True)
+    path = str(tmp_path / "client-1.zec")
+    storage = client_factory(server.addr, cache=path)
+    oid = storage.new_oid()
+    commit_record(storage, oid, z64, zodb_pickle(MinPO(1)))
+    storage.close()
+    server.stop()
+    backup = tmp_path / "old.fs"
+    shutil.copy(server.data_fs, backup)
+    server.start()
+    storage = client_factory(server.addr, cache=path)
+    commit_record(storage, storage.new_oid(), z64, zodb_pickle(MinPO(2)))
+    storage.close()  # the cache has now seen a tid the backup lacks
+    server.stop()
+    for suffix in ("", ".index", ".tmp", ".lock"):
+        target = str(server.data_fs) + suffix
+        if suffix == "":
+            shutil.copy(backup, target)
+        else:
+            try:
+                import os
+
+                os.remove(target)
+            except FileNotFoundError:
+                pass
+    server.start()
+    with caplog.at_level(logging.CRITICAL, logger="zeo.clientstorage.io"):
+        with pytest.raises(ClientDisconnected) as info:
+            client_factory(server.addr, cache=path, wait_timeout=3)
+    assert path in str(info.value)
+    assert "Delete the cache file" in str(info.value)
+    assert any(
+        r.levelno == logging.CRITICAL and path in r.getMessage() for r in caplog.records
+    )
+
+
+def test_read_only_fallback_then_switch_to_writable(
+    start_server, client_factory, tmp_path
+):
+    read_only = start_server("ro", msgpack=True, read_only=True)
+    storage = client_factory(
+        [read_only.addr, ("127.0.0.1", 1)],  # the second address: nothing listens
+        read_only_fallback=True,
+        disconnect_poll=0.5,
+    )
+    assert storage.isReadOnly()
+    with pytest.raises(ReadOnlyError):
+        storage.tpc_begin(TransactionMetaData())
+    with pytest.raises(ReadOnlyError):
+        storage.new_oid()
+    # Both databases are empty, so the switch needs no cache verification.
+    writable = start_server("rw", msgpack=True)
+    storage.new_addr([read_only.addr, writable.addr])
+    wait_until(lambda: storage.is_connected() and not storage.isReadOnly(), timeout=60)
+    commit_record(storage, storage.new_oid(), z64, zodb_pickle(MinPO(1)))
+
+
+def test_read_only_server_without_fallback_is_not_used(start_server, client_factory):
+    server = start_server(msgpack=False, read_only=True)
+    with pytest.raises(ClientDisconnected, match="read-only"):
+        client_factory(server.addr, wait_timeout=2)
+    storage = client_factory(server.addr, read_only=True)
+    assert storage.isReadOnly()
+    storage.ping()
