@@ -1,0 +1,528 @@
+"""The client library, with papa 1.0.6's names and signatures.
+
+``Papa(port_or_path=None, connection_timeout=None)`` connects to a kernel
+(127.0.0.1:20202 by default), starting one when none answers.  It works
+against a real papa 1.0.6 kernel as well as ours.
+
+Fixes over papa 1.0.6: the autostarted kernel is a separate ``python -m
+papa`` process, never a fork of the client, and a later ``Papa()`` starts a
+new one once it has exited; ``Watcher.ready`` tells whether a batch is
+waiting; ``Watcher.read()`` returns an empty (falsy) batch at the end
+instead of None, so ``while watcher: out, err, closed = watcher.read()``
+ends cleanly; no batch is ever swallowed by the client's buffer; empty
+values, newlines, values beginning with ``Error:`` and arguments containing
+``=`` travel intact (newlines need our kernel: a real papa raises Error
+instead of silently mangling them); non-string arguments are converted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import namedtuple
+
+from .connection import ClientConnection
+from .errors import Error
+from .protocol import unescape
+from .sockets import FAMILY_NAMES, TYPE_NAMES
+
+log = logging.getLogger(__name__)
+
+PIPE = subprocess.PIPE
+STDOUT = subprocess.STDOUT
+DEVNULL = subprocess.DEVNULL
+
+ProcessOutput = namedtuple("ProcessOutput", "name timestamp data")
+
+RETRY_SECONDS = 0.05
+_END_OF_WATCH = ("Nothing left to watch", "Stopped watching")
+
+
+class WatchBatch(tuple):
+    """``(out, err, closed)``; false when all three are empty (end of watch)."""
+
+    def __new__(cls, out=(), err=(), closed=()):
+        return super().__new__(cls, (list(out), list(err), list(closed)))
+
+    def __bool__(self) -> bool:
+        return any(self)
+
+
+class Watcher:
+    """Output and exit codes of watched processes, batch by batch.
+
+    Owns the connection it was made on until the watch ends; ``fileno()``
+    makes it usable with ``select``.
+    """
+
+    def __init__(self, papa_object: Papa, connection: ClientConnection):
+        self.papa_object = papa_object
+        self.connection: ClientConnection | None = connection
+        self.exit_code: dict[str, int] = {}
+        self._need_ack = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.close()
+
+    def __bool__(self) -> bool:
+        return self.connection is not None
+
+    def __len__(self) -> int:
+        return 1 if self.connection is not None else 0
+
+    def fileno(self) -> int:
+        return self.connection.sock.fileno()
+
+    @property
+    def ready(self) -> bool:
+        """True when ``read()`` will not block: a batch (or the end) waits."""
+        if self.connection is None:
+            return False
+        if self._need_ack:
+            return False  # nothing comes until this batch is acknowledged
+        if self.connection.buffer:
+            return True
+        readable, _, _ = select.select([self.connection.sock], [], [], 0)
+        return bool(readable)
+
+    def read(self) -> WatchBatch:
+        """Acknowledge the previous batch, then return the next one.
+
+        Blocks until a batch arrives.  At the end of the watch (every process
+        closed and acknowledged, or stopped) returns an empty, false batch
+        and the watcher becomes false.
+        """
+        self.acknowledge()
+        if self.connection is None:
+            return WatchBatch()
+        connection = self.connection
+        out, err, closed = [], [], []
+        while True:
+            line = connection.read_line(b"] ")
+            if line == "] ":
+                self._need_ack = True
+                return WatchBatch(out, err, closed)
+            if line in _END_OF_WATCH:
+                connection.read_exactly(2)  # the prompt
+                self._hand_back()
+                return WatchBatch(out, err, closed)
+            if line.startswith("Error:"):
+                connection.buffer = line.encode() + b"\n" + connection.buffer
+                connection.read_reply()
+            kind, _, rest = line.partition(":")
+            name, timestamp, value = rest.rsplit(":", 2)
+            if kind == "closed":
+                code = int(value)
+                self.exit_code[name] = code
+                closed.append(ProcessOutput(name, float(timestamp), code))
+                continue
+            data = connection.read_exactly(int(value) + 1)[:-1]
+            record = ProcessOutput(name, float(timestamp), data)
+            (out if kind == "out" else err).append(record)
+
+    def acknowledge(self) -> None:
+        """Tell the kernel the last batch was received (it may forget it)."""
+        if self._need_ack and self.connection is not None:
+            self.connection.send_raw(b"\n")
+            self._need_ack = False
+
+    def close(self) -> None:
+        """Stop watching; the connection goes back to the Papa object."""
+        if self.connection is None:
+            return
+        if self._need_ack:
+            self._need_ack = False
+            try:
+                self.connection.send_raw(b"q\n")
+                self.connection.read_reply()
+            except (Error, OSError):
+                self.connection.close()
+                self.connection = None
+                return
+            self._hand_back()
+        else:
+            self.connection.close()
+            self.connection = None
+
+    def _hand_back(self) -> None:
+        if self.papa_object.connection is None:
+            self.papa_object.connection = self.connection
+        else:
+            self.connection.close()
+        self.connection = None
+
+
+class Papa:
+    """A connection to a papa kernel (started on demand)."""
+
+    _debug_mode = False
+    _single_connection_mode = False
+    _default_port_or_path: int | str = 20202
+    _default_connection_timeout: float = 10
+
+    spawn_lock = threading.Lock()
+    spawned = False
+    _kernels: dict = {}  # address -> Popen or Thread this process started
+
+    def __init__(self, port_or_path=None, connection_timeout=None):
+        port_or_path = port_or_path or self._default_port_or_path
+        self.port_or_path = port_or_path
+        self.connection_timeout = connection_timeout or self._default_connection_timeout
+        if isinstance(port_or_path, str):
+            if not os.path.isabs(port_or_path):
+                raise Error("Path to Unix socket must be absolute.")
+            self.family = socket.AF_UNIX
+            self.location = port_or_path
+        else:
+            self.family = socket.AF_INET
+            self.location = ("127.0.0.1", int(port_or_path))
+        self.connection: ClientConnection | None = None
+        self.t = None
+        self._connect(allow_spawn=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.close()
+        if self._single_connection_mode and self.t is not None:
+            self.t.join(self.connection_timeout)
+            with Papa.spawn_lock:
+                Papa._kernels.pop(self.port_or_path, None)
+                Papa.spawned = False
+
+    # -- connecting ------------------------------------------------------------
+    def _connect(self, allow_spawn: bool = False) -> None:
+        deadline = time.monotonic() + self.connection_timeout
+        while True:
+            try:
+                self.connection = ClientConnection(
+                    self.family, self.location, self.connection_timeout
+                )
+                self.connection.negotiate()
+                return
+            except (OSError, Error):
+                self.connection = None
+            if time.monotonic() >= deadline:
+                break
+            if allow_spawn:
+                self._spawn_kernel()
+            time.sleep(RETRY_SECONDS)
+        message = f"Could not connect to Papa in {self.connection_timeout} seconds"
+        log.error(message)
+        raise Error(message)
+
+    def _spawn_kernel(self) -> None:
+        """Start a kernel unless one this process started is still running.
+
+        Serialised across threads: several threads failing to connect at
+        once start one kernel.  Once that kernel has exited, a later
+        ``Papa()`` starts a new one (papa 1.0.6 never did).
+        """
+        with Papa.spawn_lock:
+            started = Papa._kernels.get(self.port_or_path)
+            if started is not None and _alive(started):
+                return
+            if self._debug_mode:
+                from .kernel import start_in_thread
+
+                try:
+                    started = start_in_thread(
+                        self.port_or_path, self._single_connection_mode
+                    )
+                except Error as exc:
+                    log.info("kernel thread did not start: %s", exc)
+                    return
+                self.t = started
+            else:
+                started = _start_kernel_process(self.port_or_path)
+            Papa._kernels[self.port_or_path] = started
+            Papa.spawned = True
+
+    def _command(self, words: list) -> str:
+        if self.connection is None:
+            self._connect()
+        return self.connection.command(words)
+
+    def fileno(self):
+        return self.connection.sock.fileno() if self.connection else None
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    # -- sockets ---------------------------------------------------------------
+    def _socket_dict(self, line: str) -> tuple[str, dict]:
+        words = self.connection.split(line)
+        info = dict(word.partition("=")[::2] for word in words[1:])
+        for key in ("backlog", "port", "fileno"):
+            if key in info:
+                info[key] = int(info[key])
+        return words[0], info
+
+    def list_sockets(self, *patterns) -> dict:
+        reply = self._command(["l", "s", *patterns])
+        return dict(self._socket_dict(line) for line in reply.split("\n") if line)
+
+    def make_socket(
+        self,
+        name,
+        host=None,
+        port=None,
+        family=None,
+        socket_type=None,
+        backlog=None,
+        path=None,
+        umask=None,
+        interface=None,
+        reuseport=None,
+    ) -> dict:
+        if not name:
+            raise Error("Socket requires a name")
+        words = ["m", "s", name]
+        if family is not None:
+            if family not in FAMILY_NAMES:
+                raise Error("Invalid socket family")
+            words.append(f"family={FAMILY_NAMES[family]}")
+        if socket_type is not None:
+            if socket_type not in TYPE_NAMES:
+                raise Error("Invalid socket type")
+            words.append(f"type={TYPE_NAMES[socket_type]}")
+        _append_options(words, backlog=backlog)
+        if path:
+            if not path.startswith("/") or path[-1] in "/\\":
+                raise Error("Socket path must be absolute to a file")
+            words.append(f"path={path}")
+            _append_options(words, umask=umask)
+        else:
+            _append_options(words, host=host, port=port, interface=interface)
+            if reuseport:
+                words.append("reuseport=1")
+        return self._socket_dict(self._command(words))[1]
+
+    def remove_sockets(self, *patterns) -> bool:
+        self._command(["r", "s", *patterns])
+        return True
+
+    # -- values ------------------------------------------------------------------
+    def list_values(self, *patterns) -> dict:
+        reply = self._command(["l", "v", *patterns])
+        result = {}
+        for line in reply.split("\n"):
+            if not line:
+                continue
+            if self.connection.escapes:
+                words = self.connection.split(line)
+                result[words[0]] = words[1] if len(words) > 1 else ""
+            else:
+                name, _, value = line.partition(" ")
+                result[name] = value
+        return result
+
+    def set(self, name, value=None) -> None:
+        words = ["set", name]
+        if value is not None and value != "":
+            words.append(str(value))
+        self._command(words)
+
+    def get(self, name):
+        reply = self._command(["get", name])
+        if self.connection.escapes:
+            reply = unescape(reply)
+        return reply or None
+
+    def remove_values(self, *patterns) -> bool:
+        self._command(["r", "v", *patterns])
+        return True
+
+    # -- processes -----------------------------------------------------------------
+    def _process_dict(self, line: str) -> tuple[str, dict]:
+        words = self.connection.split(line)
+        info: dict = {}
+        for index, word in enumerate(words[1:], start=1):
+            key, _, value = word.partition("=")
+            if key == "args":
+                info["args"] = " ".join([value, *words[index + 1 :]])
+                break
+            if key == "pid":
+                info[key] = int(value)
+            elif key == "started":
+                info[key] = float(value)
+            elif key in ("running", "shell"):
+                info[key] = value == "True"
+            else:
+                info[key] = value
+        return words[0], info
+
+    def list_processes(self, *patterns) -> dict:
+        reply = self._command(["l", "p", *patterns])
+        return dict(self._process_dict(line) for line in reply.split("\n") if line)
+
+    def make_process(
+        self,
+        name,
+        executable=None,
+        args=None,
+        env=None,
+        working_dir=None,
+        uid=None,
+        gid=None,
+        rlimits=None,
+        stdout=None,
+        stderr=None,
+        bufsize=None,
+        watch_immediately=None,
+    ):
+        words = ["m", "p", name]
+        _append_options(
+            words, working_dir=working_dir, uid=uid, gid=gid, bufsize=bufsize
+        )
+        if watch_immediately:
+            words.append("watch=1")
+        if bufsize != 0:
+            if stdout is not None:
+                if stdout == DEVNULL:
+                    words.append("stdout=0")
+                elif stdout != PIPE:
+                    raise Error("stdout must be DEVNULL or PIPE")
+            if stderr is not None:
+                if stderr == DEVNULL:
+                    words.append("stderr=0")
+                elif stderr == STDOUT:
+                    words.append("stderr=stdout")
+                elif stderr != PIPE:
+                    raise Error("stderr must be DEVNULL, PIPE or STDOUT")
+        for key, value in (env or {}).items():
+            words.append(f"env.{key}={_option_value(value)}")
+        for key, value in (rlimits or {}).items():
+            words.append(f"rlimit.{key.lower()}={value}")
+        if executable:
+            words.append(executable)
+        if args is not None and args != "":
+            if isinstance(args, str | bytes):
+                words.append(args if isinstance(args, str) else args.decode())
+            else:
+                try:
+                    words.extend(str(arg) for arg in args)
+                except TypeError:
+                    words.append(str(args))
+        if watch_immediately:
+            return self._watch(words)
+        return self._process_dict(self._command(words))[1]
+
+    def remove_processes(self, *patterns) -> bool:
+        self._command(["r", "p", *patterns])
+        return True
+
+    def watch_processes(self, *patterns) -> Watcher:
+        return self._watch(["w", "p", *patterns])
+
+    def _watch(self, words: list) -> Watcher:
+        if self.connection is None:
+            self._connect()
+        connection = self.connection
+        connection.send_words(words)
+        connection.read_line_exactly()  # "Watching N" or the process line
+        self.connection = None
+        return Watcher(self, connection)
+
+    def exit_if_idle(self) -> bool:
+        return self._command(["exit-if-idle"]).startswith("Exiting")
+
+    # -- process-wide defaults (papa's class-level settings) -----------------------
+    @classmethod
+    def set_debug_mode(cls, mode=True, quit_when_connection_closed=False):
+        cls._debug_mode = mode
+        if quit_when_connection_closed:
+            cls._single_connection_mode = True
+
+    @classmethod
+    def set_default_port(cls, port):
+        cls._default_port_or_path = port
+
+    @classmethod
+    def set_default_path(cls, path):
+        cls._default_port_or_path = path
+
+    @classmethod
+    def set_default_connection_timeout(cls, connection_timeout):
+        cls._default_connection_timeout = connection_timeout
+
+
+def _option_value(value) -> str:
+    """An option value the kernel reads back exactly.
+
+    Quotes are added around empty values, values ending in a backslash and
+    values that are already quoted, since the kernel strips one pair; this
+    also works with a real papa kernel, which fails on ``key=``.
+    """
+    value = str(value)
+    if (
+        value == ""
+        or value.endswith("\\")
+        or (len(value) >= 2 and value[0] == value[-1] == '"')
+    ):
+        return f'"{value}"'
+    return value
+
+
+def _append_options(words: list, **options) -> None:
+    for key, value in options.items():
+        if value is not None:
+            words.append(f"{key}={_option_value(value)}")
+
+
+def _alive(started) -> bool:
+    if isinstance(started, threading.Thread):
+        return started.is_alive()
+    return started.poll() is None
+
+
+def _start_kernel_process(port_or_path) -> subprocess.Popen:
+    """Start ``python -m papa`` detached from this process's session."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [package_parent, *filter(None, [env.get("PYTHONPATH")])]
+    )
+    if isinstance(port_or_path, str):
+        where = ["-u", port_or_path]
+    else:
+        where = ["-p", str(port_or_path)]
+    log.info("starting a papa kernel on %s", port_or_path)
+    return subprocess.Popen(
+        [sys.executable, "-m", "papa", *where],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd="/",
+        env=env,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+def set_debug_mode(mode=True, quit_when_connection_closed=False):
+    return Papa.set_debug_mode(mode, quit_when_connection_closed)
+
+
+def set_default_port(port):
+    return Papa.set_default_port(port)
+
+
+def set_default_path(path):
+    return Papa.set_default_path(path)
+
+
+def set_default_connection_timeout(connection_timeout):
+    return Papa.set_default_connection_timeout(connection_timeout)

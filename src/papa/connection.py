@@ -1,0 +1,136 @@
+"""The client's side of one kernel connection: a blocking socket with a buffer.
+
+It frames requests and replies as papa 1.0.6 does and negotiates the
+``escapes`` extension when the kernel offers it (a real papa kernel answers
+``Unknown command`` and the connection stays in papa's plain mode).
+
+Lines that may be followed at once by watch batches (``Watching N``, the
+process line of ``make process … watch=1``) are read with MSG_PEEK up to
+their newline and no further, so no batch hides in our buffer where
+``select()`` on the socket would never see it (papa 1.0.6 bug 5).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from .errors import Error
+from .protocol import escape, tokenize
+
+RECEIVE_SIZE = 256 * 1024
+PROMPT_END = b"\n> "
+
+
+class ClientConnection:
+    """A connected, greeted socket to a kernel."""
+
+    def __init__(self, family: int, location, timeout: float | None = None):
+        self.family = family
+        self.location = location
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.buffer = b""
+        self.escapes = False
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.connect(location)
+            self.read_reply()  # the banner
+            self.sock.settimeout(None)
+        except BaseException:
+            self.sock.close()
+            raise
+        if family != socket.AF_UNIX:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def negotiate(self) -> None:
+        """Switch on ``escapes`` if the kernel knows it."""
+        self.send_words(["protocol", "escapes"])
+        try:
+            self.escapes = self.read_reply() == "escapes on"
+        except Error:
+            self.escapes = False
+
+    # -- sending ---------------------------------------------------------------
+    def encode(self, words: list) -> bytes:
+        """One request line from words (empty words are skipped, as in papa)."""
+        encoded = []
+        for word in words:
+            word = str(word)
+            if not word:
+                continue
+            if self.escapes:
+                encoded.append(escape(word))
+            else:
+                if "\n" in word or "\r" in word:
+                    raise Error(
+                        "This kernel (papa 1.0.6?) cannot receive newlines in "
+                        "arguments or values; use a zeopapa kernel"
+                    )
+                encoded.append(word.replace(" ", "\\ "))
+        return " ".join(encoded).encode("utf-8") + b"\n"
+
+    def send_words(self, words: list) -> None:
+        self.sock.sendall(self.encode(words))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def command(self, words: list) -> str:
+        self.send_words(words)
+        return self.read_reply()
+
+    # -- receiving ---------------------------------------------------------------
+    def _receive(self, size: int = RECEIVE_SIZE) -> bytes:
+        data = self.sock.recv(size)
+        if not data:
+            raise Error("Lost connection")
+        return data
+
+    def read_reply(self) -> str:
+        """A whole reply up to the prompt; ``Error:`` replies raise Error."""
+        while not self.buffer.endswith(PROMPT_END):
+            self.buffer += self._receive()
+        data, self.buffer = self.buffer[:-3], b""
+        text = data.decode("utf-8", errors="replace")
+        if text.startswith("Error:"):
+            raise Error(text[7:])
+        return text
+
+    def read_line_exactly(self) -> str:
+        """One line, consuming nothing after its newline (see module doc)."""
+        while b"\n" not in self.buffer:
+            if self.buffer.startswith(b"Error:") and self.buffer.endswith(PROMPT_END):
+                break
+            peeked = self.sock.recv(RECEIVE_SIZE, socket.MSG_PEEK)
+            if not peeked:
+                raise Error("Lost connection")
+            newline = peeked.find(b"\n")
+            self.buffer += self._receive(len(peeked) if newline < 0 else newline + 1)
+        if self.buffer.startswith(b"Error:"):
+            return self.read_reply()
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode("utf-8", errors="replace")
+
+    def read_line(self, alternate_end: bytes | None = None) -> str:
+        """One line, or the unterminated ``alternate_end`` (``"] "``)."""
+        while b"\n" not in self.buffer:
+            if alternate_end and self.buffer.endswith(alternate_end):
+                line, self.buffer = self.buffer, b""
+                return line.decode("utf-8", errors="replace")
+            self.buffer += self._receive()
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode("utf-8", errors="replace")
+
+    def read_exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            self.buffer += self._receive(max(size - len(self.buffer), RECEIVE_SIZE))
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def split(self, line: str) -> list[str]:
+        """Words of a listing line (escaped words decoded in escapes mode)."""
+        if self.escapes:
+            return tokenize(line, escapes=True)
+        return line.split(" ")
+
+    def close(self) -> None:
+        self.sock.close()

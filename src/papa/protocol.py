@@ -1,0 +1,205 @@
+"""The papa line protocol as pure classes: bytes in, events and bytes out.
+
+Nothing here touches a socket (h11 style): the kernel's asyncio code feeds
+received bytes to :class:`CommandStream` and writes the bytes its methods
+return.  The framing is papa 1.0.6's, byte for byte:
+
+* the kernel greets with :data:`BANNER`, which ends with the prompt ``"> "``;
+* a request is one line; CR/LF and blanks around it are ignored;
+* a reply is ``PAYLOAD`` + ``"\\n"`` (unless PAYLOAD already ends with one) +
+  ``"> "``, an error is ``"Error: TEXT\\n> "``, a blank line gets ``"> "``;
+* watch batches are ``out:NAME:TS:LEN\\n`` + LEN bytes, ``err:…`` likewise and
+  ``closed:NAME:TS:CODE``, joined by ``"\\n"`` and closed by ``"\\n] "``.
+
+One extension, off unless a connection asks for it with ``protocol
+escapes``: backslash escapes in requests (``\\n``, ``\\\\``) and in value and
+argument listings, so newlines and a leading ``Error:`` survive the trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+BANNER = b'Papa is home. Type "help" for commands.\n> '
+PROMPT = b"> "
+BATCH_END = b"] "
+
+# The longest request line accepted.  Real papa has no limit at all, so one
+# endless line eats the kernel's memory; a make process line with a large
+# environment (env=os.environ) is a few tens of KB, so 1 MiB leaves room for
+# any honest request while bounding what one connection can pin.
+MAX_LINE_BYTES = 1024 * 1024
+
+
+class ProtocolError(Exception):
+    """A request the line protocol cannot accept (reported, never fatal)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Line:
+    """One complete request line, decoded and stripped like papa does."""
+
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LineTooLong:
+    """A request line longer than MAX_LINE_BYTES was received and discarded."""
+
+    limit: int
+
+
+class CommandStream:
+    """The kernel side of one connection, without I/O.
+
+    ``receive_data(bytes)`` returns the events found so far (``Line`` or
+    ``LineTooLong``); the ``reply``/``error``/``batch`` methods return the
+    bytes to send.  An oversized line is reported once and skipped up to its
+    newline, so the connection stays usable.
+    """
+
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES):
+        self.max_line_bytes = max_line_bytes
+        self.escapes = False
+        self._buffer = bytearray()
+        self._discarding = False
+
+    def receive_data(self, data: bytes) -> list[Line | LineTooLong]:
+        """Feed received bytes; return the complete requests they finish."""
+        events: list[Line | LineTooLong] = []
+        self._buffer += data
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline < 0:
+                if len(self._buffer) > self.max_line_bytes:
+                    if not self._discarding:
+                        events.append(LineTooLong(self.max_line_bytes))
+                        self._discarding = True
+                    self._buffer.clear()
+                return events
+            raw = bytes(self._buffer[:newline])
+            del self._buffer[: newline + 1]
+            if self._discarding:
+                self._discarding = False
+                continue
+            if len(raw) > self.max_line_bytes:
+                events.append(LineTooLong(self.max_line_bytes))
+                continue
+            events.append(Line(raw.decode("utf-8", errors="replace").strip()))
+
+    @staticmethod
+    def reply(payload: str | None) -> bytes:
+        """A successful reply: payload, a newline if missing, the prompt."""
+        text = payload or "\n"
+        if not text.endswith("\n"):
+            text += "\n"
+        return text.encode("utf-8") + PROMPT
+
+    @staticmethod
+    def error(message: str) -> bytes:
+        """An error reply as papa writes it."""
+        return CommandStream.reply(f"Error: {message}")
+
+    def tokenize(self, line: str) -> list[str]:
+        """Split a request line into words (see :func:`tokenize`)."""
+        return tokenize(line, self.escapes)
+
+    def quote(self, text: str) -> str:
+        """Text for a listing line: escaped when this connection asked."""
+        return escape(text) if self.escapes else text
+
+
+def tokenize(line: str, escapes: bool = False) -> list[str]:
+    """Split a request line into words the way papa 1.0.6 does.
+
+    Words are separated by single spaces and empty words vanish.  A word
+    ending in a backslash continues into the next one, the backslash standing
+    for a space.  With ``escapes`` on, ``\\n`` inside a word is a newline,
+    ``\\\\`` a backslash and ``\\E`` an ``E`` (see :func:`escape`).
+    """
+    words: list[str] = []
+    pending = ""
+    for piece in line.split(" "):
+        if not piece:
+            continue
+        if _ends_with_open_escape(piece, escapes):
+            pending += piece[:-1] + " "
+            continue
+        pending += piece
+        words.append(_unescape(pending.strip(), escapes))
+        pending = ""
+    if pending:
+        words.append(_unescape(pending, escapes))
+    return words
+
+
+def _ends_with_open_escape(piece: str, escapes: bool) -> bool:
+    if not piece.endswith("\\"):
+        return False
+    if not escapes:
+        return True
+    # With escapes, "\\\\" at the end is an escaped backslash, not a space.
+    trailing = len(piece) - len(piece.rstrip("\\"))
+    return trailing % 2 == 1
+
+
+def _unescape(word: str, escapes: bool) -> str:
+    return unescape(word) if escapes else word
+
+
+_ESCAPES = {"n": "\n", "\\": "\\", " ": " ", "E": "E", "r": "\r"}
+
+
+def escape(text: str) -> str:
+    """Escape text for the ``escapes`` mode of the protocol.
+
+    Backslash, newline, carriage return and space are escaped, and so is a
+    leading ``E`` so that no payload line can begin with ``Error:``.
+    """
+    out = (
+        text.replace("\\", "\\\\")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace(" ", "\\ ")
+    )
+    if out.startswith("E"):
+        out = "\\" + out
+    return out
+
+
+def unescape(text: str) -> str:
+    """Undo :func:`escape`; an unknown escape keeps its backslash."""
+    if "\\" not in text:
+        return text
+    out = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text) and text[index + 1] in _ESCAPES:
+            out.append(_ESCAPES[text[index + 1]])
+            index += 2
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def format_timestamp(timestamp: float) -> str:
+    """A timestamp as papa writes it (``str(time.time())``)."""
+    return repr(float(timestamp))
+
+
+def output_record(kind: str, name: str, timestamp: float, data: bytes) -> bytes:
+    """One ``out``/``err`` record of a watch batch (header and payload)."""
+    header = f"{kind}:{name}:{format_timestamp(timestamp)}:{len(data)}\n"
+    return header.encode("utf-8") + data
+
+
+def closed_record(name: str, timestamp: float, exit_code: int) -> bytes:
+    """The ``closed`` record of a watch batch."""
+    return f"closed:{name}:{format_timestamp(timestamp)}:{exit_code}".encode()
+
+
+def batch(records: list[bytes]) -> bytes:
+    """A whole watch batch: records joined by newlines, then ``\\n] ``."""
+    return b"\n".join([*records, BATCH_END])

@@ -1,0 +1,1 @@
+"""Tests of papa: the process kernel and its client library."""
