@@ -244,8 +244,7 @@ class DoJobber:
             self.nodestatus.setdefault(name, None)
             if not blocked and self._attemptable(name):
                 delay = self._book_attempt(name)
-                if delay > 0:
-                    time.sleep(delay)
+                self._start_after(name, delay)
                 outcome = attempt_job(
                     *self._attempt_arguments(name), write=self._write_now
                 )
@@ -299,8 +298,7 @@ class DoJobber:
                     decided(name, False)
 
     def _threaded_attempt(self, name, delay):
-        if delay > 0:
-            time.sleep(delay)
+        self._start_after(name, delay)
         lines = []
         outcome = attempt_job(*self._attempt_arguments(name), write=lines.append)
         outcome.lines = lines
@@ -313,9 +311,7 @@ class DoJobber:
         is whatever remains of it.
         """
         book = self._books[name]
-        now = time.monotonic()
-        delay = max(0.0, book.next_try - now)
-        book.next_try = now + delay + book.retry_delay
+        delay = max(0.0, book.next_try - time.monotonic())
         book.last_phase = self._phase
         book.tries_left -= 1
         self._phase_used = True
@@ -323,6 +319,17 @@ class DoJobber:
         if self._store is not None:
             self._store.attempt_started(self, name, delay)
         return delay
+
+    def _start_after(self, name, delay):
+        """Wait *delay* seconds, then mark the start the next delay counts from.
+
+        Only the thread making this attempt touches ``next_try`` until the
+        attempt ends: a job is attempted at most once at a time.
+        """
+        if delay > 0:
+            time.sleep(delay)
+        book = self._books[name]
+        book.next_try = time.monotonic() + book.retry_delay
 
     def _attempt_arguments(self, name):
         return (
