@@ -82,7 +82,7 @@ class OutputRing:
         self._used += chunk.size
         # A chunk bigger than the whole budget pushes out everything older
         # and is kept whole, as in papa.
-        while self._used > self.budget and len(self._chunks) > 1:
+        while chunk.size and self._used > self.budget and len(self._chunks) > 1:
             oldest = self._chunks.popleft()
             self._used -= oldest.size
             if self.spill_path:

@@ -1,0 +1,369 @@
+"""The client library against our kernel: values, sockets, processes, watchers."""
+
+import select
+import socket
+import sys
+import textwrap
+import time
+
+import pytest
+
+import papa
+
+from .conftest import DEADLINE_SECONDS, pid_alive, wait_for
+
+PYTHON = sys.executable
+
+
+def read_all(watcher, limit=DEADLINE_SECONDS):
+    """Read batches until the watch ends; return out bytes, err bytes, exit codes."""
+    out, err, closed = b"", b"", {}
+    deadline = time.monotonic() + limit
+    while watcher:
+        assert time.monotonic() < deadline, "watch did not end"
+        batch = watcher.read()
+        out += b"".join(item.data for item in batch[0])
+        err += b"".join(item.data for item in batch[1])
+        closed.update((item.name, item.data) for item in batch[2])
+    return out, err, closed
+
+
+def test_public_names_and_star_import():
+    namespace = {}
+    exec("from papa import *", namespace)
+    for name in (
+        "Papa",
+        "Watcher",
+        "Error",
+        "ProcessOutput",
+        "PIPE",
+        "STDOUT",
+        "DEVNULL",
+    ):
+        assert name in namespace
+    assert issubclass(papa.Error, RuntimeError)
+    assert papa.ProcessOutput("a", 1.0, b"x").data == b"x"
+
+
+def test_values(client):
+    assert client.get("missing") is None
+    client.set("a", "hello world")
+    client.set("b", "Error: disk full")
+    client.set("c", "two\nlines")
+    client.set("d.x", "1")
+    assert client.get("a") == "hello world"
+    assert client.get("b") == "Error: disk full"
+    assert client.get("c") == "two\nlines"
+    assert client.list_values() == {
+        "a": "hello world",
+        "b": "Error: disk full",
+        "c": "two\nlines",
+        "d.x": "1",
+    }
+    assert client.list_values("d.*") == {"d.x": "1"}
+    client.set("a")
+    assert client.get("a") is None
+    with pytest.raises(papa.Error, match="cannot remove all"):
+        client.remove_values("*", "b")
+    assert client.remove_values("b", "d.*") is True
+    assert client.list_values() == {"c": "two\nlines"}
+
+
+def test_inet_socket_is_idempotent_and_conflicts_are_errors(client):
+    first = client.make_socket("web")
+    assert first["family"] == "inet" and first["host"] == "127.0.0.1"
+    assert first["port"] > 0 and first["fileno"] > 0
+    assert client.make_socket("web") == first
+    assert client.make_socket("web", port=first["port"]) == first
+    with pytest.raises(papa.Error, match="already been created"):
+        client.make_socket("web", backlog=50)
+    assert client.list_sockets() == {"web": first}
+    with pytest.raises(papa.Error, match="nope not found"):
+        client.remove_sockets("nope")
+    client.remove_sockets("web")
+    assert client.list_sockets() == {}
+
+
+def test_unix_and_datagram_sockets(client, tmp_path):
+    path = str(tmp_path / "app.sock")
+    unix = client.make_socket("app", path=path, umask=0o077)
+    assert unix["family"] == "unix" and unix["path"] == path
+    assert oct(__import__("os").stat(path).st_mode & 0o777) == "0o700"
+    datagram = client.make_socket("udp", socket_type=socket.SOCK_DGRAM)
+    assert datagram["type"] == "dgram" and datagram["port"] > 0
+    with pytest.raises(papa.Error, match="absolute"):
+        client.make_socket("bad", path="relative.sock")
+    client.remove_sockets("app")
+    assert not __import__("os").path.exists(path)
+
+
+def test_interface_binds_to_a_device(client):
+    info = client.make_socket("lo-only", interface="lo")
+    assert info["interface"] == "lo" and info["host"] == "0.0.0.0"
+    with socket.create_connection(("127.0.0.1", info["port"]), timeout=5):
+        pass
+
+
+def test_process_output_and_exit_code(client):
+    watcher = client.make_process(
+        "t",
+        PYTHON,
+        args=[
+            "-c",
+            "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)",
+        ],
+        watch_immediately=True,
+    )
+    out, err, closed = read_all(watcher)
+    assert out == b"out\n" and err == b"err\n"
+    assert closed == {"t": 3} and watcher.exit_code == {"t": 3}
+    assert client.list_processes() == {}
+
+
+def test_exit_by_signal_is_negative(client):
+    info = client.make_process("sleeper", "/bin/sleep", args="60")
+    with client.watch_processes("sleeper") as watcher:
+        import os
+        import signal
+
+        os.kill(info["pid"], signal.SIGTERM)
+        out, err, closed = read_all(watcher)
+    assert closed == {"sleeper": -15}
+
+
+def test_make_process_is_idempotent_and_lists_args_with_equals(client):
+    info = client.make_process("s", "/bin/sleep", args=["60", "--opt=1"])
+    again = client.make_process("s", "/bin/sleep", args=["60", "--opt=1"])
+    assert again["pid"] == info["pid"] and info["running"] is True
+    with pytest.raises(papa.Error, match="already been created"):
+        client.make_process("s", "/bin/sleep", args="61")
+    listed = client.list_processes("s")["s"]
+    assert listed["args"] == "/bin/sleep 60 --opt=1"
+    assert set(listed) == {"pid", "running", "started", "args"}
+
+
+def test_environment_working_dir_and_newlines(client, tmp_path):
+    script = textwrap.dedent(
+        """
+        import os
+        print(repr(os.environ.get('EMPTY')), os.environ.get('A'), os.getcwd())
+        """
+    )
+    watcher = client.make_process(
+        "env",
+        PYTHON,
+        args=["-c", script],
+        env={"EMPTY": "", "A": "x y\\"},
+        working_dir=str(tmp_path),
+        watch_immediately=True,
+    )
+    out, _, closed = read_all(watcher)
+    assert out.decode() == f"'' x y\\ {tmp_path}\n"
+    assert closed == {"env": 0}
+
+
+def test_default_environment_is_empty_as_in_papa(client):
+    watcher = client.make_process(
+        "bare",
+        PYTHON,
+        args=["-c", "import os; print(sorted(os.environ))"],
+        watch_immediately=True,
+    )
+    out, _, _ = read_all(watcher)
+    # Python itself may add LC_CTYPE; nothing of the kernel's leaks in.
+    assert "PATH" not in out.decode() and "HOME" not in out.decode()
+
+
+def test_socket_substitution_and_fd_passing_to_a_serving_child(client):
+    info = client.make_socket("srv")
+    server = textwrap.dedent(
+        """
+        import socket, sys
+        listener = socket.socket(fileno=int(sys.argv[1]))
+        print('port', sys.argv[2], flush=True)
+        connection, _ = listener.accept()
+        connection.sendall(b'hello from the child')
+        connection.close()
+        """
+    )
+    client.make_process(
+        "child",
+        PYTHON,
+        args=[
+            "-c",
+            server,
+            "$(socket.srv.fileno)",
+            "p=$(socket.srv.port):$(socket.srv.port)",
+        ],
+    )
+    with socket.create_connection(
+        ("127.0.0.1", info["port"]), timeout=DEADLINE_SECONDS
+    ) as sock:
+        received = b""
+        while chunk := sock.recv(100):
+            received += chunk
+    assert received == b"hello from the child"
+    out, _, closed = read_all(client.watch_processes("child"))
+    assert out == f"port p={info['port']}:{info['port']}\n".encode()
+    assert closed == {"child": 0}
+
+
+def test_reuseport_serves_from_two_processes(client):
+    info = client.make_socket("shared", reuseport=True)
+    assert info["reuseport"] == "1" and "fileno" in info
+    server = textwrap.dedent(
+        """
+        import socket, sys
+        listener = socket.socket(fileno=int(sys.argv[1]))
+        listener.settimeout(60)
+        print(listener.getsockname()[1], flush=True)
+        """
+    )
+    for name in ("one", "two"):
+        watcher = client.make_process(
+            name,
+            PYTHON,
+            args=["-c", server, "$(socket.shared.fileno)"],
+            watch_immediately=True,
+        )
+        out, _, closed = read_all(watcher)
+        assert closed == {name: 0}
+        assert int(out) == info["port"]
+
+
+def test_select_and_ready_tell_the_truth(client):
+    client.make_process(
+        "slow", PYTHON, args=["-c", "import time; time.sleep(0.3); print('late')"]
+    )
+    watcher = client.watch_processes("slow")
+    readable, _, _ = select.select([watcher], [], [], DEADLINE_SECONDS)
+    assert readable == [watcher]
+    assert watcher.ready
+    out, _, closed = read_all(watcher)
+    assert out == b"late\n" and closed == {"slow": 0}
+    assert not watcher.ready
+
+
+def test_ready_is_false_while_nothing_waits(client):
+    client.make_process("quiet", "/bin/sleep", args="60")
+    with client.watch_processes("quiet") as watcher:
+        assert watcher.ready is False
+        assert select.select([watcher], [], [], 0.2)[0] == []
+
+
+def test_readme_loop_ends_cleanly(client):
+    watcher = client.make_process(
+        "once", "/bin/echo", args="hi", watch_immediately=True
+    )
+    batches = []
+    while watcher:
+        out, err, closed = watcher.read()
+        batches.append((out, err, closed))
+    assert any(closed for _, _, closed in batches)
+    assert not watcher.read()
+
+
+def test_unacknowledged_output_is_redelivered(kernel, client):
+    client.make_process("talker", "/bin/sh", args=["-c", "echo one; exec sleep 60"])
+    first = client.watch_processes("talker")
+    out, _, _ = first.read()
+    assert out[0].data == b"one\n"
+    first.connection.close()  # vanish without acknowledging
+    second = papa.Papa(kernel.port_or_path).watch_processes("talker")
+    again, _, _ = second.read()
+    assert again == out  # same records, same timestamps
+    second.acknowledge()
+    second.close()
+    third = papa.Papa(kernel.port_or_path).watch_processes("talker")
+    assert not third.ready or third.read()[0] == []
+    third.close()
+
+
+def test_overflow_keeps_the_newest_output(client):
+    writer = "import sys\nfor i in range(2000): sys.stdout.write('%05d\\n' % i); sys.stdout.flush()"
+    client.make_process("burst", PYTHON, args=["-c", writer], bufsize=1000)
+    wait_for(
+        lambda: not client.list_processes("burst")["burst"]["running"], message="exit"
+    )
+    out, _, closed = read_all(client.watch_processes("burst"))
+    assert closed == {"burst": 0}
+    assert 0 < len(out) <= 1000 + 64 * 1024
+    assert out.endswith(b"01999\n")
+    assert not out.startswith(b"00000\n")
+
+
+def test_spill_loses_nothing(client):
+    # The client has no spill argument (papa's signature): send the line.
+    code = "import sys\nfor i in range(20000): sys.stdout.write('%06d\\n' % i); sys.stdout.flush()"
+    reply = client.connection.command(
+        ["m", "p", "spiller", "bufsize=1k", "spill=1", PYTHON, "-c", code]
+    )
+    assert reply.startswith("spiller pid=")
+    wait_for(
+        lambda: not client.list_processes("spiller")["spiller"]["running"],
+        message="exit",
+    )
+    out, _, closed = read_all(client.watch_processes("spiller"))
+    assert closed == {"spiller": 0}
+    assert out == b"".join(b"%06d\n" % i for i in range(20000))
+
+
+def test_removed_chatty_child_keeps_running(client, tmp_path):
+    counter = tmp_path / "count"
+    chatty = textwrap.dedent(
+        f"""
+        import sys, time
+        i = 0
+        while True:
+            i += 1
+            print('line', i, flush=True)
+            if i % 50 == 0:
+                open({str(counter)!r}, 'w').write(str(i))
+            time.sleep(0.001)
+        """
+    )
+    info = client.make_process("chatty", PYTHON, args=["-c", chatty], bufsize=100)
+    wait_for(lambda: counter.exists() and counter.read_text(), message="output")
+    client.remove_processes("chatty")
+    seen = int(counter.read_text() or 0)
+    wait_for(
+        lambda: counter.read_text() and int(counter.read_text()) > seen + 500,
+        message="child writes on after remove",
+    )
+    assert pid_alive(info["pid"])
+    assert "chatty" in client.list_processes()  # listed until it ends
+
+
+def test_removing_a_finished_process_drops_it(client):
+    client.make_process("done", "/bin/true")
+    wait_for(
+        lambda: not client.list_processes("done")["done"]["running"], message="exit"
+    )
+    client.remove_processes("done")
+    assert client.list_processes() == {}
+
+
+def test_exit_if_idle_through_the_client(kernel):
+    client = papa.Papa(kernel.port_or_path)
+    client.set("x", "1")
+    assert client.exit_if_idle() is False
+    client.set("x")
+    assert client.exit_if_idle() is True
+    client.close()
+    assert kernel.process.wait(DEADLINE_SECONDS) == 0
+
+
+def kernel_threads(kernel) -> int:
+    status = open(f"/proc/{kernel.process.pid}/status").read()
+    return int(status.split("Threads:")[1].split()[0])
+
+
+def test_two_hundred_children_without_two_hundred_threads(kernel, client):
+    before = kernel_threads(kernel)
+    for index in range(200):
+        client.make_process(f"idle{index:03d}", "/bin/sleep", args="120")
+    listed = client.list_processes("idle*")
+    assert len(listed) == 200
+    assert all(info["running"] for info in listed.values())
+    # The loop's own helpers (libuv's resolver pool) do not grow with children.
+    assert kernel_threads(kernel) == before <= 5
