@@ -52,13 +52,13 @@ class Recording:
                 "--nonblocking",
             ],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
-        # py-spy says "Sampling process ..." once it is attached: only then
-        # may the measured work start.
-        line = self.process.stderr.readline()
+        # py-spy says "Sampling process ..." (on stdout) once it is attached:
+        # only then may the measured work start.
+        line = self.process.stdout.readline()
         if "Sampling" not in line:
             raise RuntimeError(f"py-spy could not attach to {pid}: {line.strip()}")
 
@@ -67,11 +67,10 @@ class Recording:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
         try:
-            self.process.wait(timeout=60)
+            self.process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
-        self.process.stderr.close()
+            self.process.communicate()
         if self.output.exists():
             summary = summarise(self.output.read_text())
             self.output.with_suffix(".txt").write_text(summary)
