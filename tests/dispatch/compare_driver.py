@@ -5,6 +5,7 @@ or ``peer`` (real DoJobber, importable only with the peer's PYTHONPATH).
 Verbose and debug lines go to stderr, as each engine writes them.
 """
 
+import io
 import json
 import sys
 
@@ -14,6 +15,7 @@ import graphs
 def main():
     engine, graph_name = sys.argv[1], sys.argv[2]
     extra = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    graph_format = extra.pop("graph_format", None)
     if engine == "peer":
         import dojobber as module
     else:
@@ -38,6 +40,10 @@ def main():
         "counts": graphs.LOG["counts"],
         "events": graphs.LOG["events"],
     }
+    if graph_format:
+        buffer = io.BytesIO()
+        dojob.write_graph(buffer, graph_format)
+        report["graph"] = buffer.getvalue().decode()
     sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
 
 

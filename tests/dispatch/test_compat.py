@@ -5,6 +5,8 @@ processes; statuses, results, exceptions of failed jobs, attempt counts,
 cleanup order and the verbose lines on stderr must be identical.
 """
 
+import shutil
+
 import pytest
 
 from .conftest import run_driver
@@ -78,3 +80,12 @@ def test_known_outcomes_of_the_movie_graph():
     assert lines.count("Pizza.check: fail") == 2
     assert 'Pizza.recheck: fail "Pizza is broken for good"' in lines
     assert "Invite Lawyer Cat.recheck: pass" in lines
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz 'dot' not installed")
+def test_graph_matches_dojobber_through_graphviz():
+    """Both engines' coloured graphs, canonicalised by graphviz, are equal."""
+    ours, _ = run_driver("ours", "movie_no_pizza", {"graph_format": "canon"})
+    peer, _ = run_driver("peer", "movie_no_pizza", {"graph_format": "canon"})
+    assert ours["graph"] == peer["graph"]
+    assert "color=darkgreen" in ours["graph"]

@@ -1,0 +1,116 @@
+"""The ``dispatch`` command: routing, and ``dispatch jobs`` on a FileStorage."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from dispatch.cli import main
+from dispatch.jobs import DoJobber, DummyJob, Job
+from dispatch.jobs.cli import jobs_main, parse_address
+from tests.conftest import PYTHON
+
+
+def test_unknown_command_says_so(capsys):
+    assert main(["frobnicate"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown command 'frobnicate'" in error and "jobs" in error
+
+
+def test_help_lists_commands(capsys):
+    assert main(["--help"]) == 0
+    assert "jobs" in capsys.readouterr().out
+    assert main([]) == 2
+
+
+def test_console_script_routes_to_jobs():
+    completed = subprocess.run(
+        [PYTHON, "-m", "dispatch.cli", "jobs", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0
+    assert "show" in completed.stdout and "graph" in completed.stdout
+
+
+def test_jobs_needs_a_database(capsys, monkeypatch):
+    monkeypatch.delenv("DISPATCH_ZEO", raising=False)
+    with pytest.raises(SystemExit, match="say which database"):
+        jobs_main(["list"])
+
+
+def test_parse_address():
+    assert parse_address("127.0.0.1:8100") == ("127.0.0.1", 8100)
+    assert parse_address(":8100") == ("127.0.0.1", 8100)
+    assert parse_address("/run/zeo.sock") == "/run/zeo.sock"
+
+
+@pytest.fixture
+def recorded_file(tmp_path):
+    """A FileStorage holding one finished run, closed again."""
+    from ZODB import DB
+    from ZODB.FileStorage import FileStorage
+
+    path = tmp_path / "Data.fs"
+    database = DB(FileStorage(str(path)))
+
+    class Fails(Job):
+        TRIES = 1
+
+        def Check(self):
+            raise ValueError("bad input file")
+
+        def Run(self):
+            pass
+
+    top = type("Top", (DummyJob,), {"DEPS": [Fails]})
+    dojob = DoJobber(db=database, run_name="nightly")
+    dojob.configure(top, default_retry_delay=0)
+    dojob.checknrun()
+    database.close()
+    return path
+
+
+def test_show_from_a_file(recorded_file, capsys):
+    assert jobs_main(["--file", str(recorded_file), "show", "nightly", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    jobs = {job["name"]: job for job in document["jobs"]}
+    assert jobs["Fails"]["last_error"] == "ValueError: bad input file"
+    assert jobs["Top"]["status"] == "blocked"
+
+
+def test_graph_from_a_file_as_json(recorded_file, tmp_path):
+    output = tmp_path / "graph.json"
+    arguments = ["--file", str(recorded_file), "graph", "nightly"]
+    assert jobs_main(arguments + ["--format", "json", "-o", str(output)]) == 0
+    document = json.loads(output.read_text())
+    assert {node["name"]: node["colour"] for node in document["nodes"]} == {
+        "Top": "orange",
+        "Fails": "red",
+    }
+
+
+def test_graph_svg_without_graphviz_fails_clearly(recorded_file, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    arguments = ["--file", str(recorded_file), "graph", "nightly", "--format", "svg"]
+    assert jobs_main(arguments) == 1
+    assert "graphviz" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz 'dot' not installed")
+def test_graph_svg_command(recorded_file):
+    completed = subprocess.run(
+        [PYTHON, "-m", "dispatch.cli", "jobs", "--file", str(recorded_file)]
+        + ["graph", "nightly", "--format", "svg"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert b"<svg" in completed.stdout and b"Fails" in completed.stdout
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no such FileStorage"):
+        jobs_main(["--file", str(tmp_path / "absent.fs"), "list"])
