@@ -7,13 +7,17 @@ PEERS := .peers
 # Real ZEO is a reference peer for interop tests and benchmarks; it lives in a
 # folder of its own so that its scripts never shadow ours.
 ZEO_PEER := $(PEERS)/zeo
+# zodbshootout and pyperf for `make bench-shootout`, without their dependencies
+# so that no second ZODB shadows the venv's (six and objgraph are all they
+# need besides what the venv has).
+SHOOTOUT_PEER := $(PEERS)/zodbshootout
 # Real papa 1.0.6, likewise: its package is also named `papa`, so it is only
 # ever imported by subprocesses run with PYTHONPATH pointing here.
 PAPA_PEER := $(PEERS)/papa
 # DoJobber 0.6.3 is the reference peer of dispatch.jobs (interop tests, bench).
 DOJOBBER_PEER := $(PEERS)/dojobber
 
-.PHONY: demo test lint venv peers bench clean
+.PHONY: demo test lint venv peers shootout-peer bench bench-shootout clean
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +41,13 @@ $(PAPA_PEER)/.installed: $(VENV)/.installed
 
 peers: $(ZEO_PEER)/.installed $(PAPA_PEER)/.installed $(DOJOBBER_PEER)/.installed
 
+$(SHOOTOUT_PEER)/.installed: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps --target $(SHOOTOUT_PEER) \
+		'zodbshootout==0.8.0' 'pyperf==1.7.1' 'six==1.17.0' 'objgraph==3.7.0'
+	touch $@
+
+shootout-peer: $(SHOOTOUT_PEER)/.installed
+
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
@@ -49,6 +60,9 @@ demo: venv
 
 bench: venv peers
 	$(PY) bench/zeo_bench.py
+
+bench-shootout: venv peers shootout-peer
+	$(PY) bench/zodbshootout_bench.py
 
 clean:
 	rm -rf $(VENV) $(PEERS) var build *.egg-info
