@@ -176,6 +176,7 @@ class DoJobber:
                     self._walk_phase_threaded(order, workers)
                 else:
                     self._walk_phase(order)
+                self._flush()
                 if self.success():
                     break
                 self._phase += 1
@@ -195,6 +196,12 @@ class DoJobber:
             }
         finally:
             os.chdir(self._directory)
+            if self._store is not None and sys.exc_info()[0] is not None:
+                # Interrupted (KeyboardInterrupt...): keep what ended.
+                try:
+                    self._store.flush()
+                except Exception:
+                    logger.exception("could not record the last attempt's end")
         if self._cleanup:
             self.cleanup()
         if self._store is not None:
@@ -287,6 +294,7 @@ class DoJobber:
                     running[future] = name
                 if not running:
                     continue
+                self._flush()
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in sorted(finished, key=lambda f: position[running[f]]):
                     name = running.pop(future)
@@ -319,6 +327,10 @@ class DoJobber:
         if self._store is not None:
             self._store.attempt_started(self, name, delay)
         return delay
+
+    def _flush(self):
+        if self._store is not None:
+            self._store.flush()
 
     def _start_after(self, name, delay):
         """Wait *delay* seconds, then mark the start the next delay counts from.

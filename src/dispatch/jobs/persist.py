@@ -86,6 +86,15 @@ class NodeRecord(Persistent):
         self.result = None
 
 
+class GraphRecord(Persistent):
+    """A run's graph structure, in a record of its own: it is large and
+    rarely changes, while the run record changes with every commit."""
+
+    def __init__(self, root=None, deps=None):
+        self.root = root
+        self.deps = dict(deps or {})
+
+
 class JobRun(Persistent):
     """A named run: its graph, its jobs' records, its sessions."""
 
@@ -93,8 +102,7 @@ class JobRun(Persistent):
         self.name = name
         self.created = time.time()
         self.updated = self.created
-        self.root = None
-        self.deps = {}
+        self.graph = GraphRecord()
         self.phase = 0
         self.state = "new"
         self.sessions = ()
@@ -155,13 +163,19 @@ class RunStore:
             raise TypeError(f"db must be a ZODB DB or Connection, got {db!r}")
         self.run_name = run_name
         self.adopted = False
+        self._pending = []
         self._session = None
         self._last_global_pickle = None
 
     # -- plumbing ---------------------------------------------------------------
 
-    def _write(self, change):
-        """Apply *change(run)* and commit, redoing it after conflicts."""
+    def _write(self, change=None):
+        """Apply the pending changes and *change(run)*, commit, and redo all
+        of them after a conflict (they are computed from the engine's memory).
+        """
+        changes = self._pending + ([change] if change is not None else [])
+        if not changes:
+            return
         for trial in range(1, COMMIT_ATTEMPTS + 1):
             try:
                 self._manager.begin()
@@ -169,10 +183,12 @@ class RunStore:
                 run = runs.get(self.run_name)
                 if run is None:
                     run = runs[self.run_name] = JobRun(self.run_name)
-                result = change(run)
+                for step in changes:
+                    step(run)
                 run.updated = time.time()
                 self._manager.commit()
-                return result
+                self._pending = []
+                return
             except ConflictError:
                 self._manager.abort()
                 if trial == COMMIT_ATTEMPTS:
@@ -198,13 +214,12 @@ class RunStore:
 
     def _open(self, run, engine):
         graph = engine.graph
-        if run.root != graph.root or run.deps != graph.deps:
-            if run.root is not None:
+        if run.graph.root != graph.root or run.graph.deps != graph.deps:
+            if run.graph.root is not None:
                 logger.info(
                     "run %r: the job graph changed since it was stored", run.name
                 )
-            run.root = graph.root
-            run.deps = dict(graph.deps)
+            run.graph = GraphRecord(graph.root, graph.deps)
         last = run.sessions[-1] if run.sessions else None
         adopt = last is not None and last["state"] == SESSION_RUNNING
         if adopt and _alive_here(last):
@@ -353,7 +368,18 @@ class RunStore:
 
         self._write(change)
 
+    def flush(self):
+        """Commit what is pending (the end of the last attempt)."""
+        self._write()
+
     def attempt_finished(self, engine, outcome):
+        """Record an attempt's end.
+
+        It is committed with the next write: the next attempt's start (the
+        very next thing the engine does, so nothing happens in between that
+        a crash could lose) or :meth:`flush`, which the engine calls before
+        it waits, sleeps or ends a phase.  This halves the commits.
+        """
         global_pickle, global_copy = self._global_snapshot(engine.global_storage)
 
         def change(run):
@@ -405,7 +431,7 @@ class RunStore:
             if global_copy is not None:
                 run.global_storage.value = global_copy
 
-        self._write(change)
+        self._pending.append(change)
         if global_pickle is not None:
             self._last_global_pickle = global_pickle
 
@@ -470,7 +496,9 @@ def describe_status(record):
 
 def run_rows(run):
     """One dict per job of *run*, in attempt order (dependencies first)."""
-    graph = JobGraph.from_structure(run.root, run.deps) if run.root else None
+    structure = run.graph
+    graph = JobGraph.from_structure(structure.root, structure.deps)
+    graph = graph if structure.root else None
     names = list(graph.post_order()) if graph else []
     names += [name for name in run.nodes.keys() if name not in set(names)]
     rows = []
@@ -499,7 +527,7 @@ def run_rows(run):
 
 def run_graph(run):
     """(JobGraph, colours) of a recorded run, for DOT/SVG export."""
-    graph = JobGraph.from_structure(run.root, run.deps)
+    graph = JobGraph.from_structure(run.graph.root, run.graph.deps)
     colours = {}
     for name in graph.deps:
         record = run.nodes.get(name)
