@@ -84,6 +84,7 @@ def main():
     dojob.configure(Everything, verbose=True, default_retry_delay=0)
     dojob.checknrun()
     print(json.dumps({"status": dojob.nodestatus, "results": dojob.noderesults}))
+    dojob.close()
     database.close()
 
 

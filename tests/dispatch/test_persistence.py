@@ -6,7 +6,7 @@ import threading
 import pytest
 import transaction
 
-from dispatch.jobs import DoJobber, DummyJob, Job, RunonlyJob, persist
+from dispatch.jobs import DoJobber, DummyJob, Job, RunonlyJob, persist, view
 from dispatch.jobs.cli import jobs_main
 
 
@@ -55,7 +55,7 @@ def read_run(database, name):
     connection = database.open()
     try:
         run = persist.load_run(connection, name)
-        return run, persist.run_rows(run), connection
+        return run, view.run_rows(run), connection
     except BaseException:
         connection.close()
         raise

@@ -17,7 +17,7 @@ import os
 import sys
 
 from . import graph as graph_module
-from . import persist
+from . import persist, view
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _open_database(options):
 
 
 def _show(run, as_json, out):
-    rows = persist.run_rows(run)
+    rows = view.run_rows(run)
     sessions = list(run.sessions)
     if as_json:
         document = {
@@ -120,10 +120,10 @@ def _show(run, as_json, out):
 
 
 def _graph(run, fmt, output):
-    graph, colours = persist.run_graph(run)
+    graph, colours = view.run_graph(run)
     if fmt == "json":
         nodes = {name: {"colour": colour} for name, colour in colours.items()}
-        for row in persist.run_rows(run):
+        for row in view.run_rows(run):
             nodes.setdefault(row["name"], {})["status"] = row["status"]
         data = graph.to_json(nodes).encode()
     else:

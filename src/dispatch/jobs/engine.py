@@ -14,18 +14,17 @@ database (zeo) as it starts and as it ends, so a run killed half-way resumes
 in a new process without re-running what succeeded.
 """
 
-import heapq
 import logging
 import os
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from . import graph as graph_module
 from .attempt import attempt_job
 from .graph import JobConfigurationError, JobGraph
+from .threaded import walk_phase_threaded
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +172,7 @@ class DoJobber:
         try:
             while True:
                 if workers > 1:
-                    self._walk_phase_threaded(order, workers)
+                    walk_phase_threaded(self, order, workers)
                 else:
                     self._walk_phase(order)
                 self._flush()
@@ -257,60 +256,6 @@ class DoJobber:
                 )
                 self._record(outcome)
             complete[name] = not blocked and self.nodestatus[name] is True
-
-    def _walk_phase_threaded(self, order, workers):
-        # A job is decided once every dependency is decided; then the same
-        # rule as the sequential walk applies, so statuses match it.
-        deps = self.graph.deps
-        position = {name: index for index, name in enumerate(order)}
-        waiting = {name: len(deps[name]) for name in order}
-        dependents = {name: [] for name in order}
-        for name in order:
-            for child in deps[name]:
-                dependents[child].append(name)
-        ready = [(position[name], name) for name in order if not waiting[name]]
-        heapq.heapify(ready)
-        complete = {}
-        running = {}
-
-        def decided(name, blocked):
-            complete[name] = not blocked and self.nodestatus[name] is True
-            for parent in dependents[name]:
-                waiting[parent] -= 1
-                if not waiting[parent]:
-                    heapq.heappush(ready, (position[parent], parent))
-
-        with ThreadPoolExecutor(workers, thread_name_prefix="dispatch-job") as pool:
-            while ready or running:
-                while ready and len(running) < workers:
-                    _, name = heapq.heappop(ready)
-                    blocked = not all(complete[child] for child in deps[name])
-                    self.nodestatus.setdefault(name, None)
-                    if blocked or not self._attemptable(name):
-                        decided(name, blocked)
-                        continue
-                    delay = self._book_attempt(name)
-                    future = pool.submit(self._threaded_attempt, name, delay)
-                    running[future] = name
-                if not running:
-                    continue
-                self._flush()
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in sorted(finished, key=lambda f: position[running[f]]):
-                    name = running.pop(future)
-                    outcome = future.result()
-                    with self._output_lock:
-                        for line in outcome.lines:
-                            sys.stderr.write(line)
-                    self._record(outcome)
-                    decided(name, False)
-
-    def _threaded_attempt(self, name, delay):
-        self._start_after(name, delay)
-        lines = []
-        outcome = attempt_job(*self._attempt_arguments(name), write=lines.append)
-        outcome.lines = lines
-        return outcome
 
     def _book_attempt(self, name):
         """Take one try of *name*; return how long to wait before starting.
@@ -402,6 +347,14 @@ class DoJobber:
                 self.nodereasons[name] = {"reason": "out_of_tries"}
             else:
                 self.nodereasons[name] = {"reason": "not_attempted"}
+
+    def close(self):
+        """Close the database connection this engine opened (if it did).
+
+        A DB passed as ``db=`` stays open: it belongs to the caller.
+        """
+        if self._store is not None:
+            self._store.close()
 
     # -- cleanup ----------------------------------------------------------------
 
