@@ -149,7 +149,13 @@ class Kernel:
     def snapshot(self) -> dict:
         return {
             "values": dict(self.values),
-            "sockets": [managed.spec.to_state() for managed in self.sockets.values()],
+            "sockets": [
+                dict(
+                    managed.spec.to_state(),
+                    fileno=managed.socket.fileno() if managed.socket else None,
+                )
+                for managed in self.sockets.values()
+            ],
             "processes": [
                 process.to_state()
                 for process in self.processes.values()
@@ -162,15 +168,6 @@ class Kernel:
             return
         saved = self.state.load()
         self.values.update(saved.get("values", {}))
-        for record in saved.get("sockets", []):
-            spec = SocketSpec(**record)
-            managed = ManagedSocket(spec)
-            try:
-                managed.open()
-            except Error as exc:
-                log.error("cannot restore socket %s: %s", spec.name, exc)
-                continue
-            self.sockets[spec.name] = managed
         for record in saved.get("processes", []):
             process = adopt(record)
             if process is None:
@@ -182,6 +179,21 @@ class Kernel:
             process.start(self.sockets)
             self.processes[process.name] = process
             log.info("adopted %s", process.line())
+        adopted = [process.pid for process in self.processes.values()]
+        for record in saved.get("sockets", []):
+            record = dict(record)
+            fileno = record.pop("fileno", None)
+            spec = SocketSpec(**record)
+            managed = ManagedSocket(spec)
+            # Children that inherited the socket still hold it: take it back
+            # from them first, so the port or path stays the very same socket.
+            if fileno is None or not managed.recover(adopted, fileno):
+                try:
+                    managed.open()
+                except Error as exc:
+                    log.error("cannot restore socket %s: %s", spec.name, exc)
+                    continue
+            self.sockets[spec.name] = managed
         self.changed()
 
     # -- values --------------------------------------------------------------------

@@ -216,6 +216,34 @@ class ManagedSocket:
         sock.set_inheritable(True)
         return sock
 
+    def recover(self, pids: list[int], fileno: int) -> bool:
+        """Take the socket back from a process that inherited it.
+
+        After a kernel restart the port is still held by the children that
+        inherited the socket, so binding again fails.  Those children have
+        it under the same file number the old kernel had, and pidfd_getfd
+        (Linux 5.6+, ptrace permission needed) copies it back.
+        """
+        for pid in pids:
+            sock = _socket_from_process(pid, fileno)
+            if sock is None:
+                continue
+            if self._matches(sock):
+                sock.set_inheritable(True)
+                self.socket = sock
+                log.info("recovered socket %s from pid %s", self.spec.name, pid)
+                return True
+            sock.close()
+        return False
+
+    def _matches(self, sock: socket.socket) -> bool:
+        spec = self.spec
+        if sock.family != spec.family or sock.type != spec.type:
+            return False
+        if spec.family == socket.AF_UNIX:
+            return sock.getsockname() == spec.path
+        return sock.getsockname()[1] == spec.port
+
     def fileno_for_child(self) -> tuple[int, socket.socket | None]:
         """The file number a child gets, and a clone to close after spawn.
 
@@ -267,3 +295,26 @@ class ManagedSocket:
             except OSError:
                 pass
         log.info("closed socket %s", self.spec.name)
+
+
+def _socket_from_process(pid: int, fileno: int) -> socket.socket | None:
+    """A duplicate of file ``fileno`` of process ``pid``, if it is a socket."""
+    import ctypes
+
+    pidfd_getfd = 438  # the same number on every architecture (generic table)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        descriptor = libc.syscall(pidfd_getfd, pidfd, fileno, 0)
+    finally:
+        os.close(pidfd)
+    if descriptor < 0:
+        return None
+    try:
+        return socket.socket(fileno=descriptor)
+    except OSError:
+        os.close(descriptor)
+        return None

@@ -45,6 +45,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def can_connect(address) -> bool:
+    if isinstance(address, int):
+        address = ("127.0.0.1", address)
     family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
     with socket.socket(family) as probe:
         try:

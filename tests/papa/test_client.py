@@ -312,24 +312,30 @@ def test_removed_chatty_child_keeps_running(client, tmp_path):
     counter = tmp_path / "count"
     chatty = textwrap.dedent(
         f"""
-        import sys, time
+        import os, sys, time
         i = 0
         while True:
             i += 1
             print('line', i, flush=True)
             if i % 50 == 0:
-                open({str(counter)!r}, 'w').write(str(i))
+                with open({str(counter)!r} + '.new', 'w') as f:
+                    f.write(str(i))
+                os.replace({str(counter)!r} + '.new', {str(counter)!r})
             time.sleep(0.001)
         """
     )
+
+    def count() -> int:
+        try:
+            return int(counter.read_text())
+        except (OSError, ValueError):
+            return 0
+
     info = client.make_process("chatty", PYTHON, args=["-c", chatty], bufsize=100)
-    wait_for(lambda: counter.exists() and counter.read_text(), message="output")
+    wait_for(count, message="output")
     client.remove_processes("chatty")
-    seen = int(counter.read_text() or 0)
-    wait_for(
-        lambda: counter.read_text() and int(counter.read_text()) > seen + 500,
-        message="child writes on after remove",
-    )
+    seen = count()
+    wait_for(lambda: count() > seen + 500, message="child writes on after remove")
     assert pid_alive(info["pid"])
     assert "chatty" in client.list_processes()  # listed until it ends
 
