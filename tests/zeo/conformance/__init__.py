@@ -1,0 +1,1 @@
+"""ZODB's storage conformance suites against our client over our server."""

@@ -1,0 +1,270 @@
+"""A storage server in a real subprocess, for the conformance suites.
+
+The conformance suites run ZODB's storage test mixins against a client
+storage connected over loopback to a server process started exactly as an
+operator would start it: ``python -m zeo.runzeo -C <conf>``.  With
+``--impl real`` (see ``conftest.py``) the same harness starts real ZEO's
+``ZEO.runzeo`` instead and connects real ZEO's client, which checks the
+harness itself and records which mixin tests real ZEO 6.2 passes.
+
+A server may serve several storages, so one process per test class can give
+every test a fresh FileStorage of its own (see ``StoragePool``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import PEERS, free_port, peer_env
+
+#: Which implementation runs on both sides: "ours" or "real" (ZEO 6.2).
+#: ``conftest.py`` sets it from ``--impl``; the environment variable lets a
+#: plain ``pytest tests`` run pick it too.
+IMPLEMENTATION = os.environ.get("ZEOPAPA_CONFORMANCE_IMPL", "ours")
+
+#: How long a server may take to start or stop on a loaded 2-core machine.
+START_DEADLINE_SECONDS = 60.0
+STOP_DEADLINE_SECONDS = 30.0
+
+#: The first frame a ZEO 5 server sends on a new connection, per encoding.
+GREETINGS = {True: b"M5", False: b"Z5"}
+
+
+@dataclass
+class StorageSpec:
+    """One storage section of a server configuration.
+
+    ``kind`` is ``"file"`` (a FileStorage) or ``"blob"`` (a FileStorage
+    wrapped in a ``<blobstorage>`` whose blob directory is ``blob_dir``).
+    """
+
+    name: str
+    path: Path
+    kind: str = "file"
+    blob_dir: Path | None = None
+    pack_gc: bool = True
+
+    def config(self) -> str:
+        filestorage_name = "" if self.kind == "blob" else f" {self.name}"
+        lines = [f"<filestorage{filestorage_name}>", f"  path {self.path}"]
+        if not self.pack_gc:
+            lines.append("  pack-gc false")
+        lines.append("</filestorage>")
+        if self.kind == "blob":
+            lines = [
+                f"<blobstorage {self.name}>",
+                f"  blob-dir {self.blob_dir}",
+                *("  " + line for line in lines),
+                "</blobstorage>",
+            ]
+        return "\n".join(lines) + "\n"
+
+
+class ServerProcess:
+    """``runzeo`` in a subprocess on a free loopback port.
+
+    ``options`` are ``<zeo>`` keys with ``_`` for ``-`` (``msgpack``,
+    ``client_conflict_resolution``, ``read_only``...); booleans are written
+    as ``true``/``false``.
+    """
+
+    def __init__(self, directory: Path, storages: list[StorageSpec], **options):
+        self.directory = Path(directory)
+        self.storages = storages
+        self.options = {"msgpack": True, **options}
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.config_path = self.directory / f"zeo-{self.port}.conf"
+        self.log_path = self.directory / f"zeo-{self.port}.log"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def config(self) -> str:
+        lines = ["<zeo>", f"  address 127.0.0.1:{self.port}"]
+        for key, value in self.options.items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            lines.append(f"  {key.replace('_', '-')} {value}")
+        lines.append("</zeo>")
+        return "\n".join(lines) + "\n" + "".join(s.config() for s in self.storages)
+
+    def command(self) -> tuple[list[str], dict]:
+        if IMPLEMENTATION == "real":
+            module, env = "ZEO.runzeo", peer_env(PEERS / "zeo")
+        else:
+            module, env = "zeo.runzeo", dict(os.environ)
+            env.pop("ZEO_MSGPACK", None)
+        return [sys.executable, "-m", module, "-C", str(self.config_path)], env
+
+    def start(self) -> ServerProcess:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config())
+        command, env = self.command()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.directory,
+                env=env,
+            )
+        self._wait_until_serving()
+        return self
+
+    def _wait_until_serving(self) -> None:
+        """Poll until the server sends its greeting; fail early if it dies."""
+        expected = GREETINGS[bool(self.options["msgpack"])]
+        deadline = time.monotonic() + START_DEADLINE_SECONDS
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {self.process.returncode} while "
+                    f"starting; config:\n{self.config()}\nlog:\n{self.log_tail()}"
+                )
+            try:
+                greeting = read_greeting(self.address)
+            except OSError as error:
+                last_error = error
+                time.sleep(0.05)
+                continue
+            if greeting != expected:
+                raise RuntimeError(
+                    f"server greeted with {greeting!r}, expected {expected!r}"
+                )
+            return
+        self.stop()
+        raise RuntimeError(
+            f"server did not serve on {self.address} within "
+            f"{START_DEADLINE_SECONDS}s ({last_error}); log:\n{self.log_tail()}"
+        )
+
+    def is_alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after a deadline; return the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_DEADLINE_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_DEADLINE_SECONDS)
+        return self.process.returncode
+
+    def log_tail(self, characters: int = 6000) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "<no log>"
+        return text[-characters:]
+
+
+def read_greeting(address: tuple[str, int], timeout: float = 5.0) -> bytes:
+    """Connect and return the payload of the first frame the server sends."""
+    with socket.create_connection(address, timeout=timeout) as connection:
+        header = _receive_exactly(connection, 4)
+        (size,) = struct.unpack(">I", header)
+        return _receive_exactly(connection, size)
+
+
+def _receive_exactly(connection: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = connection.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        data += chunk
+    return data
+
+
+def make_client(address, storage: str, **options):
+    """A client storage of the implementation under test."""
+    if IMPLEMENTATION == "real":
+        import ZEO
+
+        return ZEO.client(address, storage=storage, **options)
+    import zeo
+
+    return zeo.client(address, storage=storage, **options)
+
+
+class StoragePool:
+    """Fresh storages handed out from as few server processes as possible.
+
+    Every test wants a storage nobody used before.  A pool starts a server
+    with ``size`` storages and hands them out one by one; when they run out
+    (or the server died) it stops that server and starts the next.
+    """
+
+    def __init__(
+        self, label: str, size: int, kind: str = "file", pack_gc=True, **options
+    ):
+        self.directory = Path(tempfile.mkdtemp(prefix=f"conformance-{label}-"))
+        self.size = max(1, size)
+        self.kind = kind
+        self.pack_gc = pack_gc
+        self.options = options
+        self.server: ServerProcess | None = None
+        self.free: list[StorageSpec] = []
+        self.generation = 0
+
+    def acquire(self, count: int = 1) -> tuple[ServerProcess, list[StorageSpec]]:
+        """``count`` fresh storages served by one live server."""
+        if self.server is None or not self.server.is_alive() or len(self.free) < count:
+            self._replace_server(max(self.size, count))
+        taken, self.free = self.free[:count], self.free[count:]
+        return self.server, taken
+
+    def _replace_server(self, size: int) -> None:
+        if self.server is not None:
+            self.server.stop()
+        self.generation += 1
+        directory = self.directory / f"server{self.generation}"
+        directory.mkdir()
+        storages = []
+        for index in range(size):
+            name = f"s{index}"
+            storages.append(
+                StorageSpec(
+                    name=name,
+                    path=directory / f"{name}.fs",
+                    kind=self.kind,
+                    blob_dir=directory / f"{name}.blobs"
+                    if self.kind == "blob"
+                    else None,
+                    pack_gc=self.pack_gc,
+                )
+            )
+        self.server = ServerProcess(directory, storages, **self.options).start()
+        self.free = list(storages)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        # ZEOPAPA_CONFORMANCE_KEEP=1 keeps the servers' configs, logs and
+        # data files for a post-mortem.
+        if not os.environ.get("ZEOPAPA_CONFORMANCE_KEEP"):
+            _remove_tree(self.directory)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
