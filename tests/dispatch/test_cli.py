@@ -9,7 +9,7 @@ import pytest
 from dispatch.cli import main
 from dispatch.jobs import DoJobber, DummyJob, Job
 from dispatch.jobs.cli import jobs_main, parse_address
-from tests.conftest import PYTHON
+from tests.conftest import PYTHON, free_port
 
 
 def test_unknown_command_says_so(capsys):
@@ -114,3 +114,25 @@ def test_graph_svg_command(recorded_file):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no such FileStorage"):
         jobs_main(["--file", str(tmp_path / "absent.fs"), "list"])
+
+
+def test_an_empty_database_has_no_runs(capsys):
+    import zeo
+
+    address, stop = zeo.server()
+    try:
+        text = "{}:{}".format(*address)
+        assert jobs_main(["--zeo", text, "list"]) == 0
+        assert capsys.readouterr().out == ""
+        assert jobs_main(["--zeo", text, "show", "nothing"]) == 1
+        assert "empty" in capsys.readouterr().err
+    finally:
+        stop()
+
+
+def test_an_unreachable_server_is_a_clear_error(monkeypatch):
+    from dispatch.jobs import cli
+
+    monkeypatch.setattr(cli, "CONNECT_TIMEOUT", 1)
+    with pytest.raises(SystemExit, match="cannot reach zeo"):
+        jobs_main(["--zeo", f"127.0.0.1:{free_port()}", "list"])

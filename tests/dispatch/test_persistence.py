@@ -136,6 +136,7 @@ def test_a_connection_can_be_given_instead_of_a_database(zeo_database):
         dojob = DoJobber(db=connection, run_name="connected")
         dojob.configure(DummyJob)
         dojob.checknrun()
+        dojob.close()  # the caller's connection stays open
         assert dojob.success()
         assert persist.load_run(connection, "connected").nodes["DummyJob"].status
     finally:

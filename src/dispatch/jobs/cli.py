@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 ADDRESS_VARIABLE = "DISPATCH_ZEO"
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 1
+# Seconds to wait for the zeo server before saying it cannot be reached.
+CONNECT_TIMEOUT = 10
 
 
 def parse_address(text):
@@ -65,22 +67,41 @@ def _parser():
     return parser
 
 
-def _open_database(options):
+def _open_storage(options):
     if options.file:
-        from ZODB import DB
         from ZODB.FileStorage import FileStorage
 
         if not os.path.exists(options.file):
             raise SystemExit(f"dispatch jobs: no such FileStorage file: {options.file}")
-        return DB(FileStorage(options.file, read_only=True))
+        return FileStorage(options.file, read_only=True)
     if not options.zeo:
         raise SystemExit(
             f"dispatch jobs: say which database: --zeo HOST:PORT, --file PATH, "
             f"or set ${ADDRESS_VARIABLE}."
         )
     import zeo
+    from zeo.exceptions import ClientDisconnected
 
-    return zeo.DB(parse_address(options.zeo), read_only=True, wait_timeout=30)
+    try:
+        return zeo.client(
+            parse_address(options.zeo), read_only=True, wait_timeout=CONNECT_TIMEOUT
+        )
+    except ClientDisconnected as error:
+        raise SystemExit(f"dispatch jobs: cannot reach zeo: {error}") from None
+
+
+def _open_database(options):
+    """A read-only ZODB DB, or None when the database has nothing in it yet."""
+    from ZODB import DB
+    from ZODB.POSException import ReadOnlyError
+
+    storage = _open_storage(options)
+    try:
+        return DB(storage)
+    except ReadOnlyError:
+        # An empty database: ZODB wanted to create the root object.
+        storage.close()
+        return None
 
 
 def _show(run, as_json, out):
@@ -142,6 +163,14 @@ def jobs_main(argv=None):
     """Entry point of ``dispatch jobs``; returns the exit status."""
     options = _parser().parse_args(argv)
     database = _open_database(options)
+    if database is None:
+        if options.command == "list":
+            return 0
+        print(
+            f"dispatch jobs: no run named {options.run_name!r} (the database is empty)",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_FOUND
     try:
         connection = database.open()
         try:

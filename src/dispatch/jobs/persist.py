@@ -154,9 +154,11 @@ class RunStore:
         if hasattr(db, "root") and hasattr(db, "transaction_manager"):
             self._connection = db  # a Connection: share its transactions
             self._manager = db.transaction_manager
+            self._owns_connection = False
         elif hasattr(db, "open"):
             self._manager = transaction.TransactionManager()
             self._connection = db.open(transaction_manager=self._manager)
+            self._owns_connection = True
         else:
             raise TypeError(f"db must be a ZODB DB or Connection, got {db!r}")
         self.run_name = run_name
@@ -455,9 +457,8 @@ class RunStore:
 
     def close(self):
         """Close the connection this store opened (not a caller's)."""
-        if self._manager is not getattr(self._connection, "transaction_manager", None):
-            return
-        self._connection.close()
+        if self._owns_connection and self._connection.opened is not None:
+            self._connection.close()
 
 
 # -- reading ------------------------------------------------------------------------

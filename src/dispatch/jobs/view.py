@@ -29,7 +29,8 @@ def run_rows(run):
     graph = JobGraph.from_structure(structure.root, structure.deps)
     graph = graph if structure.root else None
     names = list(graph.post_order()) if graph else []
-    names += [name for name in run.nodes.keys() if name not in set(names)]
+    listed = set(names)
+    names += [name for name in run.nodes.keys() if name not in listed]
     rows = []
     for name in names:
         record = run.nodes.get(name)
