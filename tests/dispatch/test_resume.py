@@ -121,7 +121,9 @@ def test_kill_half_way_and_resume_in_a_new_process(runzeo, tmp_path):
 def test_a_reader_process_sees_commits_as_they_happen(runzeo, tmp_path):
     """A second client watching the run (ClientStorage.watch) is told of the
     runner's commits without polling."""
-    database = zeo.DB(parse_address(runzeo.address_text))
+    # server_sync: opening a connection first makes sure every invalidation
+    # committed before it has reached this client.
+    database = zeo.DB(parse_address(runzeo.address_text), server_sync=True)
     seen = threading.Event()
     handle = database.storage.watch(lambda tid, oids: seen.set())
     work = tmp_path / "work"
