@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -25,14 +26,18 @@ def test_help_lists_commands(capsys):
 
 
 def test_console_script_routes_to_jobs():
+    script = Path(PYTHON).parent / "dispatch"
+    assert script.exists(), "the dispatch console script is not installed"
     completed = subprocess.run(
-        [PYTHON, "-m", "dispatch.cli", "jobs", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [str(script), "jobs", "--help"], capture_output=True, text=True, timeout=60
     )
     assert completed.returncode == 0
     assert "show" in completed.stdout and "graph" in completed.stdout
+    completed = subprocess.run(
+        [str(script), "recipes"], capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 2
+    assert "unknown command 'recipes'" in completed.stderr
 
 
 def test_jobs_needs_a_database(capsys, monkeypatch):

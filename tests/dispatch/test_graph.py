@@ -169,3 +169,9 @@ def test_graph_rebuilt_from_structure_walks_like_the_original():
     rebuilt = JobGraph.from_structure(dojob.graph.root, dojob.graph.deps)
     assert rebuilt.post_order() == dojob.graph.post_order()
     assert rebuilt.to_dot() == dojob.graph.to_dot()
+
+
+def test_display_graph_without_imagemagick_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(GraphRenderError, match="'display'"):
+        configured().display_graph()

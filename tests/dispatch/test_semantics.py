@@ -1,5 +1,6 @@
 """The semantics table of DoJobber, case by case, on our engine in memory."""
 
+import logging
 import os
 import time
 
@@ -594,3 +595,32 @@ def test_keyboard_interrupt_is_not_swallowed():
 
     with pytest.raises(KeyboardInterrupt):
         configured(Interrupted).checknrun()
+
+
+@pytest.fixture
+def restored_logging():
+    """Undo what dojobber_loglevel does to the package logger."""
+    from dispatch.jobs import engine
+
+    package_logger = logging.getLogger("dispatch.jobs")
+    handlers = list(package_logger.handlers)
+    yield
+    package_logger.handlers[:] = handlers
+    package_logger.setLevel(logging.NOTSET)
+    engine._handler_installed = False
+
+
+def test_dojobber_loglevel_logs_once_however_many_engines(capsys, restored_logging):
+    class Unbuildable(Job):
+        TRIES = 1
+
+        def __init__(self):
+            raise OSError("no")
+
+    for _ in range(3):
+        dojob = DoJobber(dojobber_loglevel=logging.ERROR)
+        dojob.configure(Unbuildable)
+        dojob.checknrun()
+    lines = capsys.readouterr().err.splitlines()
+    message = 'Could not create Job "Unbuildable" - check its __init__'
+    assert lines == [f"DoJobber ERROR              : {message}"] * 3
