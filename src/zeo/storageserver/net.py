@@ -29,6 +29,12 @@ from .transaction import DELAYED
 logger = logging.getLogger(__name__)
 
 _pack_size = struct.Struct(">I").pack
+
+# A client that stops reading still gets every invalidation broadcast; past
+# this many unsent bytes it is disconnected instead of growing the server's
+# memory without bound (it reconnects and verifies its cache like after any
+# other disconnect).  64 MiB is thousands of large invalidation messages.
+MAX_UNSENT_OUTPUT = 64 << 20
 _unix_connection_numbers = itertools.count(1)
 
 
@@ -92,6 +98,10 @@ class ServerConnection(asyncio.Protocol):
     def connection_lost(self, exc):
         self._closing = True
         self.runner.connections.discard(self)
+        self._end_session()
+
+    def _end_session(self):
+        """Abort the session's transaction, free its lock, unregister it."""
         self._streams = []
         session = self.session
         if session is not None:
@@ -103,10 +113,16 @@ class ServerConnection(asyncio.Protocol):
             logger.info("(%s) disconnected", self.label)
 
     def pause_writing(self):
+        # The client does not keep up with its replies: stop reading its
+        # requests until it does, so it cannot make us buffer without end.
         self._paused = True
+        if not self._closing:
+            self.transport.pause_reading()
 
     def resume_writing(self):
         self._paused = False
+        if not self._closing:
+            self.transport.resume_reading()
         if self._streams:
             self._pump()
 
@@ -200,6 +216,16 @@ class ServerConnection(asyncio.Protocol):
 
     def send_frame(self, data):
         """Send an already framed message (a broadcast encoded once)."""
+        transport = self.transport
+        if (
+            transport is not None
+            and not self._closing
+            and transport.get_write_buffer_size() > MAX_UNSENT_OUTPUT
+        ):
+            self.close(
+                f"client does not read its messages ({MAX_UNSENT_OUTPUT} bytes unsent)"
+            )
+            return
         self._send(data)
 
     def send_reply(self, msgid, value):
@@ -281,18 +307,28 @@ class ServerConnection(asyncio.Protocol):
         """The session registered: it may now call every method."""
         self._methods = self.session.methods()
 
-    def close(self, reason):
-        """Close this connection; *reason* (if any) is logged as one line."""
+    def close(self, reason, discard_output=False):
+        """Close this connection; *reason* (if any) is logged as one line.
+
+        The session ends at once (its transaction aborted, its commit lock
+        freed) even if unsent output keeps the socket open a while longer;
+        *discard_output* drops that output and closes the socket now.
+        """
         if self._closing:
             return
         if reason:
             logger.error("(%s) closing the connection: %s", self.label, reason)
         batch = self._batch
-        if batch:
+        if batch and not discard_output:
             self.transport.write(b"".join(batch))
+        if batch:
             batch.clear()
         self._closing = True
-        self.transport.close()
+        if discard_output:
+            self.transport.abort()
+        else:
+            self.transport.close()
+        self._end_session()
 
 
 class ServerRunner:

@@ -177,13 +177,15 @@ class StorageServer:
             return
         # Encoded once for every client: they all speak our one encoding.
         message = frame(self.encode(0, True, "invalidateTransaction", (tid, oids)))
-        for session in sessions:
+        # A copy: a client found not reading is closed, and unregistered,
+        # while we iterate.
+        for session in tuple(sessions):
             if session is not sender:
                 session.connection.send_frame(message)
 
     def broadcast_info(self, storage_id, info):
         message = frame(self.encode(0, True, "info", (info,)))
-        for session in self.sessions[storage_id]:
+        for session in tuple(self.sessions[storage_id]):
             session.connection.send_frame(message)
 
     # -- status ------------------------------------------------------------------

@@ -131,8 +131,9 @@ class ZEOStorage(CommitMixin):
             self.server.unregister(self)
 
     def on_timeout(self):
-        """The commit lock's timer fired while we held it."""
-        self.connection.close(None)
+        """The commit lock's timer fired while we held it: cut the client off
+        (a stalled client may not read either, so unsent output is dropped)."""
+        self.connection.close(None, discard_output=True)
 
     def log(self, message, level=logging.INFO):
         logger.log(level, "(%s) %s", self.label, message)
