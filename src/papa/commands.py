@@ -217,6 +217,24 @@ def _build_tree(commands) -> dict:
 TREE = _build_tree(COMMANDS)
 
 
+def _build_abbreviations(node: dict, table: dict) -> None:
+    """Map every prefix of every word to what it resolves to (or an error)."""
+    resolved: dict[str, str] = {}
+    for key in sorted(node, reverse=True):  # alphabetical first wins
+        for length in range(1, len(key) + 1):
+            resolved[key[:length]] = key
+    for key in node:
+        resolved[key] = key  # an exact word always wins
+    table[id(node)] = resolved
+    for entry in node.values():
+        if isinstance(entry, dict):
+            _build_abbreviations(entry, table)
+
+
+_ABBREVIATIONS: dict[int, dict[str, str]] = {}
+_build_abbreviations(TREE, _ABBREVIATIONS)
+
+
 def lookup(
     words: list[str], allow_partial: bool = False
 ) -> tuple[Command | dict, list[str]]:
@@ -244,14 +262,12 @@ def lookup(
 
 
 def _resolve(node: dict, word: str, group: str | None) -> str:
-    if word in node:
-        return word
-    for key in sorted(node):
-        if key.startswith(word):
-            entry = node[key]
-            if isinstance(entry, Command) and not entry.abbreviable:
-                raise Error(f'You cannot abbreviate "{key}"')
-            return key
+    key = _ABBREVIATIONS[id(node)].get(word)
+    if key is not None:
+        entry = node[key]
+        if key != word and isinstance(entry, Command) and not entry.abbreviable:
+            raise Error(f'You cannot abbreviate "{key}"')
+        return key
     if group is not None:
         raise Error(
             f'Bad "{group}" command. The following word must be one of: '

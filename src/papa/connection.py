@@ -17,7 +17,11 @@ import socket
 from .errors import Error
 from .protocol import escape, tokenize
 
-RECEIVE_SIZE = 256 * 1024
+# Below glibc's mmap threshold (128 KiB): recv() allocates its whole size
+# for every call, and a larger buffer costs an mmap/munmap pair per reply.
+RECEIVE_SIZE = 64 * 1024
+# Large payloads (watch output) are read in steps of up to this much.
+LARGE_RECEIVE_SIZE = 4 * 1024 * 1024
 PROMPT_END = b"\n> "
 
 
@@ -122,7 +126,10 @@ class ClientConnection:
 
     def read_exactly(self, size: int) -> bytes:
         while len(self.buffer) < size:
-            self.buffer += self._receive(max(size - len(self.buffer), RECEIVE_SIZE))
+            missing = size - len(self.buffer)
+            self.buffer += self._receive(
+                max(min(missing, LARGE_RECEIVE_SIZE), RECEIVE_SIZE)
+            )
         data, self.buffer = self.buffer[:size], self.buffer[size:]
         return data
 

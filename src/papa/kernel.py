@@ -76,26 +76,20 @@ class Kernel:
         self._stopped = asyncio.Event()
         self._restore()
 
-        async def handle(reader, writer):
-            session = Session(self, reader, writer)
-            self.sessions.add(session)
-            self._had_connection = True
-            self.exit_requested = False  # papa: a new connection cancels the exit
-            try:
-                await session.run()
-            finally:
-                self.sessions.discard(session)
-                self._connection_closed()
+        loop = asyncio.get_running_loop()
+
+        def new_session():
+            return Session(self)
 
         if isinstance(port_or_path, str):
             listener = _bind_unix(port_or_path)
             self._unix_path = port_or_path
-            self._server = await asyncio.start_unix_server(handle, sock=listener)
+            self._server = await loop.create_unix_server(new_session, sock=listener)
             self.address = port_or_path
         else:
             try:
-                self._server = await asyncio.start_server(
-                    handle, LOOPBACK, port_or_path, reuse_address=True, backlog=128
+                self._server = await loop.create_server(
+                    new_session, LOOPBACK, port_or_path, reuse_address=True, backlog=128
                 )
             except OSError as exc:
                 raise Error(f"Cannot listen on {LOOPBACK}:{port_or_path}: {exc}")
@@ -128,7 +122,13 @@ class Kernel:
                 pass
         self._stopped.set()
 
-    def _connection_closed(self) -> None:
+    def session_opened(self, session) -> None:
+        self.sessions.add(session)
+        self._had_connection = True
+        self.exit_requested = False  # papa: a new connection cancels the exit
+
+    def session_closed(self, session) -> None:
+        self.sessions.discard(session)
         if self.sessions:
             return
         if self.exit_requested and self.is_idle():

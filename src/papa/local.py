@@ -127,7 +127,11 @@ class LocalProcess(ManagedProcess):
                 stderr=stderr,
                 close_fds=True,
                 pass_fds=sorted(pass_fds),
-                start_new_session=True,
+                # Its own process group, like papa's own session for the
+                # child: terminal signals to the kernel do not reach it.  A
+                # process group (not setsid) keeps CPython's fast vfork path,
+                # which halves the spawn time.
+                process_group=0,
                 shell=spec.shell,
                 cwd=spec.working_dir,
                 env=spec.env,

@@ -19,6 +19,7 @@ argument listings, so newlines and a leading ``Error:`` survive the trip.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 BANNER = b'Papa is home. Type "help" for commands.\n> '
 PROMPT = b"> "
@@ -66,6 +67,15 @@ class CommandStream:
 
     def receive_data(self, data: bytes) -> list[Line | LineTooLong]:
         """Feed received bytes; return the complete requests they finish."""
+        if (
+            not self._buffer
+            and not self._discarding
+            and data.endswith(b"\n")
+            and data.count(b"\n") == 1
+            and len(data) <= self.max_line_bytes + 1
+        ):
+            # The common case, one whole request per read: no buffering.
+            return [Line(data[:-1].decode("utf-8", errors="replace").strip())]
         events: list[Line | LineTooLong] = []
         self._buffer += data
         while True:
@@ -117,6 +127,8 @@ def tokenize(line: str, escapes: bool = False) -> list[str]:
     for a space.  With ``escapes`` on, ``\\n`` inside a word is a newline,
     ``\\\\`` a backslash and ``\\E`` an ``E`` (see :func:`escape`).
     """
+    if "\\" not in line:  # no escape at all: papa's split, fast
+        return [piece.strip() for piece in line.split(" ") if piece]
     words: list[str] = []
     pending = ""
     for piece in line.split(" "):
@@ -150,12 +162,17 @@ def _unescape(word: str, escapes: bool) -> str:
 _ESCAPES = {"n": "\n", "\\": "\\", " ": " ", "E": "E", "r": "\r"}
 
 
+_NEEDS_ESCAPE = re.compile(r"[\\\n\r ]|^E")
+
+
 def escape(text: str) -> str:
     """Escape text for the ``escapes`` mode of the protocol.
 
     Backslash, newline, carriage return and space are escaped, and so is a
     leading ``E`` so that no payload line can begin with ``Error:``.
     """
+    if _NEEDS_ESCAPE.search(text) is None:
+        return text
     out = (
         text.replace("\\", "\\\\")
         .replace("\n", "\\n")

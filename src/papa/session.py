@@ -1,5 +1,10 @@
 """One client connection: read requests, run commands, stream watched output.
 
+:class:`Session` is the asyncio protocol of one connection.  Bytes go
+through the sans-IO :class:`~papa.protocol.CommandStream`; ordinary
+commands are answered synchronously inside ``data_received`` (no task, no
+queue: one loop iteration per request), and only watches run as a task.
+
 The handlers named in :mod:`papa.commands` are the ``do_*`` methods here.
 A handler returns the reply payload (papa adds the newline and prompt),
 raises :class:`~papa.errors.Error` for an ``Error:`` reply, or raises
@@ -31,9 +36,8 @@ from .protocol import (
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 64 * 1024
-# Requests read ahead of the one being handled; beyond that the socket is
-# left unread so a flooding client is held back by TCP, not by our memory.
+# Requests read ahead of the one being handled (during a watch); beyond that
+# reading pauses, so a flooding client is held back by TCP, not our memory.
 QUEUED_REQUESTS = 64
 
 
@@ -45,77 +49,99 @@ class CloseConnection(Exception):
         self.final = final
 
 
-class Session:
+class Session(asyncio.Protocol):
     """The kernel side of one connection."""
 
-    def __init__(
-        self, kernel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ):
+    def __init__(self, kernel):
         self.kernel = kernel
-        self.reader = reader
-        self.writer = writer
         self.stream = CommandStream()
-        self._events: asyncio.Queue = asyncio.Queue(QUEUED_REQUESTS)
-        self._stashed: collections.deque = collections.deque()
-        self._get_task: asyncio.Task | None = None
-        self._pump_task: asyncio.Task | None = None
+        self.transport: asyncio.Transport | None = None
+        self._pending: collections.deque = collections.deque()
+        self._busy = False
+        self._eof = False
+        self._closed = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._waiter: asyncio.Future | None = None
+        self._drain_waiter: asyncio.Future | None = None
+        self._task: asyncio.Task | None = None
 
-    # -- connection plumbing -------------------------------------------------
-    async def run(self) -> None:
-        """Serve requests until the client leaves or quits."""
-        self._pump_task = asyncio.create_task(self._pump())
-        try:
-            self.writer.write(BANNER)
-            while True:
-                event = await self._next_event()
-                if event is None:
-                    break
-                reply = await self._handle(event)
-                if reply is None:
-                    break
-                self.writer.write(reply)
-                await self.writer.drain()
-        except CloseConnection as close:
-            if close.final:
-                self.writer.write(close.final)
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self._pump_task.cancel()
-            if self._get_task is not None:
-                self._get_task.cancel()
-            try:
-                self.writer.close()
-            except (ConnectionError, OSError, RuntimeError):
-                pass
+    # -- asyncio protocol ------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.kernel.session_opened(self)
+        transport.write(BANNER)
 
-    async def _pump(self) -> None:
-        """Turn received bytes into request events; None marks the end."""
-        try:
-            while True:
-                data = await self.reader.read(READ_SIZE)
-                if not data:
-                    break
-                for event in self.stream.receive_data(data):
-                    await self._events.put(event)
-        except (ConnectionError, OSError):
-            pass
-        await self._events.put(None)
+    def data_received(self, data: bytes) -> None:
+        self._pending.extend(self.stream.receive_data(data))
+        if len(self._pending) > QUEUED_REQUESTS and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+        if not self._busy:
+            self._process()
 
-    async def _next_event(self):
-        if self._stashed:
-            return self._stashed.popleft()
-        if self._get_task is not None:
-            task, self._get_task = self._get_task, None
-            return await task
-        return await self._events.get()
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        if not self._busy:
+            self._process()
+        return True  # we close once the requests already received are answered
+
+    def connection_lost(self, exc) -> None:
+        self._closed = self._eof = True
+        self._wake()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+        self.kernel.session_closed(self)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
 
     def abort(self) -> None:
         """Close the connection now (kernel shutdown)."""
-        self.writer.close()
+        if self._task is not None:
+            self._task.cancel()
+        if self.transport is not None:
+            self.transport.close()
 
-    # -- dispatch ----------------------------------------------------------------
-    async def _handle(self, event) -> bytes | None:
+    # -- requests ----------------------------------------------------------------
+    def _process(self) -> None:
+        """Answer queued requests until one needs a task (a watch)."""
+        while self._pending and not self._busy and not self._closed:
+            event = self._pending.popleft()
+            self._resume_reading()
+            try:
+                reply = self._handle(event)
+            except CloseConnection as close:
+                self._close_with(close.final)
+                return
+            if asyncio.iscoroutine(reply):
+                self._busy = True
+                self._task = asyncio.ensure_future(self._run_task(reply))
+                return
+            self.transport.write(reply)
+        if self._eof and not self._pending and not self._busy and not self._closed:
+            self.transport.close()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and len(self._pending) <= QUEUED_REQUESTS // 2:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _close_with(self, final: bytes) -> None:
+        if final and not self._closed:
+            self.transport.write(final)
+        self.transport.close()
+        self._closed = True
+
+    def _handle(self, event):
+        """The reply bytes, or a coroutine for handlers that take time."""
         if isinstance(event, LineTooLong):
             return self.stream.error(
                 f"Line too long; the limit is {event.limit} bytes and the line was ignored"
@@ -125,10 +151,7 @@ class Session:
         try:
             words = self.stream.tokenize(event.text)
             command, arguments = commands.lookup(words)
-            handler = getattr(self, f"do_{command.handler}")
-            result = handler(arguments)
-            if asyncio.iscoroutine(result):
-                result = await result
+            result = getattr(self, f"do_{command.handler}")(arguments)
         except CloseConnection:
             raise
         except Error as exc:
@@ -136,9 +159,70 @@ class Session:
         except Exception as exc:  # a bug must not take the kernel down
             log.exception("command %r failed", event.text)
             return self.stream.error(f"{type(exc).__name__}: {exc}")
-        if result is _GONE:
-            return None
+        if asyncio.iscoroutine(result):
+            return result
         return self.stream.reply(result)
+
+    async def _run_task(self, coroutine) -> None:
+        try:
+            result = await coroutine
+        except CloseConnection as close:
+            self._close_with(close.final)
+            return
+        except Error as exc:
+            reply = self.stream.error(str(exc))
+        except (ConnectionError, OSError):
+            self._close_with(b"")
+            return
+        except asyncio.CancelledError:
+            return
+        except Exception as exc:  # a bug must not take the kernel down
+            log.exception("command failed")
+            reply = self.stream.error(f"{type(exc).__name__}: {exc}")
+        else:
+            if result is _GONE:
+                self._close_with(b"")
+                return
+            reply = self.stream.reply(result)
+        finally:
+            self._busy = False
+            self._task = None
+        if not self._closed:
+            self.transport.write(reply)
+            self._process()
+
+    # -- waiting (used by watches) --------------------------------------------------
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _next_event(self):
+        """The next request line (an acknowledgement); None once the client left."""
+        while not self._pending:
+            if self._eof:
+                return None
+            await self._wait()
+        event = self._pending.popleft()
+        self._resume_reading()
+        return event
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def _drain(self) -> None:
+        if self._writing_paused and not self._closed:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+        if self._closed:
+            raise ConnectionResetError("client went away")
 
     # -- handlers ----------------------------------------------------------------
     def do_help(self, arguments: list[str]) -> str:
@@ -227,41 +311,43 @@ class Session:
     def do_remove_processes(self, arguments: list[str]) -> None:
         self.kernel.remove_processes(arguments)
 
-    async def do_make_process(self, arguments: list[str]):
+    def do_make_process(self, arguments: list[str]):
         process, watch = self.kernel.make_process(arguments)
         line = process.line(self.stream.quote)
         if not watch:
             return line
-        self.writer.write(f"{line}\n".encode())
-        return await self._watch({process.name: process})
+        self.transport.write(f"{line}\n".encode())
+        return self._watch({process.name: process})
 
-    async def do_watch_processes(self, arguments: list[str]):
+    def do_watch_processes(self, arguments: list[str]):
         processes = self.kernel.processes
         names = commands_match(processes, arguments, required=True)
         if not names:
             raise Error("Nothing to watch")
-        self.writer.write(f"Watching {len(names)}\n".encode())
-        return await self._watch({name: processes[name] for name in names})
+        self.transport.write(f"Watching {len(names)}\n".encode())
+        return self._watch({name: processes[name] for name in names})
 
     # -- watching ----------------------------------------------------------------
     async def _watch(self, targets: dict):
         """Push batches until nothing is left, the client says q, or leaves."""
-        wake = asyncio.Event()
         for process in targets.values():
             if process.output is not None:
-                process.output.subscribe(wake.set)
+                process.output.subscribe(self._wake)
         try:
             while True:
-                self._drop_vanished(targets, wake)
+                self._drop_vanished(targets)
                 if not targets:
                     return "Nothing left to watch"
                 records, marks, closed = self._collect(targets)
                 if not records:
-                    if not await self._wait_for_output(wake):
+                    # Lines typed meanwhile stay queued: each acknowledges the
+                    # next batch, as they would have in papa (unread socket).
+                    if self._eof:
                         return _GONE
+                    await self._wait()
                     continue
-                self.writer.write(batch(records))
-                await self.writer.drain()
+                self.transport.write(batch(records))
+                await self._drain()
                 event = await self._next_event()
                 if event is None:
                     return _GONE  # not acknowledged: kept for the next watcher
@@ -269,7 +355,7 @@ class Session:
                     targets[name].output.acknowledge(sequence)
                 for name in closed:
                     process = targets.pop(name)
-                    process.output.unsubscribe(wake.set)
+                    process.output.unsubscribe(self._wake)
                     self.kernel.forget_process(process)
                 if not targets:
                     return "Nothing left to watch"
@@ -278,16 +364,16 @@ class Session:
         finally:
             for process in targets.values():
                 if process.output is not None:
-                    process.output.unsubscribe(wake.set)
+                    process.output.unsubscribe(self._wake)
 
-    def _drop_vanished(self, targets: dict, wake: asyncio.Event) -> None:
+    def _drop_vanished(self, targets: dict) -> None:
         """Forget watched processes that were removed and have ended."""
         for name, process in list(targets.items()):
             if self.kernel.processes.get(name) is not process and not (
                 process.output and len(process.output)
             ):
                 if process.output is not None:
-                    process.output.unsubscribe(wake.set)
+                    process.output.unsubscribe(self._wake)
                 del targets[name]
 
     @staticmethod
@@ -310,28 +396,6 @@ class Session:
             if chunks:
                 marks[name] = chunks[-1].sequence
         return records, marks, closed
-
-    async def _wait_for_output(self, wake: asyncio.Event) -> bool:
-        """Wait for output or for the client; False when the client left."""
-        if self._get_task is None:
-            self._get_task = asyncio.ensure_future(self._events.get())
-        wake.clear()
-        waiter = asyncio.ensure_future(wake.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {self._get_task, waiter}, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            waiter.cancel()
-        if self._get_task in done:
-            event = self._get_task.result()
-            self._get_task = None
-            if event is None:
-                return False
-            # A line typed before a batch arrived acknowledges that batch,
-            # as it would have in papa (it sat unread in the socket).
-            self._stashed.append(event)
-        return True
 
 
 _GONE = object()
