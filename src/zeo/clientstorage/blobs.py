@@ -206,6 +206,12 @@ class BlobCache:
         self._bytes_loaded += _size(target)
         self._maybe_prune()
 
+    def clear(self):
+        """Delete every cached blob file (after a pack: some may be gone on
+        the server, and a stale cache must not keep serving them)."""
+        if not self.shared:
+            self.prune(target=0)
+
     # -- size control ------------------------------------------------------------
 
     def _maybe_prune(self):
@@ -228,9 +234,11 @@ class BlobCache:
         finally:
             self._pruning.release()
 
-    def prune(self):
-        """Delete least recently accessed blobs until below the target size."""
-        target = self.cache_size - self.cache_size * self.size_check / 100
+    def prune(self, target=None):
+        """Delete least recently accessed blobs until below *target* bytes
+        (default: ``size - size * check / 100``); return the bytes left."""
+        if target is None:
+            target = self.cache_size - self.cache_size * self.size_check / 100
         files = []
         total = 0
         for directory, _, names in os.walk(self.blob_dir):

@@ -67,6 +67,8 @@ class CommitMixin:
     """tpc_*, store, restore, deleteObject, storeBlob, undo."""
 
     def _check(self, transaction):
+        if self.isReadOnly():
+            raise ReadOnlyError()
         state = self._transaction
         if state is None or state.transaction is not transaction:
             raise StorageTransactionError(self, transaction)
@@ -233,19 +235,23 @@ class CommitMixin:
             oid for oid in state.other_oids if oid not in state.stored
         ]
         cache = self.cache
-        cache.invalidate_many(changed, tid)
-        for oid, data in state.stored.items():
-            if data is not None:
-                cache.store(oid, tid, None, data)
-        self._note_invalidation(tid, changed)
-        if cache.last_tid is None or cache.last_tid < tid:
-            cache.set_last_tid(tid)
-        if callback is not None:
-            try:
-                callback(tid)
-            except Exception:
-                logger.exception("the tpc_finish callback failed")
-        self.set_last_transaction(tid)
+        # Under the tid lock, ``lastTransaction()`` waits until the cache
+        # and ZODB (the callback) both know about this transaction.
+        with self._tid_lock:
+            cache.invalidate_many(changed, tid)
+            for oid, data in state.stored.items():
+                if data is not None:
+                    cache.store(oid, tid, None, data)
+            self._note_invalidation(tid, changed)
+            if cache.last_tid is None or cache.last_tid < tid:
+                cache.set_last_tid(tid)
+            if tid > (self._last_tid or b""):
+                self._last_tid = tid
+            if callback is not None:
+                try:
+                    callback(tid)
+                except Exception:
+                    logger.exception("the tpc_finish callback failed")
         self._watches.notify(tid, changed)
         return tid
 

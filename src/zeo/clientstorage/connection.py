@@ -13,7 +13,7 @@ import logging
 import threading
 
 from ..exceptions import ClientDisconnected, ProtocolError
-from ..protocol import PROTOCOL_VERSION, FrameDecoder, decoder, encoder, frame
+from ..protocol import PROTOCOL_VERSION, FrameDecoder, client_decoder, encoder, frame
 from ..protocol.marshal import exception_from_wire
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class ClientProtocol(asyncio.Protocol):
         self.protocol_version = kind + PROTOCOL_VERSION
         self.transport.write(frame(self.protocol_version))
         self.encode = encoder(self.protocol_version)
-        self.decode = decoder(self.protocol_version)
+        self.decode = client_decoder(self.protocol_version)
         self._heartbeat = self.loop.call_later(HEARTBEAT_INTERVAL, self._beat)
 
     def _beat(self):

@@ -112,6 +112,7 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         self.shared_blob_dir = shared_blob_dir
         self._info = {"length": 0, "size": 0, "name": self._name}
         self._last_tid = None
+        self._tid_lock = threading.Lock()
         self._db = None
         self._transaction = None
         self._commit_lock = threading.Lock()
@@ -172,17 +173,24 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
             logger.debug("ignoring old invalidation for %s", tid.hex())
             return
         oids = list(oids)
-        self.cache.invalidate_many(oids, tid)
-        self._note_invalidation(tid, oids)
-        self.cache.set_last_tid(tid)
-        self.deliver_invalidations(tid, oids)
+        with self._tid_lock:
+            self.cache.invalidate_many(oids, tid)
+            self._note_invalidation(tid, oids)
+            self.cache.set_last_tid(tid)
+            self.deliver_invalidations(tid, oids)
 
     def _note_invalidation(self, tid, oids):
         self._invalidation_seq += 1
         self._invalidation_log.append((self._invalidation_seq, tid, frozenset(oids)))
 
     def deliver_invalidations(self, tid, oids, notify_db=True):
-        """Tell ZODB, then move ``lastTransaction``, then wake watchers."""
+        """Tell ZODB, then move ``lastTransaction``, then wake watchers.
+
+        Called on the I/O thread with ``_tid_lock`` held, so that
+        ``lastTransaction()`` (which takes it too) never returns a tid whose
+        invalidations have not reached the cache and ZODB (ZODB >= 5.6
+        relies on this).
+        """
         if notify_db and self._db is not None:
             self._db.invalidate(tid, oids)
         self.set_last_transaction(tid)
@@ -269,9 +277,8 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         return result[:2]
 
     def loadSerial(self, oid, serial):
-        data = self.cache.load_serial(oid, serial)
-        if data is not None:
-            return data
+        # Not from the cache: after a pack the server must say the revision
+        # is gone (ZEO behaves the same).
         return self._io.call("loadSerial", oid, serial, retry=True)
 
     def getTid(self, oid):
@@ -296,7 +303,8 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
             return self._oids.pop()
 
     def lastTransaction(self):
-        return self._last_tid or z64
+        with self._tid_lock:
+            return self._last_tid or z64
 
     def history(self, oid, size=1):
         return self._io.call("history", oid, size, retry=True)
@@ -380,7 +388,12 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
                 f"this server cannot pack without garbage collection ({exc}); "
                 f"only zeopapa servers support pack(..., gc=False)"
             )
-        self.cache.drop_noncurrent()  # packed-away revisions must not be served
+        # Packed-away revisions must not be served from the caches.  Current
+        # records of objects the pack collected stay until evicted (ZODB
+        # cannot reach them any more); blob files are re-downloadable.
+        self.cache.drop_noncurrent()
+        if self._blob_cache is not None:
+            self._blob_cache.clear()
         return result
 
     def undoLog(self, first=0, last=-20, filter=None):

@@ -74,17 +74,20 @@ async def verify_connection(client, protocol):
             logger.info(
                 "quick verification: %d objects changed up to %s", len(oids), _hex(tid)
             )
-            cache.invalidate_many(oids, tid)
-            client.deliver_invalidations(tid, list(oids), notify_db=True)
+            with client._tid_lock:
+                cache.invalidate_many(oids, tid)
+                client._note_invalidation(tid, oids)
+                client.deliver_invalidations(tid, list(oids), notify_db=True)
             covered = max(covered, tid)
     else:
         logger.info("client cache up to date at %s", _hex(cache_tid))
     info = await asyncio.wait_for(protocol.request("get_info"), VERIFY_TIMEOUT)
     # Nothing below awaits: the switch to operational is atomic on the loop.
     client.set_server_info(info, protocol.read_only)
-    if cache.last_tid is None or cache.last_tid < covered:
-        cache.set_last_tid(covered)
-    client.set_last_transaction(covered)
+    with client._tid_lock:
+        if cache.last_tid is None or cache.last_tid < covered:
+            cache.set_last_tid(covered)
+        client.set_last_transaction(covered)
     protocol.operational = True
     queued, protocol.queued_callbacks = protocol.queued_callbacks, []
     for name, args in queued:

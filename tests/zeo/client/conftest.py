@@ -60,7 +60,15 @@ class Server:
             zeo_lines.append("client-conflict-resolution true")
         if options.get("read_only"):
             zeo_lines.append("read-only true")
+        if options.get("ssl"):
+            certificate, key, authenticate = options["ssl"]
+            zeo_lines.append(
+                f"<ssl>\n    certificate {certificate}\n    key {key}\n"
+                f"    authenticate {authenticate}\n  </ssl>"
+            )
         blob = f"  blob-dir {self.blob_dir}\n" if self.blob_dir else ""
+        for line in options.get("storage_lines", ()):
+            blob += f"  {line}\n"
         text = (
             "<zeo>\n  "
             + "\n  ".join(zeo_lines)
