@@ -7,7 +7,14 @@ import msgpack
 import pytest
 
 from zeo.exceptions import ProtocolError, ServerException
-from zeo.protocol import FrameDecoder, decoder, encoder, frame, reduce_exception
+from zeo.protocol import (
+    FrameDecoder,
+    client_decoder,
+    decoder,
+    encoder,
+    frame,
+    reduce_exception,
+)
 from zeo.protocol.marshal import exception_from_wire
 
 
@@ -114,3 +121,22 @@ def test_conflict_error_roundtrip_through_both_encodings():
     assert type(got) is POSKeyError and got.args == (b"\0" * 8,)
     got = exception_from_wire("os.Whatever", ("x",))
     assert isinstance(got, ServerException)
+
+
+def test_client_decodes_nested_exceptions_the_server_refuses():
+    # FileStorage's undo failure as a pickling server sends it: the state of
+    # MultipleUndoErrors holds UndoError objects (ZODB.POSException._recon).
+    from ZODB.POSException import MultipleUndoErrors, UndoError
+
+    exc = MultipleUndoErrors([(b"\0" * 8, UndoError("not undoable", b"\0" * 8))])
+    reply = encoder(b"Z5", server=True)(5, 2, ".reply", reduce_exception(exc))
+    with pytest.raises(ProtocolError, match="forbidden global ZODB.POSException"):
+        decoder(b"Z5")(reply)
+    _, flag, _, (name, payload) = client_decoder(b"Z5")(reply)
+    got = exception_from_wire(name, payload)
+    assert type(got) is MultipleUndoErrors
+    assert isinstance(got._errs[0][1], UndoError)
+    # the client still refuses code execution
+    evil = b"\x80\x03(cos\nsystem\nX\x04\x00\x00\x00true\x85RK\x00X\x01\x00\x00\x00xNt."
+    with pytest.raises(ProtocolError, match="forbidden global os.system"):
+        client_decoder(b"Z5")(evil)

@@ -7,6 +7,7 @@ the bytes.  See ``anchors/zeo/PROTOCOL.md`` sections 1 to 3.
 from .framing import MAX_FRAME_SIZE, FrameDecoder, frame
 from .marshal import (
     PROTOCOL_VERSION,
+    client_decoder,
     decoder,
     encoder,
     reduce_exception,
@@ -17,6 +18,7 @@ __all__ = [
     "MAX_FRAME_SIZE",
     "PROTOCOL_VERSION",
     "FrameDecoder",
+    "client_decoder",
     "decoder",
     "encoder",
     "frame",

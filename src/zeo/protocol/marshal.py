@@ -58,6 +58,38 @@ def _allowed_globals():
 ALLOWED_GLOBALS = _allowed_globals()
 
 
+def _client_allowed_globals():
+    """The server's names plus the exceptions a server may send back.
+
+    A pickling server (real ZEO's included) sends an error whose state holds
+    another exception, e.g. ``MultipleUndoErrors([(oid, UndoError(...))])``,
+    as ``ZODB.POSException._recon(UndoError, state)``.  ``_recon`` only calls
+    ``cls.__new__`` and ``__setstate__`` on a class that itself comes through
+    this table, and constructing an exception class runs no user code, so
+    admitting exactly these names keeps the decoder closed.
+    """
+    import builtins
+
+    import ZODB.POSException
+
+    from .. import exceptions
+
+    allowed = dict(ALLOWED_GLOBALS)
+    allowed[("ZODB.POSException", "_recon")] = ZODB.POSException._recon
+    for module_name, module in (
+        ("ZODB.POSException", ZODB.POSException),
+        ("builtins", builtins),
+        ("zeo.exceptions", exceptions),
+    ):
+        for name, value in vars(module).items():
+            if isinstance(value, type) and issubclass(value, Exception):
+                allowed[(module_name, name)] = value
+    return allowed
+
+
+CLIENT_ALLOWED_GLOBALS = _client_allowed_globals()
+
+
 class ForbiddenGlobal(pickle.UnpicklingError):
     """A pickle named a global outside the allow-list."""
 
@@ -65,15 +97,27 @@ class ForbiddenGlobal(pickle.UnpicklingError):
 class SafeUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the exact names in ``ALLOWED_GLOBALS``."""
 
+    allowed = ALLOWED_GLOBALS
+
     def find_class(self, module, name):
         try:
-            return ALLOWED_GLOBALS[(module, name)]
+            return self.allowed[(module, name)]
         except KeyError:
             raise ForbiddenGlobal(f"forbidden global {module}.{name} in a pickle")
 
 
+class ClientUnpickler(SafeUnpickler):
+    """Unpickler for what servers send: ``CLIENT_ALLOWED_GLOBALS``."""
+
+    allowed = CLIENT_ALLOWED_GLOBALS
+
+
 def _pickle_loads(data):
     return SafeUnpickler(io.BytesIO(data)).load()
+
+
+def _client_pickle_loads(data):
+    return ClientUnpickler(io.BytesIO(data)).load()
 
 
 def _pickle_dumps(message):
@@ -124,11 +168,13 @@ def encoder(protocol: bytes, server: bool = False):
     raise ProtocolError(f"unknown encoding {kind!r} in protocol {protocol!r}")
 
 
-def decoder(protocol: bytes):
+def decoder(protocol: bytes, client: bool = False):
     """Return ``decode(bytes) -> (msgid, async_flag, name, args)``.
 
     Raises :class:`ProtocolError` for anything that is not a well-formed
-    message, including a pickle that names a global outside the allow-list.
+    message, including a pickle that names a global outside the allow-list
+    (``ALLOWED_GLOBALS``; with *client* true, ``CLIENT_ALLOWED_GLOBALS``,
+    which adds the exception classes servers put in error replies).
     """
     kind = protocol[:1]
     if kind == b"M":
@@ -138,7 +184,7 @@ def decoder(protocol: bytes):
             return unpackb(data, raw=False, use_list=False)
 
     elif kind == b"Z":
-        load = _pickle_loads
+        load = _client_pickle_loads if client else _pickle_loads
     else:
         raise ProtocolError(f"unknown encoding {kind!r} in protocol {protocol!r}")
 
@@ -164,8 +210,14 @@ def decoder(protocol: bytes):
     return decode
 
 
-# The server decodes with the same allow-list; the name documents intent.
-server_decoder = decoder
+def server_decoder(protocol: bytes):
+    """The server's decoder: the strict allow-list."""
+    return decoder(protocol)
+
+
+def client_decoder(protocol: bytes):
+    """The client's decoder: also admits exceptions inside error replies."""
+    return decoder(protocol, client=True)
 
 
 # -- errors coming back from a server ------------------------------------
