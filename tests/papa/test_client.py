@@ -382,3 +382,69 @@ def test_two_hundred_children_without_two_hundred_threads(kernel, client):
     assert all(info["running"] for info in listed.values())
     # The loop's own helpers (libuv's resolver pool) do not grow with children.
     assert kernel_threads(kernel) == before <= 5
+
+
+def test_rlimits_uid_and_inherited_descriptors(client):
+    import json
+    import os
+    import shutil
+
+    client.make_socket("held")
+    probe = (
+        "import json, os, resource;"
+        "print(json.dumps([resource.getrlimit(resource.RLIMIT_NOFILE), os.getuid(),"
+        " os.getgid(), sorted(int(fd) for fd in os.listdir('/proc/self/fd'))]))"
+    )
+    user = {}
+    python = PYTHON
+    if os.getuid() == 0:
+        # Another user cannot always read our venv: use the system Python.
+        python = shutil.which("python3", path="/usr/bin:/bin") or PYTHON
+        user = {"uid": "nobody"}
+    watcher = client.make_process(
+        "probe",
+        python,
+        args=["-c", probe],
+        rlimits={"NOFILE": 64},
+        watch_immediately=True,
+        **user,
+    )
+    out, err, closed = read_all(watcher)
+    assert closed == {"probe": 0}, err
+    limits, uid, gid, descriptors = json.loads(out)
+    assert limits == [64, 64]
+    if user:
+        import pwd
+
+        entry = pwd.getpwnam("nobody")
+        assert (uid, gid) == (entry.pw_uid, entry.pw_gid)
+    # stdin, stdout, stderr, the managed socket and listdir's own descriptor:
+    # none of the kernel's connections or other children's pipes leak in.
+    socket_fd = client.list_sockets()["held"]["fileno"]
+    assert socket_fd in descriptors
+    assert len(set(descriptors) - {0, 1, 2, socket_fd}) == 1
+
+
+def test_an_rlimit_above_the_hard_limit_is_a_clear_error(client):
+    # Above fs.nr_open: refused even to root.
+    with pytest.raises(papa.Error, match="rlimits"):
+        client.make_process("toohigh", "/bin/true", rlimits={"NOFILE": 10**9})
+
+
+def test_default_path_and_timeout_setters(unix_kernel, monkeypatch):
+    monkeypatch.setattr(
+        papa.Papa, "_default_port_or_path", papa.Papa._default_port_or_path
+    )
+    monkeypatch.setattr(
+        papa.Papa, "_default_connection_timeout", papa.Papa._default_connection_timeout
+    )
+    papa.set_default_path(unix_kernel.address)
+    papa.set_default_connection_timeout(5)
+    with papa.Papa() as client:
+        assert client.location == unix_kernel.address
+        assert client.connection_timeout == 5
+        client.set("via", "unix")
+        assert client.get("via") == "unix"
+        client.set("via")
+    with pytest.raises(papa.Error, match="absolute"):
+        papa.Papa("relative.sock")
