@@ -137,13 +137,18 @@ class Populate:
 
 
 class ReadCold:
-    """Load every populated object once, starting from an empty client cache."""
+    """Load every populated object once, starting from an empty client cache.
+
+    What was loaded is checked against what ``Populate`` wrote, after the
+    timed part, so that a fast wrong answer cannot pass for a fast one.
+    """
 
     def __init__(self, storage, spec):
         self.storage = storage
         with open(spec["oids_path"]) as file:
             self.oids = [bytes.fromhex(oid) for oid in json.load(file)]
         self.before = None
+        self.loaded = []
 
     def prepare(self):
         self.storage.ping()
@@ -152,10 +157,13 @@ class ReadCold:
     def run(self):
         load = self.storage.loadBefore
         before = self.before
-        for oid in self.oids:
-            if load(oid, before) is None:
-                raise RuntimeError(f"object {oid.hex()} missing")
+        self.loaded = [load(oid, before) for oid in self.oids]
         return {"operations": len(self.oids)}
+
+    def check(self):
+        for oid, loaded in zip(self.oids, self.loaded, strict=True):
+            if loaded is None or loaded[0] != record(u64(oid)):
+                raise RuntimeError(f"object {oid.hex()} loaded as {loaded!r}")
 
 
 class ReadWarm(ReadCold):
@@ -168,13 +176,13 @@ class ReadWarm(ReadCold):
     def prepare(self):
         super().prepare()
         super().run()
+        super().check()
 
     def run(self):
         load = self.storage.loadBefore
         before = self.before
         for _ in range(self.passes):
-            for oid in self.oids:
-                load(oid, before)
+            self.loaded = [load(oid, before) for oid in self.oids]
         return {"operations": self.passes * len(self.oids)}
 
 
@@ -236,6 +244,9 @@ def main() -> None:
         start = time.monotonic()
         result = task.run()
         end = time.monotonic()
+        check = getattr(task, "check", None)
+        if check is not None:
+            check()
         report({"start": start, "end": end, **result})
     finally:
         storage.close()
