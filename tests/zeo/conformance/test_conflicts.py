@@ -22,3 +22,10 @@ class ClientConflictResolutionTests(
     """The server reports conflicts and the client resolves them."""
 
     server_options = {"msgpack": True, "client_conflict_resolution": True}
+
+
+class ClientConflictResolutionPickleTests(ClientConflictResolutionTests):
+    """Client-side resolution over the pickle encoding: the conflict
+    details the server sends back travel in pickle."""
+
+    server_options = {"msgpack": False, "client_conflict_resolution": True}

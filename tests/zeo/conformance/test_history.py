@@ -36,3 +36,17 @@ class IteratorStorageTests(
 ):
     """iterator() and its start/stop ranges, served by the server's
     iterator methods."""
+
+
+class TransactionalUndoPickleTests(TransactionalUndoTests):
+    """Undo over the pickle encoding: undoLog/undoInfo return dicts whose
+    values travel differently in msgpack and pickle."""
+
+    server_options = {"msgpack": False}
+
+
+class IteratorStoragePickleTests(IteratorStorageTests):
+    """Iteration over the pickle encoding (transaction metadata and
+    extensions are bytes on one wire and may not be on the other)."""
+
+    server_options = {"msgpack": False}
