@@ -215,6 +215,7 @@ class RawClient:
         self.announced = self.read_frame()
         self.protocol = None
         self.next_msgid = 1
+        self.received = []
 
     def handshake(self, protocol=None):
         self.protocol = protocol or self.announced
@@ -242,11 +243,13 @@ class RawClient:
         self.next_msgid += 1
         self.send_raw(frame(self.encode(msgid, False, name, args)))
         while True:
-            reply_id, flag, reply_name, value = self.read_message()
+            message = self.read_message()
+            reply_id, flag, reply_name, value = message
             if reply_name == ".reply" and reply_id == msgid:
                 if flag == 2:
                     raise ServerError(value)
                 return value
+            self.received.append(message)  # callbacks, other replies
 
     def call_one_way(self, name, *args):
         self.send_raw(frame(self.encode(0, True, name, args)))

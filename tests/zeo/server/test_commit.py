@@ -219,3 +219,60 @@ def test_pack_with_and_without_garbage_collection(start_server, raw_clients, gc)
             client.call("loadSerial", oid, second)
     else:
         assert client.call("loadSerial", oid, second) == b"v2"
+
+
+def test_storages_are_separate_and_empty_transactions_are_broadcast(
+    tmp_path, raw_clients
+):
+    import subprocess
+
+    from tests.conftest import PYTHON, free_port
+
+    from .conftest import RunningServer, server_config
+
+    port = free_port()
+    config = tmp_path / "zeo.conf"
+    config.write_text(
+        server_config(
+            f"127.0.0.1:{port}",
+            storage_section="<mappingstorage 1>\n</mappingstorage>\n"
+            "<mappingstorage second>\n</mappingstorage>",
+        )
+    )
+    address_file = tmp_path / "address"
+    process = subprocess.Popen(
+        [PYTHON, "-m", "zeo.runzeo", "-C", str(config)]
+        + ["--address-file", str(address_file)]
+    )
+    server = RunningServer(process, ("127.0.0.1", port), tmp_path, None, None)
+    try:
+        wait_until(address_file.exists, message="runzeo to listen")
+        first = raw_clients(server.address)
+        first.handshake()
+        first.call("register", "1", False)
+        watcher = raw_clients(server.address)
+        watcher.handshake()
+        watcher.call("register", "1", False)
+        other_storage = raw_clients(server.address)
+        other_storage.handshake()
+        other_storage.call("register", "second", False)
+        unknown = raw_clients(server.address)
+        unknown.handshake()
+        with pytest.raises(ServerError, match="ValueError"):
+            unknown.call("register", "third", False)
+
+        # An empty transaction still reaches every other client of storage 1.
+        first.call_one_way("tpc_begin", 1, b"", b"", {}, None, " ")
+        assert list(first.call("vote", 1)) == []
+        tid = first.call("tpc_finish", 1)
+        name, args = None, None
+        while name != "invalidateTransaction":
+            _, _, name, args = watcher.read_message()
+        assert args[0] == tid and list(args[1]) == []
+        # The client of the other storage heard nothing and sees no change.
+        assert other_storage.call("lastTransaction") != tid
+        assert other_storage.call("ping") is None
+        assert watcher.call("ping") is None
+        assert [m[2] for m in other_storage.received] == []
+    finally:
+        server.stop()

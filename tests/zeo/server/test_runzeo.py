@@ -55,7 +55,10 @@ def test_command_line_options_pid_file_and_sigterm(tmp_path, processes):
     assert "Traceback" not in process.communicate()[1]
 
 
-def test_sigint_exits_zero_with_a_config_file(tmp_path, processes):
+@pytest.mark.parametrize(
+    "sent, status", [(signal.SIGINT, 0), (signal.SIGHUP, 1)], ids=["INT", "HUP"]
+)
+def test_signals_with_a_config_file(tmp_path, processes, sent, status):
     port = free_port()
     config = tmp_path / "zeo.conf"
     config.write_text(server_config(f"127.0.0.1:{port}", tmp_path / "Data.fs"))
@@ -64,8 +67,9 @@ def test_sigint_exits_zero_with_a_config_file(tmp_path, processes):
     processes.append(process)
     wait_until(address_file.exists, message="runzeo to listen")
     assert address_file.read_text().strip() == f"127.0.0.1:{port}"
-    process.send_signal(signal.SIGINT)
-    assert process.wait(60) == 0
+    process.send_signal(sent)
+    # SIGHUP exits 1 so that zdaemon restarts the server.
+    assert process.wait(60) == status
 
 
 def test_address_option_overrides_the_file_and_unix_sockets_work(tmp_path, processes):

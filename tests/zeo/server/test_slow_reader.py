@@ -24,6 +24,7 @@ class SilentClient(RawClient):
         self.pending = []
         self.announced = self.read_frame()
         self.next_msgid = 1
+        self.received = []
 
 
 def test_client_that_does_not_read_is_disconnected(monkeypatch):
