@@ -11,7 +11,8 @@ are N processes.  The protocol with the parent is line-oriented JSON:
 3. it waits for one line on stdin (the start barrier shared by all clients);
 4. it runs the timed part and prints ``{"start": t0, "end": t1, ...}`` where
    the times are ``time.monotonic()`` (one system-wide clock on Linux, so the
-   parent can take the span from the first start to the last end).
+   parent can take the span from the first start to the last end) and
+   ``cpu`` is the CPU time the whole process (all threads) used meanwhile.
 
 Storage API calls are used directly (``tpc_begin``/``store``/``tpc_vote``/
 ``tpc_finish``, ``loadBefore``, ``ping``), the same calls ZODB's Connection
@@ -241,13 +242,15 @@ def main() -> None:
         report({"ready": True})
         if not sys.stdin.readline():
             return  # the parent gave up before the start
+        cpu_before = time.process_time()  # all threads: the I/O thread too
         start = time.monotonic()
         result = task.run()
         end = time.monotonic()
+        cpu = time.process_time() - cpu_before
         check = getattr(task, "check", None)
         if check is not None:
             check()
-        report({"start": start, "end": end, **result})
+        report({"start": start, "end": end, "cpu": cpu, **result})
     finally:
         storage.close()
 

@@ -84,10 +84,12 @@ def worker_spec(code, server, task, sizes, oids_path) -> dict:
 
 
 def run_workers(code, server, spec, clients, workdir, profiler=None) -> list:
-    """Start ``clients`` workers, release them together, return their reports.
+    """Start ``clients`` workers, release them together.
 
-    ``code`` is the implementation the workers import; ``profiler``, when
-    given, records the first worker of the run with py-spy.
+    Returns the workers' reports and the CPU seconds the server used between
+    the start and the last report.  ``code`` is the implementation the
+    workers import; ``profiler``, when given, records the first worker of the
+    run with py-spy.
     """
     processes = []
     stderr_paths = []
@@ -122,6 +124,7 @@ def run_workers(code, server, spec, clients, workdir, profiler=None) -> list:
         recording = None
         if profiler is not None:
             recording = profiler.attach(processes[0].pid, spec["task"], clients)
+        server_cpu = server.cpu_seconds()
         for process in processes:
             process.stdin.write("go\n")
             process.stdin.flush()
@@ -131,12 +134,13 @@ def run_workers(code, server, spec, clients, workdir, profiler=None) -> list:
             if not line:
                 raise WorkerError(failure_text(process, stderr_paths[index]))
             reports.append(json.loads(line))
+        server_cpu = server.cpu_seconds() - server_cpu
         for index, process in enumerate(processes):
             if process.wait() != 0:
                 raise WorkerError(failure_text(process, stderr_paths[index]))
         if recording is not None:
             recording.finish()
-        return reports
+        return reports, server_cpu
     finally:
         watchdog.cancel()
         kill_all()
@@ -167,6 +171,17 @@ def summarise(task, reports) -> dict:
         report["start"] for report in reports
     )
     return {task: operations / span}
+
+
+def cpu_costs(reports, server_cpu) -> tuple:
+    """CPU µs per operation in the clients (all together) and in the server.
+
+    Unlike the rates these do not depend on how the 2 cores were shared, so
+    they say where the time goes even on a loaded machine.
+    """
+    operations = sum(report["operations"] for report in reports)
+    client_cpu = sum(report["cpu"] for report in reports)
+    return 1e6 * client_cpu / operations, 1e6 * server_cpu / operations
 
 
 def figure_line(figure, clients, unit, higher_is_better, values) -> dict:
@@ -266,6 +281,8 @@ def main(argv=None) -> int:
             run_workers(codes[column], servers[column], spec, 1, workdir)
         # (task, clients) -> figure -> column -> [values]
         samples = {}
+        # (task, clients) -> column -> [(client, server) CPU µs per operation]
+        cpu_samples = {}
         for repeat in range(arguments.repeat):
             order = IMPLEMENTATIONS if repeat % 2 == 0 else IMPLEMENTATIONS[::-1]
             for task in tasks:
@@ -280,7 +297,7 @@ def main(argv=None) -> int:
                             oids_paths[column],
                         )
                         try:
-                            reports = run_workers(
+                            reports, server_cpu = run_workers(
                                 codes[column],
                                 servers[column],
                                 spec,
@@ -292,12 +309,21 @@ def main(argv=None) -> int:
                             failures += 1
                             log(f"{column} {task} x{clients} failed: {error}")
                             continue
-                        for figure, value in summarise(task, reports).items():
+                        figures = summarise(task, reports)
+                        for figure, value in figures.items():
                             samples.setdefault(key, {}).setdefault(
                                 figure, {}
                             ).setdefault(column, []).append(value)
+                        costs = cpu_costs(reports, server_cpu)
+                        cpu_samples.setdefault(key, {}).setdefault(column, []).append(
+                            costs
+                        )
                         log(
-                            f"repeat {repeat + 1}: {column} {task} x{clients}: {summarise(task, reports)}"
+                            f"repeat {repeat + 1}: {column} {task} x{clients}: "
+                            + ", ".join(
+                                f"{name} {value:.1f}" for name, value in figures.items()
+                            )
+                            + f"; CPU µs/op client {costs[0]:.1f} server {costs[1]:.1f}"
                         )
         for task in tasks:
             figures, unit, higher_is_better = TASKS[task]
