@@ -448,3 +448,33 @@ def test_default_path_and_timeout_setters(unix_kernel, monkeypatch):
         client.set("via")
     with pytest.raises(papa.Error, match="absolute"):
         papa.Papa("relative.sock")
+
+
+def test_capture_survives_one_stream_closing(client):
+    code = "import os, sys, time; os.close(1); time.sleep(0.1); sys.stderr.write('still here')"
+    watcher = client.make_process(
+        "halfclosed", PYTHON, args=["-c", code], watch_immediately=True
+    )
+    out, err, closed = read_all(watcher)
+    assert err == b"still here" and closed == {"halfclosed": 0}
+
+
+def test_a_tcp_watcher_that_leaves_is_noticed(kernel, client):
+    info = client.make_process("watched", "/bin/sleep", args="60")
+    watcher = papa.Papa(kernel.port_or_path).watch_processes("watched")
+    assert watcher.ready is False
+    watcher.connection.close()  # TCP FIN, no acknowledgement pending
+    import os
+    import signal
+
+    os.kill(info["pid"], signal.SIGKILL)
+    wait_for(
+        lambda: not client.list_processes("watched")["watched"]["running"],
+        message="exit",
+    )
+    client.remove_processes("watched")
+    # exit-if-idle waits for every other connection: it can only exit if the
+    # kernel noticed that the watcher's connection is gone.
+    assert client.exit_if_idle() is True
+    client.close()
+    assert kernel.process.wait(DEADLINE_SECONDS) == 0
