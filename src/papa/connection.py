@@ -125,12 +125,18 @@ class ClientConnection:
         return line.decode("utf-8", errors="replace")
 
     def read_exactly(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            missing = size - len(self.buffer)
-            self.buffer += self._receive(
-                max(min(missing, LARGE_RECEIVE_SIZE), RECEIVE_SIZE)
-            )
-        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        """Exactly ``size`` bytes (large payloads without quadratic copies)."""
+        if len(self.buffer) >= size:
+            data, self.buffer = self.buffer[:size], self.buffer[size:]
+            return data
+        parts = [self.buffer]
+        missing = size - len(self.buffer)
+        while missing > 0:
+            chunk = self._receive(max(min(missing, LARGE_RECEIVE_SIZE), RECEIVE_SIZE))
+            parts.append(chunk)
+            missing -= len(chunk)
+        data = b"".join(parts)
+        data, self.buffer = data[:size], data[size:]
         return data
 
     def split(self, line: str) -> list[str]:

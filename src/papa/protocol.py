@@ -219,4 +219,26 @@ def closed_record(name: str, timestamp: float, exit_code: int) -> bytes:
 
 def batch(records: list[bytes]) -> bytes:
     """A whole watch batch: records joined by newlines, then ``\\n] ``."""
-    return b"\n".join([*records, BATCH_END])
+    return b"".join(batch_parts(records))
+
+
+def batch_parts(records: list) -> list[bytes]:
+    """The pieces of a batch, for a vectored write without copying payloads.
+
+    A record is bytes, or a list of byte strings (header and payload).
+    """
+    parts: list[bytes] = []
+    for record in records:
+        if isinstance(record, list):
+            parts.extend(record)
+        else:
+            parts.append(record)
+        parts.append(b"\n")
+    parts.append(BATCH_END)
+    return parts
+
+
+def output_record_parts(kind: str, name: str, timestamp: float, data: bytes) -> list:
+    """Like :func:`output_record`, as header and payload, for batch_parts."""
+    header = f"{kind}:{name}:{format_timestamp(timestamp)}:{len(data)}\n"
+    return [header.encode("utf-8"), data]

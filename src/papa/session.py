@@ -29,9 +29,9 @@ from .protocol import (
     CommandStream,
     Line,
     LineTooLong,
-    batch,
+    batch_parts,
     closed_record,
-    output_record,
+    output_record_parts,
 )
 
 log = logging.getLogger(__name__)
@@ -346,7 +346,7 @@ class Session(asyncio.Protocol):
                         return _GONE
                     await self._wait()
                     continue
-                self.transport.write(batch(records))
+                self.transport.writelines(batch_parts(records))
                 await self._drain()
                 event = await self._next_event()
                 if event is None:
@@ -378,7 +378,7 @@ class Session(asyncio.Protocol):
 
     @staticmethod
     def _collect(targets: dict):
-        records: list[bytes] = []
+        records: list = []
         marks: dict[str, int] = {}
         closed: list[str] = []
         for name, process in targets.items():
@@ -391,7 +391,9 @@ class Session(asyncio.Protocol):
                     closed.append(name)
                 else:
                     records.append(
-                        output_record(chunk.kind, name, chunk.timestamp, chunk.data)
+                        output_record_parts(
+                            chunk.kind, name, chunk.timestamp, chunk.data
+                        )
                     )
             if chunks:
                 marks[name] = chunks[-1].sequence

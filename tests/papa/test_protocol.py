@@ -216,3 +216,13 @@ def test_process_spec_errors_are_clear(words, message):
     with pytest.raises(Error) as raised:
         ProcessSpec.from_words(words)
     assert message in str(raised.value)
+
+
+def test_batch_parts_are_the_batch_bytes():
+    from papa.protocol import batch_parts, output_record_parts
+
+    records = [
+        output_record_parts("err", "n", 3.0, b"x" * 5),
+        closed_record("n", 4.0, 1),
+    ]
+    assert b"".join(batch_parts(records)) == b"err:n:3.0:5\nxxxxx\nclosed:n:4.0:1\n] "
