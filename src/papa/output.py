@@ -167,7 +167,11 @@ class OutputRing:
         self._notify()
 
     def close(self) -> None:
-        """Remove the spill file, if any."""
+        """Remove the spill file, if any, and tell watchers the entry is gone.
+
+        Another watcher of the same process then ends its watch instead of
+        waiting forever (papa 1.0.6 left it polling).
+        """
         if self._spill_file is not None:
             self._spill_file.close()
             self._spill_file = None
@@ -175,3 +179,4 @@ class OutputRing:
                 os.unlink(self.spill_path)
             except OSError:
                 pass
+        self._notify()

@@ -478,3 +478,14 @@ def test_a_tcp_watcher_that_leaves_is_noticed(kernel, client):
     assert client.exit_if_idle() is True
     client.close()
     assert kernel.process.wait(DEADLINE_SECONDS) == 0
+
+
+def test_a_second_watcher_ends_when_the_first_consumes_the_exit(kernel, client):
+    client.make_process("shared", "/bin/sleep", args="0.3")
+    second = papa.Papa(kernel.port_or_path).watch_processes("shared")
+    first = client.watch_processes("shared")
+    result = read_all(first)
+    assert result[2] == {"shared": 0}
+    # The second watcher may or may not have seen the records; it must end.
+    read_all(second)
+    assert not second
