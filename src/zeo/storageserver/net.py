@@ -291,6 +291,8 @@ class ServerConnection(asyncio.Protocol):
         future.add_done_callback(lambda done: self._thread_done(msgid, done))
 
     def _thread_done(self, msgid, future):
+        if future.cancelled():
+            return
         exc = future.exception()
         if msgid is None:
             if exc is not None:
@@ -409,6 +411,8 @@ class ServerRunner:
             if not self.connections:
                 break
             await asyncio.sleep(0.01)
+        # A pack still running must finish before its storage is closed.
+        self.executor.shutdown(wait=True)
         if isinstance(self.address, str) and self.listener is not None:
             try:
                 os.remove(self.address)
