@@ -276,3 +276,22 @@ def test_storages_are_separate_and_empty_transactions_are_broadcast(
         assert [m[2] for m in other_storage.received] == []
     finally:
         server.stop()
+
+
+def test_a_zope_undo_prefix_passes_the_pickle_allow_list(start_server, raw_clients):
+    from ZopeUndo.Prefix import Prefix
+
+    server = start_server(msgpack=False)
+    client = connect(raw_clients, server)
+    commit(client, z64, z64, ROOT_RECORD, txn=1)
+    # Zope passes a Prefix inside the undoInfo specification.  Whatever the
+    # storage makes of it (FileStorage's bytes descriptions do not compare
+    # with Prefix's str paths), the frame decodes and the session goes on:
+    # a forbidden global would have closed the connection instead.
+    try:
+        result = client.call("undoInfo", 0, 10, {"description": Prefix("/site")})
+    except ServerError as error:
+        result = error.args[0][0]
+    assert result in ([], "builtins.TypeError")
+    assert client.call("ping") is None
+    assert "forbidden global" not in server.log_text()
