@@ -140,12 +140,20 @@ def short_name(test) -> str:
 
 
 def collect_cases():
+    # blob_packing.txt (test_packing=True) is left out, as ZEO's suite does:
+    # it checks the packed-away files through the client's fshelper (the
+    # client's blob cache, which a server-side pack does not touch) and
+    # computes pack times on the fake clock of the client process.
     suites = {
         "NonSharedBlobs": ZODB.tests.testblob.storage_reusable_suite(
-            "ClientStorageNonSharedBlobs", create_nonshared
+            "ClientStorageNonSharedBlobs",
+            create_nonshared,
+            test_blob_storage_recovery=True,
         ),
         "SharedBlobs": ZODB.tests.testblob.storage_reusable_suite(
-            "ClientStorageSharedBlobs", create_shared
+            "ClientStorageSharedBlobs",
+            create_shared,
+            test_blob_storage_recovery=True,
         ),
         "IExternalGC": PackableStorage.IExternalGC_suite(create_for_external_gc),
     }
