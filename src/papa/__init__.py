@@ -20,15 +20,13 @@ from .client import (
     PIPE,
     STDOUT,
     Papa,
-    ProcessOutput,
-    WatchBatch,
-    Watcher,
     set_debug_mode,
     set_default_connection_timeout,
     set_default_path,
     set_default_port,
 )
 from .errors import Error
+from .watcher import ProcessOutput, WatchBatch, Watcher
 
 __all__ = [
     "DEVNULL",

@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections import namedtuple
 
 from .connection import ClientConnection
 from .errors import Error
 from .protocol import unescape
 from .sockets import FAMILY_NAMES, TYPE_NAMES
+from .watcher import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -38,127 +37,7 @@ PIPE = subprocess.PIPE
 STDOUT = subprocess.STDOUT
 DEVNULL = subprocess.DEVNULL
 
-ProcessOutput = namedtuple("ProcessOutput", "name timestamp data")
-
 RETRY_SECONDS = 0.05
-_END_OF_WATCH = ("Nothing left to watch", "Stopped watching")
-
-
-class WatchBatch(tuple):
-    """``(out, err, closed)``; false when all three are empty (end of watch)."""
-
-    def __new__(cls, out=(), err=(), closed=()):
-        return super().__new__(cls, (list(out), list(err), list(closed)))
-
-    def __bool__(self) -> bool:
-        return any(self)
-
-
-class Watcher:
-    """Output and exit codes of watched processes, batch by batch.
-
-    Owns the connection it was made on until the watch ends; ``fileno()``
-    makes it usable with ``select``.
-    """
-
-    def __init__(self, papa_object: Papa, connection: ClientConnection):
-        self.papa_object = papa_object
-        self.connection: ClientConnection | None = connection
-        self.exit_code: dict[str, int] = {}
-        self._need_ack = False
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc_value, traceback):
-        self.close()
-
-    def __bool__(self) -> bool:
-        return self.connection is not None
-
-    def __len__(self) -> int:
-        return 1 if self.connection is not None else 0
-
-    def fileno(self) -> int:
-        return self.connection.sock.fileno()
-
-    @property
-    def ready(self) -> bool:
-        """True when ``read()`` will not block: a batch (or the end) waits."""
-        if self.connection is None:
-            return False
-        if self._need_ack:
-            return False  # nothing comes until this batch is acknowledged
-        if self.connection.buffer:
-            return True
-        readable, _, _ = select.select([self.connection.sock], [], [], 0)
-        return bool(readable)
-
-    def read(self) -> WatchBatch:
-        """Acknowledge the previous batch, then return the next one.
-
-        Blocks until a batch arrives.  At the end of the watch (every process
-        closed and acknowledged, or stopped) returns an empty, false batch
-        and the watcher becomes false.
-        """
-        self.acknowledge()
-        if self.connection is None:
-            return WatchBatch()
-        connection = self.connection
-        out, err, closed = [], [], []
-        while True:
-            line = connection.read_line(b"] ")
-            if line == "] ":
-                self._need_ack = True
-                return WatchBatch(out, err, closed)
-            if line in _END_OF_WATCH:
-                connection.read_exactly(2)  # the prompt
-                self._hand_back()
-                return WatchBatch(out, err, closed)
-            if line.startswith("Error:"):
-                connection.buffer = line.encode() + b"\n" + connection.buffer
-                connection.read_reply()
-            kind, _, rest = line.partition(":")
-            name, timestamp, value = rest.rsplit(":", 2)
-            if kind == "closed":
-                code = int(value)
-                self.exit_code[name] = code
-                closed.append(ProcessOutput(name, float(timestamp), code))
-                continue
-            data = connection.read_exactly(int(value) + 1)[:-1]
-            record = ProcessOutput(name, float(timestamp), data)
-            (out if kind == "out" else err).append(record)
-
-    def acknowledge(self) -> None:
-        """Tell the kernel the last batch was received (it may forget it)."""
-        if self._need_ack and self.connection is not None:
-            self.connection.send_raw(b"\n")
-            self._need_ack = False
-
-    def close(self) -> None:
-        """Stop watching; the connection goes back to the Papa object."""
-        if self.connection is None:
-            return
-        if self._need_ack:
-            self._need_ack = False
-            try:
-                self.connection.send_raw(b"q\n")
-                self.connection.read_reply()
-            except (Error, OSError):
-                self.connection.close()
-                self.connection = None
-                return
-            self._hand_back()
-        else:
-            self.connection.close()
-            self.connection = None
-
-    def _hand_back(self) -> None:
-        if self.papa_object.connection is None:
-            self.papa_object.connection = self.connection
-        else:
-            self.connection.close()
-        self.connection = None
 
 
 class Papa:

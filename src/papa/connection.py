@@ -56,14 +56,14 @@ class ClientConnection:
     # -- sending ---------------------------------------------------------------
     def encode(self, words: list) -> bytes:
         """One request line from words (empty words are skipped, as in papa)."""
-        encoded = []
-        for word in words:
-            word = str(word)
-            if not word:
-                continue
-            if self.escapes:
-                encoded.append(escape(word))
-            else:
+        words = [word if isinstance(word, str) else str(word) for word in words]
+        if self.escapes:
+            encoded = [escape(word) for word in words if word]
+        else:
+            encoded = []
+            for word in words:
+                if not word:
+                    continue
                 if "\n" in word or "\r" in word:
                     raise Error(
                         "This kernel (papa 1.0.6?) cannot receive newlines in "

@@ -129,6 +129,8 @@ def tokenize(line: str, escapes: bool = False) -> list[str]:
     """
     if "\\" not in line:  # no escape at all: papa's split, fast
         return [piece.strip() for piece in line.split(" ") if piece]
+    if escapes and _ESCAPE_OTHER_THAN_SPACE.search(line) is None:
+        escapes = False  # only "\ " escapes: papa's rules give the same words
     words: list[str] = []
     pending = ""
     for piece in line.split(" "):
@@ -163,6 +165,9 @@ _ESCAPES = {"n": "\n", "\\": "\\", " ": " ", "E": "E", "r": "\r"}
 
 
 _NEEDS_ESCAPE = re.compile(r"[\\\n\r ]|^E")
+_NEEDS_MORE_THAN_SPACES = re.compile(r"[\\\n\r]|^E")
+# In escapes mode a line whose only escapes are "\ " splits like papa's.
+_ESCAPE_OTHER_THAN_SPACE = re.compile(r"\\(?! )")
 
 
 def escape(text: str) -> str:
@@ -173,6 +178,8 @@ def escape(text: str) -> str:
     """
     if _NEEDS_ESCAPE.search(text) is None:
         return text
+    if _NEEDS_MORE_THAN_SPACES.search(text) is None:
+        return text.replace(" ", "\\ ")
     out = (
         text.replace("\\", "\\\\")
         .replace("\n", "\\n")
