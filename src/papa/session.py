@@ -115,13 +115,14 @@ class Session(asyncio.Protocol):
         """Answer queued requests until one needs a task (a watch)."""
         while self._pending and not self._busy and not self._closed:
             event = self._pending.popleft()
-            self._resume_reading()
+            if self._reading_paused:
+                self._resume_reading()
             try:
                 reply = self._handle(event)
             except CloseConnection as close:
                 self._close_with(close.final)
                 return
-            if asyncio.iscoroutine(reply):
+            if type(reply) is not bytes:  # a coroutine: a watch
                 self._busy = True
                 self._task = asyncio.ensure_future(self._run_task(reply))
                 return
@@ -159,9 +160,9 @@ class Session(asyncio.Protocol):
         except Exception as exc:  # a bug must not take the kernel down
             log.exception("command %r failed", event.text)
             return self.stream.error(f"{type(exc).__name__}: {exc}")
-        if asyncio.iscoroutine(result):
-            return result
-        return self.stream.reply(result)
+        if result is None or type(result) is str:
+            return self.stream.reply(result)
+        return result  # a coroutine (watch)
 
     async def _run_task(self, coroutine) -> None:
         try:
