@@ -2,14 +2,25 @@
 
 It moves bytes only: frames come in, are decoded and either complete a
 pending call or are handed to the owner (:class:`~.io.ClientIO`) as server
-callbacks, strictly in wire order.  Application threads never touch it
-directly; they hand encoded frames to the I/O thread (see ``ClientIO``) and
-wait on a :class:`Waiter`.
+callbacks, strictly in wire order; application threads wait on a
+:class:`Waiter`.
+
+Writes: during the handshake and verification the loop writes through the
+asyncio transport.  Once the connection is operational (and not TLS), an
+application thread writes its encoded frame straight to a duplicate of the
+socket under ``send_lock`` (:meth:`ClientProtocol.write_direct`), so a
+round trip wakes the I/O thread once (for the reply) instead of twice.  A
+full socket buffer blocks only the writing thread; the loop keeps reading.
+Calls are registered in ``pending`` (under ``pending_lock``) before their
+frame is written, so a fast reply always finds its waiter.
 """
 
 import asyncio
 import itertools
 import logging
+import os
+import select
+import socket
 import threading
 
 from ..exceptions import ClientDisconnected, ProtocolError
@@ -99,6 +110,10 @@ class ClientProtocol(asyncio.Protocol):
         self.announced = loop.create_future()
         self.closed = loop.create_future()
         self.pending = {}
+        self.pending_lock = threading.Lock()
+        self.lost = False
+        self.sock = None  # duplicate socket for direct writes, once enabled
+        self.send_lock = threading.Lock()
         self.msgids = itertools.count(1)
         self.operational = False
         self.queued_callbacks = []  # callbacks seen before verification ended
@@ -136,7 +151,14 @@ class ClientProtocol(asyncio.Protocol):
             self.announced.set_exception(
                 ConnectionLost(f"connection to {self.address} closed")
             )
-        pending, self.pending = self.pending, {}
+        with self.pending_lock:
+            self.lost = True
+            pending, self.pending = self.pending, {}
+        if self.sock is not None and self.send_lock.acquire(blocking=False):
+            try:
+                self._close_direct_socket()
+            finally:
+                self.send_lock.release()
         error = ConnectionLost(f"connection to {self.address} lost")
         for call in pending.values():
             for waiter in call.waiters:
@@ -167,9 +189,55 @@ class ClientProtocol(asyncio.Protocol):
         self._heartbeat = self.loop.call_later(HEARTBEAT_INTERVAL, self._beat)
 
     def _beat(self):
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame(self.encode(-1, 0, ".reply", None)))
-            self._heartbeat = self.loop.call_later(HEARTBEAT_INTERVAL, self._beat)
+        if self.transport is None or self.transport.is_closing():
+            return
+        data = frame(self.encode(-1, 0, ".reply", None))
+        if self.sock is not None:
+            # Direct writes may block: never on the loop thread.
+            future = self.loop.run_in_executor(None, self.write_direct, data)
+            future.add_done_callback(_ignore_result)
+        else:
+            self.transport.write(data)
+        self._heartbeat = self.loop.call_later(HEARTBEAT_INTERVAL, self._beat)
+
+    def enable_direct_writes(self):
+        """Let application threads write to the socket (see module doc)."""
+        transport = self.transport
+        if transport.get_extra_info("sslcontext") is not None:
+            return  # TLS state lives in the transport
+        if transport.get_write_buffer_size():
+            return  # frames still queued there: ordering would break
+        raw = transport.get_extra_info("socket")
+        if raw is None:
+            return
+        self.sock = socket.socket(fileno=os.dup(raw.fileno()))
+
+    def write_direct(self, data):
+        """Write one or more whole frames from any thread (blocking)."""
+        with self.send_lock:
+            sock = self.sock
+            if sock is None or self.lost:
+                self._close_direct_socket()
+                raise ConnectionLost(f"connection to {self.address} lost")
+            view = memoryview(data)
+            try:
+                while view:
+                    try:
+                        sent = sock.send(view)
+                    except BlockingIOError:
+                        select.select([], [sock], [], 1.0)
+                        if self.lost:
+                            raise ConnectionLost(f"connection to {self.address} lost")
+                        continue
+                    view = view[sent:]
+            except OSError as exc:
+                self._close_direct_socket()
+                raise ConnectionLost(f"connection to {self.address} lost: {exc}")
+
+    def _close_direct_socket(self):
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
 
     def _abort(self, exc):
         logger.error("closing connection to %s: %s", self.address, exc)
@@ -185,7 +253,8 @@ class ClientProtocol(asyncio.Protocol):
     def message_received(self, message):
         msgid, flag, name, args = message
         if name == ".reply":
-            call = self.pending.pop(msgid, None)
+            with self.pending_lock:
+                call = self.pending.pop(msgid, None)
             if call is None:
                 if msgid != 0:
                     logger.warning(
@@ -229,16 +298,22 @@ class ClientProtocol(asyncio.Protocol):
     # -- sending (I/O thread only) ---------------------------------------------
 
     def register_call(self, msgid, name, waiter, hook):
-        """Note an outgoing call; return False if an identical one is pending."""
-        call = self.pending.get(msgid)
-        if call is not None:
+        """Note an outgoing call; return False if an identical one is pending.
+
+        Raises :class:`ConnectionLost` if the connection is already gone.
+        """
+        with self.pending_lock:
+            if self.lost:
+                raise ConnectionLost(f"{name}: connection to {self.address} lost")
+            call = self.pending.get(msgid)
+            if call is not None:
+                if waiter is not None:
+                    call.waiters.append(waiter)
+                return False
+            call = self.pending[msgid] = PendingCall(name, hook)
             if waiter is not None:
                 call.waiters.append(waiter)
-            return False
-        call = self.pending[msgid] = PendingCall(name, hook)
-        if waiter is not None:
-            call.waiters.append(waiter)
-        return True
+            return True
 
     def request(self, name, *args):
         """Call *name* from the I/O loop itself; returns an asyncio future."""
@@ -250,6 +325,11 @@ class ClientProtocol(asyncio.Protocol):
 
     def send_oneway(self, name, *args):
         self.transport.write(frame(self.encode(0, True, name, args)))
+
+
+def _ignore_result(future):
+    if not future.cancelled():
+        future.exception()  # a lost connection is handled by connection_lost
 
 
 def _wire_exception(args):

@@ -112,6 +112,8 @@ class ClientIO:
         self._outbox_lock = threading.Lock()
         self._flush_scheduled = False
         self._connector = None
+        # Application threads write straight to the socket (see connection.py)
+        self.direct_writes = True
         self.loop = new_event_loop()
         self.thread = threading.Thread(
             target=self._run, name=f"zeo client I/O {self.addresses[0]}", daemon=True
@@ -212,8 +214,12 @@ class ClientIO:
             waiter = Waiter()
             call_id = msgid if msgid is not None else next(current.msgids)
             data = frame(current.encode(call_id, False, name, args))
-            self._submit((current, call_id, name, data, waiter, hook))
             try:
+                if current.sock is not None:
+                    if current.register_call(call_id, name, waiter, hook):
+                        current.write_direct(data)
+                else:
+                    self._submit((current, call_id, name, data, waiter, hook))
                 return waiter.wait()
             except ConnectionLost:
                 if not retry or protocol is not None:
@@ -231,7 +237,10 @@ class ClientIO:
                 f"{name}: the connection this transaction began on was lost"
             )
         data = frame(protocol.encode(0, True, name, args))
-        self._submit((protocol, None, name, data, None, None))
+        if protocol.sock is not None:
+            protocol.write_direct(data)
+        else:
+            self._submit((protocol, None, name, data, None, None))
 
     def send_call_nowait(self, name, *args, msgid, hook):
         """Send a call whose reply only feeds *hook* (prefetch)."""
@@ -239,7 +248,14 @@ class ClientIO:
         if protocol is None:
             return
         data = frame(protocol.encode(msgid, False, name, args))
-        self._submit((protocol, msgid, name, data, None, hook))
+        try:
+            if protocol.sock is not None:
+                if protocol.register_call(msgid, name, None, hook):
+                    protocol.write_direct(data)
+            else:
+                self._submit((protocol, msgid, name, data, None, hook))
+        except ConnectionLost:
+            pass  # prefetching is only a hint
 
     def _submit(self, item):
         with self._outbox_lock:
@@ -267,10 +283,15 @@ class ClientIO:
                         ConnectionLost(f"{name}: connection to {protocol.address} lost")
                     )
                 continue
-            if msgid is not None and not protocol.register_call(
-                msgid, name, waiter, hook
-            ):
-                continue  # an identical load is already on its way
+            try:
+                if msgid is not None and not protocol.register_call(
+                    msgid, name, waiter, hook
+                ):
+                    continue  # an identical load is already on its way
+            except ConnectionLost as exc:
+                if waiter is not None:
+                    waiter.set_exception(exc)
+                continue
             writes.setdefault(protocol, []).append(data)
         for protocol, chunks in writes.items():
             protocol.transport.write(
@@ -430,6 +451,8 @@ class ClientIO:
         self.last_error = None
         if self.client_label:
             protocol.send_oneway("set_client_label", self.client_label)
+        if self.direct_writes:
+            protocol.enable_direct_writes()
         self.generation += 1
         self.protocol = protocol
         self.connected.set()

@@ -2,9 +2,10 @@
 
 ``zeo_server`` starts a server on a free 127.0.0.1 port with a FileStorage
 in ``tmp_path`` and stops it at the end of the test.  The implementation is
-chosen by ``impl``: ``zeo`` (real ZEO 6.2 from ``.peers/zeo``) and, when
-``ZEOPAPA_CLIENT_SERVERS`` lists it, ``zeopapa`` (our ``python -m
-zeo.runzeo``); both take the same ``<zeo>`` configuration.
+chosen by ``impl``: ``zeo`` (real ZEO 6.2 from ``.peers/zeo``) and
+``zeopapa`` (our ``python -m zeo.runzeo``); both take the same ``<zeo>``
+configuration.  ``ZEOPAPA_CLIENT_SERVERS=zeo`` (comma-separated) narrows
+the list.
 """
 
 import os
@@ -18,7 +19,9 @@ import pytest
 
 from tests.conftest import free_port, peer_env, require_peer
 
-SERVER_IMPLEMENTATIONS = os.environ.get("ZEOPAPA_CLIENT_SERVERS", "zeo").split(",")
+SERVER_IMPLEMENTATIONS = os.environ.get("ZEOPAPA_CLIENT_SERVERS", "zeo,zeopapa").split(
+    ","
+)
 
 
 def wait_until(condition, timeout=30.0, message="condition"):
@@ -60,6 +63,10 @@ class Server:
             zeo_lines.append("client-conflict-resolution true")
         if options.get("read_only"):
             zeo_lines.append("read-only true")
+        if options.get("invalidation_queue_size"):
+            zeo_lines.append(
+                f"invalidation-queue-size {options['invalidation_queue_size']}"
+            )
         if options.get("ssl"):
             certificate, key, authenticate = options["ssl"]
             zeo_lines.append(

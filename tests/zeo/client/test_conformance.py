@@ -1,11 +1,12 @@
 """ZODB's storage conformance mixins run against our ClientStorage.
 
 Each test gets a fresh server process (FileStorage in a temporary
-directory) from ``tests.zeo.client.conftest.Server``; the implementation
-comes from ``ZEOPAPA_CLIENT_SERVERS`` like the other client tests (first of
-the list).
+directory) from ``tests.zeo.client.conftest.Server``: real ZEO 6.2 by
+default (``ZEOPAPA_CLIENT_CONFORMANCE_SERVER=zeopapa`` for ours), so that
+these prove the client; ``tests/zeo/conformance`` covers our server.
 """
 
+import os
 import shutil
 import tempfile
 
@@ -25,10 +26,12 @@ from ZODB.tests import (
     TransactionalUndoStorage,
 )
 
-from tests.zeo.client.conftest import SERVER_IMPLEMENTATIONS, Server
+from tests.zeo.client.conftest import Server
 from zeo.clientstorage import ClientStorage
 
 pytestmark = pytest.mark.slow
+
+CONFORMANCE_SERVER = os.environ.get("ZEOPAPA_CLIENT_CONFORMANCE_SERVER", "zeo")
 
 
 class ServerTestBase(StorageTestBase.StorageTestBase):
@@ -38,7 +41,7 @@ class ServerTestBase(StorageTestBase.StorageTestBase):
         super().setUp()
         self._directory = tempfile.mkdtemp(prefix="zeo-conformance-")
         self._server = Server(
-            SERVER_IMPLEMENTATIONS[0], self._directory, msgpack=self.msgpack
+            CONFORMANCE_SERVER, self._directory, msgpack=self.msgpack
         ).start()
         self._storage = self.open_client()
 
@@ -105,7 +108,7 @@ class ServerManagingClientStorage(ClientStorage):
     def __init__(self, **storage_options):
         self._directory = tempfile.mkdtemp(prefix="zeo-external-gc-")
         self._server = Server(
-            SERVER_IMPLEMENTATIONS[0],
+            CONFORMANCE_SERVER,
             self._directory,
             msgpack=True,
             blobs=True,

@@ -105,6 +105,29 @@ def test_pack_without_gc_is_refused_clearly_by_real_zeo(
         storage.pack(time.time(), None, gc=False)
 
 
+def test_pack_without_gc_keeps_unreachable_objects(start_server, client_factory, impl):
+    if impl == "zeo":
+        pytest.skip("real ZEO servers cannot pack without garbage collection")
+    server = start_server(msgpack=True)
+    storage = client_factory(server.addr)
+    db = ZODB.DB(storage)  # creates the root object
+    orphan = storage.new_oid()  # referenced from nowhere
+    first = commit_record(storage, orphan, z64, zodb_pickle(MinPO(1)))
+    commit_record(storage, orphan, first, zodb_pickle(MinPO(2)))
+    time.sleep(0.01)  # the pack time must be after the last commit's tid
+    storage.pack(time.time(), None, gc=False)
+    assert len(storage.history(orphan, 10)) == 1  # old revision packed away
+    assert zodb_unpickle(storage.load(orphan)[0]).value == 2  # object kept
+    with db.transaction() as conn:  # FileStorage only packs past a new commit
+        conn.root()["later"] = 1
+    time.sleep(0.01)
+    storage.pack(time.time(), None)  # with garbage collection
+    storage.clear_cache()
+    with pytest.raises(ZODB.POSException.POSKeyError):
+        storage.load(orphan)
+    db.close()
+
+
 def test_client_side_conflict_resolution(start_server, client_factory, msgpack):
     from ZODB.tests.ConflictResolution import PCounter
 

@@ -90,6 +90,40 @@ def test_quick_verification_sees_changes_made_while_away(
     wait_until(lambda: (t3, [changed]) in seen)
 
 
+def test_cache_too_old_for_the_queue_is_dropped(start_server, client_factory):
+    import transaction
+    import ZODB
+
+    server = start_server(msgpack=True, invalidation_queue_size=2)
+    away = client_factory(server.addr, disconnect_poll=6, max_disconnect_poll=6)
+    db = ZODB.DB(away)
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    from persistent.mapping import PersistentMapping
+
+    conn.root()["value"] = 1
+    conn.root()["untouched"] = PersistentMapping()
+    tm.commit()
+    untouched = conn.root()["untouched"]._p_oid
+    assert away.cache.load(untouched) is not None
+    server.stop()
+    wait_until(lambda: not away.is_connected())
+    server.start()
+    other = ZODB.DB(client_factory(server.addr))
+    for n in range(2, 6):  # more transactions than the queue holds
+        with other.transaction() as other_conn:
+            other_conn.root()["value"] = n
+    assert not away.is_connected(), "precondition: the changes happened while away"
+    wait_until(away.is_connected, timeout=60, message="reconnect")
+    # Not only the changed root: the whole cache was dropped.
+    assert away.cache.load(untouched) is None
+    tm.begin()  # ZODB dropped its object caches too: the new state is seen
+    assert conn.root()["value"] == 5
+    conn.close()
+    db.close()
+    other.close()
+
+
 def test_persistent_cache_survives_restart(start_server, client_factory, tmp_path):
     server = start_server(msgpack=True)
     path = str(tmp_path / "client-1.zec")
