@@ -3,7 +3,10 @@
 ``pytest tests/zeo/conformance --impl real`` runs the same suites with real
 ZEO 6.2 on both sides (the test process must then import it: run pytest with
 ``PYTHONPATH=.peers/zeo``).  That checks the harness and gives the baseline
-of what real ZEO passes.  ``ZEOPAPA_CONFORMANCE_IMPL=real`` does the same
+of what real ZEO passes.  ``--impl real-client`` (real ZEO's client against
+our server, also with that PYTHONPATH) and ``--impl real-server`` (our client
+against real ZEO's server) run the whole suites as an interoperability
+check.  ``ZEOPAPA_CONFORMANCE_IMPL=real`` does the same
 when this directory is not named on the command line.
 
 Expected failures and skips live in ``expectations.py``, one table per
@@ -24,16 +27,18 @@ HERE = Path(__file__).resolve().parent
 def pytest_addoption(parser):
     parser.addoption(
         "--impl",
-        choices=("ours", "real"),
+        choices=tuple(harness.SIDES),
         default=os.environ.get("ZEOPAPA_CONFORMANCE_IMPL", "ours"),
-        help="conformance suites: run our zeo (default) or real ZEO 6.2 "
-        "(needs PYTHONPATH=.peers/zeo) on both sides",
+        help="conformance suites: our zeo on both sides (default), real ZEO "
+        "6.2 on both sides (real), or mixed (real-client: real ZEO's client "
+        "against our server; real-server: ours against real ZEO's server); "
+        "a real client needs PYTHONPATH=.peers/zeo",
     )
 
 
 def pytest_configure(config):
     harness.IMPLEMENTATION = config.getoption("impl", harness.IMPLEMENTATION)
-    if harness.IMPLEMENTATION == "real":
+    if harness.client_implementation() == "real":
         try:
             import ZEO  # noqa: F401
         except ImportError:

@@ -14,6 +14,7 @@ every test a fresh FileStorage of its own (see ``StoragePool``).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -26,10 +27,29 @@ from pathlib import Path
 
 from tests.conftest import PEERS, free_port, peer_env
 
-#: Which implementation runs on both sides: "ours" or "real" (ZEO 6.2).
+#: Which implementation runs on each side, by ``--impl`` value: "ours" and
+#: "real" (ZEO 6.2) put the same one on both sides; "real-client" runs real
+#: ZEO's client against our server, "real-server" our client against real
+#: ZEO's server (the whole suites as an interoperability check).
+SIDES = {
+    "ours": ("ours", "ours"),
+    "real": ("real", "real"),
+    "real-client": ("real", "ours"),
+    "real-server": ("ours", "real"),
+}
+
 #: ``conftest.py`` sets it from ``--impl``; the environment variable lets a
 #: plain ``pytest tests`` run pick it too.
 IMPLEMENTATION = os.environ.get("ZEOPAPA_CONFORMANCE_IMPL", "ours")
+
+
+def client_implementation() -> str:
+    return SIDES[IMPLEMENTATION][0]
+
+
+def server_implementation() -> str:
+    return SIDES[IMPLEMENTATION][1]
+
 
 #: How long a server may take to start or stop on a loaded 2-core machine.
 START_DEADLINE_SECONDS = 60.0
@@ -100,11 +120,14 @@ class ServerProcess:
         return "\n".join(lines) + "\n" + "".join(s.config() for s in self.storages)
 
     def command(self) -> tuple[list[str], dict]:
-        if IMPLEMENTATION == "real":
+        if server_implementation() == "real":
             module, env = "ZEO.runzeo", peer_env(PEERS / "zeo")
         else:
             module, env = "zeo.runzeo", dict(os.environ)
             env.pop("ZEO_MSGPACK", None)
+            # With a real client in the test process, PYTHONPATH names the
+            # peer; our server must import our dependencies, not its copies.
+            env.pop("PYTHONPATH", None)
         return [sys.executable, "-m", module, "-C", str(self.config_path)], env
 
     def start(self) -> ServerProcess:
@@ -195,7 +218,7 @@ def _receive_exactly(connection: socket.socket, size: int) -> bytes:
 
 def make_client(address, storage: str, **options):
     """A client storage of the implementation under test."""
-    if IMPLEMENTATION == "real":
+    if client_implementation() == "real":
         import ZEO
 
         return ZEO.client(address, storage=storage, **options)
@@ -261,10 +284,4 @@ class StoragePool:
         # ZEOPAPA_CONFORMANCE_KEEP=1 keeps the servers' configs, logs and
         # data files for a post-mortem.
         if not os.environ.get("ZEOPAPA_CONFORMANCE_KEEP"):
-            _remove_tree(self.directory)
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(self.directory, ignore_errors=True)

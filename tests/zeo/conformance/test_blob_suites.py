@@ -77,7 +77,7 @@ def create_shared(name, blob_dir):
 def create_for_external_gc():
     """The IExternalGC doctest wants a storage that does not gc on pack."""
     client = create_storage("data", "blobs", shared=False, pack_gc=False)
-    if harness.IMPLEMENTATION == "real":
+    if harness.client_implementation() == "real":
         _clear_caches_after_pack(client)
     return client
 
