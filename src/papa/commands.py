@@ -33,6 +33,11 @@ class Command:
     def name(self) -> str:
         return " ".join(self.words)
 
+    @property
+    def method(self) -> str:
+        """The Session method that runs this command."""
+        return _METHODS[self.handler]
+
 
 PATTERN_HELP = """
 Names may end in '*' to match every name with that prefix ('*' alone matches
@@ -204,6 +209,9 @@ this connection.
 )
 
 
+_METHODS = {command.handler: f"do_{command.handler}" for command in COMMANDS}
+
+
 def _build_tree(commands) -> dict:
     tree: dict = {}
     for command in commands:
@@ -232,6 +240,10 @@ def _build_abbreviations(node: dict, table: dict) -> None:
 
 
 _ABBREVIATIONS: dict[int, dict[str, str]] = {}
+# Words already resolved, as typed ("l", ("l", "v")): most requests are
+# answered from here.  Bounded, since clients choose the spelling.
+_RESOLVED: dict = {}
+_RESOLVED_LIMIT = 4096
 _build_abbreviations(TREE, _ABBREVIATIONS)
 
 
@@ -244,21 +256,32 @@ def lookup(
     ``list``) and the remaining words.  Raises :class:`Error` with papa's
     texts for unknown or incomplete commands.
     """
+    if not allow_partial and words:
+        hit = _RESOLVED.get(words[0])
+        if hit is not None:
+            return hit, words[1:]
+        if len(words) > 1:
+            hit = _RESOLVED.get((words[0], words[1]))
+            if hit is not None:
+                return hit, words[2:]
     node: Command | dict = TREE
     group: str | None = None
-    words = list(words)
-    while isinstance(node, dict):
-        if not words:
+    index = 0
+    while type(node) is dict:
+        if index == len(words):
             if allow_partial and group is not None:
-                return node, words
+                return node, []
             raise Error(
                 f'"{group}" must be followed by one of: {", ".join(sorted(node))}'
             )
-        word = words.pop(0).lower()
+        word = words[index].lower()
+        index += 1
         key = _resolve(node, word, group)
         node = node[key]
         group = key if group is None else f"{group} {key}"
-    return node, words
+    if len(_RESOLVED) < _RESOLVED_LIMIT:
+        _RESOLVED[words[0] if index == 1 else tuple(words[:index])] = node
+    return node, words[index:]
 
 
 def _resolve(node: dict, word: str, group: str | None) -> str:

@@ -36,11 +36,9 @@ class ProtocolError(Exception):
     """A request the line protocol cannot accept (reported, never fatal)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Line:
-    """One complete request line, decoded and stripped like papa does."""
-
-    text: str
+# A complete request line, decoded and stripped like papa does.  A plain
+# str: it is made for every request, and a class around it costs time.
+Line = str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +51,8 @@ class LineTooLong:
 class CommandStream:
     """The kernel side of one connection, without I/O.
 
-    ``receive_data(bytes)`` returns the events found so far (``Line`` or
-    ``LineTooLong``); the ``reply``/``error``/``batch`` methods return the
+    ``receive_data(bytes)`` returns the events found so far (``Line``, a
+    str, or ``LineTooLong``); the ``reply``/``error``/``batch`` methods return the
     bytes to send.  An oversized line is reported once and skipped up to its
     newline, so the connection stays usable.
     """
@@ -75,7 +73,7 @@ class CommandStream:
             and len(data) <= self.max_line_bytes + 1
         ):
             # The common case, one whole request per read: no buffering.
-            return [Line(data[:-1].decode("utf-8", errors="replace").strip())]
+            return [data[:-1].decode("utf-8", errors="replace").strip()]
         events: list[Line | LineTooLong] = []
         self._buffer += data
         while True:
@@ -95,7 +93,7 @@ class CommandStream:
             if len(raw) > self.max_line_bytes:
                 events.append(LineTooLong(self.max_line_bytes))
                 continue
-            events.append(Line(raw.decode("utf-8", errors="replace").strip()))
+            events.append(raw.decode("utf-8", errors="replace").strip())
 
     @staticmethod
     def reply(payload: str | None) -> bytes:
@@ -130,9 +128,21 @@ def tokenize(line: str, escapes: bool = False) -> list[str]:
     if "\\" not in line:  # no escape at all: papa's split, fast
         return [piece.strip() for piece in line.split(" ") if piece]
     if escapes and _ESCAPE_OTHER_THAN_SPACE.search(line) is None:
-        escapes = False  # only "\ " escapes: papa's rules give the same words
+        escapes = False  # only "\\ " escapes: papa's rules give the same words
     words: list[str] = []
     pending = ""
+    if not escapes:
+        for piece in line.split(" "):
+            if not piece:
+                continue
+            if piece[-1] == "\\":
+                pending += piece[:-1] + " "
+                continue
+            words.append((pending + piece).strip())
+            pending = ""
+        if pending:
+            words.append(pending)
+        return words
     for piece in line.split(" "):
         if not piece:
             continue
@@ -140,10 +150,10 @@ def tokenize(line: str, escapes: bool = False) -> list[str]:
             pending += piece[:-1] + " "
             continue
         pending += piece
-        words.append(_unescape(pending.strip(), escapes))
+        words.append(unescape(pending.strip()))
         pending = ""
     if pending:
-        words.append(_unescape(pending, escapes))
+        words.append(unescape(pending))
     return words
 
 
@@ -155,10 +165,6 @@ def _ends_with_open_escape(piece: str, escapes: bool) -> bool:
     # With escapes, "\\\\" at the end is an escaped backslash, not a space.
     trailing = len(piece) - len(piece.rstrip("\\"))
     return trailing % 2 == 1
-
-
-def _unescape(word: str, escapes: bool) -> str:
-    return unescape(word) if escapes else word
 
 
 _ESCAPES = {"n": "\n", "\\": "\\", " ": " ", "E": "E", "r": "\r"}

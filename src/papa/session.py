@@ -27,8 +27,6 @@ from .protocol import (
     BANNER,
     PROMPT,
     CommandStream,
-    Line,
-    LineTooLong,
     batch_parts,
     closed_record,
     output_record_parts,
@@ -73,7 +71,21 @@ class Session(asyncio.Protocol):
         transport.write(BANNER)
 
     def data_received(self, data: bytes) -> None:
-        self._pending.extend(self.stream.receive_data(data))
+        events = self.stream.receive_data(data)
+        if len(events) == 1 and not self._busy and not self._pending:
+            # The common case: one request, nothing queued: answer at once.
+            try:
+                reply = self._handle(events[0])
+            except CloseConnection as close:
+                self._close_with(close.final)
+                return
+            if type(reply) is bytes:
+                self.transport.write(reply)
+                return
+            self._busy = True
+            self._task = asyncio.ensure_future(self._run_task(reply))
+            return
+        self._pending.extend(events)
         if len(self._pending) > QUEUED_REQUESTS and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
@@ -143,22 +155,21 @@ class Session(asyncio.Protocol):
 
     def _handle(self, event):
         """The reply bytes, or a coroutine for handlers that take time."""
-        if isinstance(event, LineTooLong):
+        if type(event) is not str:
             return self.stream.error(
                 f"Line too long; the limit is {event.limit} bytes and the line was ignored"
             )
-        if not event.text:
+        if not event:
             return PROMPT
         try:
-            words = self.stream.tokenize(event.text)
-            command, arguments = commands.lookup(words)
-            result = getattr(self, f"do_{command.handler}")(arguments)
+            command, arguments = commands.lookup(self.stream.tokenize(event))
+            result = getattr(self, command.method)(arguments)
         except CloseConnection:
             raise
         except Error as exc:
             return self.stream.error(str(exc))
         except Exception as exc:  # a bug must not take the kernel down
-            log.exception("command %r failed", event.text)
+            log.exception("command %r failed", event)
             return self.stream.error(f"{type(exc).__name__}: {exc}")
         if result is None or type(result) is str:
             return self.stream.reply(result)
@@ -360,7 +371,7 @@ class Session(asyncio.Protocol):
                     self.kernel.forget_process(process)
                 if not targets:
                     return "Nothing left to watch"
-                if isinstance(event, Line) and event.text.lower() == "q":
+                if type(event) is str and event.lower() == "q":
                     return "Stopped watching"
         finally:
             for process in targets.values():

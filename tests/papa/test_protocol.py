@@ -33,6 +33,7 @@ def test_lines_are_split_stripped_and_decoded_with_replacement():
     stream = CommandStream()
     assert stream.receive_data(b"  get a \r\nlis") == [Line("get a")]
     assert stream.receive_data(b"t values\n\n") == [Line("list values"), Line("")]
+    assert Line is str
     assert stream.receive_data(b"set x \xff\n") == [Line("set x \ufffd")]
 
 
