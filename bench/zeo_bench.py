@@ -199,6 +199,52 @@ def figure_line(figure, clients, unit, higher_is_better, values) -> dict:
     return line
 
 
+def paired_ratio(ours, zeo, higher_is_better):
+    """Median of the per-repeat ratios (each repeat's two runs were adjacent).
+
+    On a machine loaded by something else the load drifts between repeats;
+    the runs of one repeat share more of it than the medians of each column
+    do, so this is the steadier estimate when the two disagree.
+    """
+    if not ours or len(ours) != len(zeo):
+        return None
+    ratios = [
+        (mine / theirs if higher_is_better else theirs / mine)
+        for mine, theirs in zip(ours, zeo, strict=True)
+        if mine and theirs
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
+def print_results(tasks, client_counts, samples, cpu_samples) -> None:
+    """The figure lines on stdout; paired ratios and CPU costs on stderr."""
+    log("figure, clients: paired ratio | median CPU µs/op, clients + server")
+    for task in tasks:
+        figures, unit, higher_is_better = TASKS[task]
+        for clients in client_counts:
+            for figure in figures:
+                per_column = samples.get((task, clients), {}).get(figure, {})
+                values = {
+                    column: statistics.median(found)
+                    for column, found in per_column.items()
+                    if found
+                }
+                line = figure_line(figure, clients, unit, higher_is_better, values)
+                print(json.dumps(line), flush=True)
+                paired = paired_ratio(
+                    per_column.get(OURS), per_column.get(REAL), higher_is_better
+                )
+                costs = []
+                for column in IMPLEMENTATIONS:
+                    found = cpu_samples.get((task, clients), {}).get(column)
+                    if found:
+                        client = statistics.median(cost[0] for cost in found)
+                        server = statistics.median(cost[1] for cost in found)
+                        costs.append(f"{column} {client:.1f} + {server:.1f}")
+                paired_text = "-" if paired is None else f"{paired:.3f}"
+                log(f"  {figure} x{clients}: {paired_text} | " + "; ".join(costs))
+
+
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -325,22 +371,7 @@ def main(argv=None) -> int:
                             )
                             + f"; CPU µs/op client {costs[0]:.1f} server {costs[1]:.1f}"
                         )
-        for task in tasks:
-            figures, unit, higher_is_better = TASKS[task]
-            for clients in arguments.clients:
-                for figure in figures:
-                    per_column = samples.get((task, clients), {}).get(figure, {})
-                    values = {
-                        column: statistics.median(found)
-                        for column, found in per_column.items()
-                        if found
-                    }
-                    print(
-                        json.dumps(
-                            figure_line(figure, clients, unit, higher_is_better, values)
-                        ),
-                        flush=True,
-                    )
+        print_results(tasks, arguments.clients, samples, cpu_samples)
     finally:
         if profiler is not None:
             profiler.finish()
