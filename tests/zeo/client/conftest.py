@@ -47,6 +47,9 @@ class Server:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.addr = ("127.0.0.1", self.port)
+        self.unix_socket = options.get("unix_socket")
+        if self.unix_socket:
+            self.addr = str(self.unix_socket)
         self.options = options
         self.data_fs = Path(options.get("data_fs") or self.directory / "Data.fs")
         self.blob_dir = self.directory / "blobs" if options.get("blobs") else None
@@ -55,7 +58,7 @@ class Server:
 
     def write_config(self):
         options = self.options
-        zeo_lines = [f"address 127.0.0.1:{self.port}"]
+        zeo_lines = [f"address {self.unix_socket or f'127.0.0.1:{self.port}'}"]
         zeo_lines.append(f"msgpack {'true' if options.get('msgpack') else 'false'}")
         if options.get("transaction_timeout"):
             zeo_lines.append(f"transaction-timeout {options['transaction_timeout']}")
@@ -117,6 +120,11 @@ class Server:
                 + (self.directory / "server.stderr").read_text()[-2000:]
             )
         try:
+            if self.unix_socket:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(1)
+                    s.connect(self.addr)
+                    return True
             with socket.create_connection(self.addr, timeout=1):
                 return True
         except OSError:

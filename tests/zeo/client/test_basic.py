@@ -152,3 +152,27 @@ def test_concurrent_conflicting_commits_through_zodb(server, client_factory):
             assert conn.root()["counter"]["n"] == 30
     finally:
         db.close()
+
+
+def test_stale_current_reply_is_not_cached(server, client_factory):
+    """A "current" load reply older than an invalidation processed while it
+    was in flight (a server answering out of order) must not be cached.
+
+    The wire order of a real server never produces this, so the I/O-thread
+    hook is driven directly: the invalidation is recorded between the
+    moment the hook is made (request sent) and the moment it runs (reply).
+    """
+    storage = client_factory(server.addr)
+    oid = p64(424242)
+    hook = storage._load_hook(oid)
+    storage._note_invalidation(p64(20), [oid])  # arrives before the reply
+    assert hook((b"old", p64(10), None)) == (b"old", p64(10), None)
+    assert storage.cache.load(oid) is None  # returned, not cached
+    fresh_hook = storage._load_hook(oid)
+    fresh_hook((b"new", p64(20), None))
+    assert storage.cache.load(oid) == (b"new", p64(20))
+    other = p64(434343)
+    unrelated_hook = storage._load_hook(other)
+    storage._note_invalidation(p64(30), [oid])  # another object changed
+    unrelated_hook((b"x", p64(10), None))
+    assert storage.cache.load(other) == (b"x", p64(10))

@@ -213,3 +213,23 @@ def test_read_only_server_without_fallback_is_not_used(start_server, client_fact
     storage = client_factory(server.addr, read_only=True)
     assert storage.isReadOnly()
     storage.ping()
+
+
+def test_client_started_before_its_server_on_a_unix_socket(tmp_path, impl):
+    """ZEO issue #226: a client that starts first must keep retrying."""
+    from tests.zeo.client.conftest import Server
+    from zeo.clientstorage import ClientStorage
+
+    path = tmp_path / "zeo.sock"
+    storage = ClientStorage(str(path), wait=False, disconnect_poll=0.2)
+    server = Server(impl, tmp_path / "server", msgpack=True, unix_socket=path)
+    try:
+        assert not storage.is_connected()
+        server.start()
+        wait_until(storage.is_connected, timeout=60, message="late connection")
+        oid = storage.new_oid()
+        tid = commit_record(storage, oid, z64, zodb_pickle(MinPO(7)))
+        assert storage.load(oid)[1] == tid
+    finally:
+        storage.close()
+        server.stop()
