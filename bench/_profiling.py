@@ -82,11 +82,12 @@ class Profiler:
     def __init__(self, directory: Path):
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.server = None
+        self.servers = []
         self.counts = collections.Counter()
 
-    def record_server(self, pid: int) -> None:
-        self.server = Recording(pid, self.directory / "server.raw")
+    def record_server(self, pid: int, column: str) -> None:
+        """Record the server of ``column`` for the whole run."""
+        self.servers.append(Recording(pid, self.directory / f"server-{column}.raw"))
 
     def attach(self, pid: int, task: str, clients: int) -> Recording:
         name = f"client-{task}-x{clients}"
@@ -94,8 +95,8 @@ class Profiler:
         return Recording(pid, self.directory / f"{name}-{self.counts[name]}.raw")
 
     def finish(self) -> None:
-        if self.server is not None:
-            self.server.finish()
+        for recording in self.servers:
+            recording.finish()
 
 
 def function_of(frame: str) -> str:

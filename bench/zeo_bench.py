@@ -280,7 +280,7 @@ def parse_arguments(argv=None):
         "--profile",
         metavar="DIR",
         type=Path,
-        help="record our server and one of our clients per measurement with py-spy into DIR",
+        help="record both servers, and one of our clients per measurement, with py-spy into DIR",
     )
     parser.add_argument(
         "--keep",
@@ -316,7 +316,8 @@ def main(argv=None) -> int:
             log(f"{column} server ({codes[column]}) on {servers[column].address}")
         if arguments.profile:
             profiler = _profiling.Profiler(arguments.profile)
-            profiler.record_server(servers[OURS].process.pid)
+            for column in IMPLEMENTATIONS:
+                profiler.record_server(servers[column].process.pid, column)
         oids_paths = {}
         for column in IMPLEMENTATIONS:
             oids_paths[column] = workdir / f"oids-{column}.json"
