@@ -141,7 +141,14 @@ class LocalProcess(ManagedProcess):
             if spec.working_dir and not os.path.isdir(spec.working_dir):
                 raise Error(f"Bad working_dir - {exc}")
             raise Error(f"Bad command - {exc}")
-        except (PermissionError, NotADirectoryError) as exc:
+        except PermissionError as exc:
+            if spec.uid is not None or spec.gid is not None:
+                raise Error(
+                    f"Cannot start {spec.name} as uid={spec.uid} gid={spec.gid} "
+                    f"(the kernel may lack the privilege): {exc}"
+                )
+            raise Error(f"Bad command - {exc}")
+        except NotADirectoryError as exc:
             raise Error(f"Bad command - {exc}")
         except subprocess.SubprocessError as exc:
             if spec.rlimits:
