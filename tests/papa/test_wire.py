@@ -177,3 +177,59 @@ def test_garbage_gets_an_error(kernel, line):
     assert session.command(line).startswith(b"Error: ")
     assert session.command("get a") == b"\n> "
     session.close()
+
+
+def test_random_garbage_never_takes_the_kernel_down(kernel):
+    import random
+
+    generator = random.Random(20202)
+    words = [
+        "make",
+        "m",
+        "p",
+        "s",
+        "process",
+        "socket",
+        "list",
+        "l",
+        "w",
+        "remove",
+        "r",
+        "set",
+        "get",
+        "help",
+        "protocol",
+        "escapes",
+        "$(socket.",
+        ")",
+        "=",
+        "*",
+        "env.",
+        "rlimit.",
+        "bufsize=",
+        "port=",
+        "path=",
+        "\\",
+        "\\n",
+        "x",
+    ]
+    session = kernel.raw()
+    for _ in range(300):
+        if generator.random() < 0.5:
+            line = " ".join(
+                generator.choice(words) for _ in range(generator.randint(1, 6))
+            )
+            data = line.encode()
+        else:
+            data = bytes(
+                generator.randrange(256) for _ in range(generator.randint(1, 40))
+            )
+            data = data.replace(b"\n", b" ")
+        if data.strip().lower().startswith((b"q", b"exit-if-idle", b"w")):
+            continue  # quitting or watching are answered differently
+        reply = session.command(data)
+        assert reply.endswith(b"> ")
+    session.close()
+    probe = kernel.raw()
+    assert probe.command("get nothing") == b"\n> "
+    probe.close()
