@@ -21,9 +21,9 @@ import tempfile
 
 import zope.interface
 from ZODB.POSException import ReadOnlyError, StorageTransactionError
-from ZODB.serialize import referencesf
 from ZODB.utils import u64
 
+from .packing import pack
 from .transaction import DELAYED, CommitMixin
 
 logger = logging.getLogger(__name__)
@@ -249,15 +249,7 @@ class ZEOStorage(CommitMixin):
 
     def _pack(self, time, gc=None):
         self.log(f"pack(time={time!r}, gc={gc!r}) started")
-        if gc is None:
-            self.storage.pack(time, referencesf)
-        else:
-            try:
-                self.storage.pack(time, referencesf, gc=bool(gc))
-            except TypeError as exc:
-                raise TypeError(
-                    f"this storage cannot choose garbage collection at pack: {exc}"
-                )
+        pack(self.storage, time, gc)
         self.log(f"pack(time={time!r}) complete")
         self.server.call_soon_threadsafe(
             self.server.broadcast_info, self.storage_id, self.get_size_info()

@@ -29,13 +29,7 @@ SLOW = [
 
 OURS_BUGS: dict[str, str] = {}
 
-OURS_LIMITATIONS: dict[str, str] = {
-    "*BlobStorageTests::testPackAllRevisionsNoGC": (
-        "ZODB's BlobStorage.pack(packtime, referencesf) has no gc argument, so "
-        "a server storage with blobs can only pack with its pack-gc setting "
-        "(the client raises Unsupported saying so)"
-    ),
-}
+OURS_LIMITATIONS: dict[str, str] = {}
 
 REAL_BUGS: dict[str, str] = {}
 

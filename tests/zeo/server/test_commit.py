@@ -199,9 +199,15 @@ ROOT_RECORD = pickle.dumps(("persistent.mapping", "PersistentMapping"), 3) + (
 )
 
 
+@pytest.mark.parametrize("blobs", [False, True], ids=["filestorage", "blobstorage"])
 @pytest.mark.parametrize("gc", [None, False], ids=["gc", "no-gc"])
-def test_pack_with_and_without_garbage_collection(start_server, raw_clients, gc):
-    client = connect(raw_clients, start_server())
+def test_pack_with_and_without_garbage_collection(
+    start_server, raw_clients, tmp_path, gc, blobs
+):
+    # <blobstorage> wraps the FileStorage and its pack() takes no gc
+    # argument: the choice must reach the wrapped storage all the same.
+    blob_dir = tmp_path / "blobs" if blobs else None
+    client = connect(raw_clients, start_server(blob_dir=blob_dir))
     commit(client, z64, z64, ROOT_RECORD, txn=1)
     oid = client.call("new_oids", 1)[0]  # never referenced from the root
     first = commit(client, oid, z64, b"v1", txn=2)
