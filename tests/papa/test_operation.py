@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -177,7 +178,7 @@ def test_restarted_kernel_readopts_values_sockets_and_live_processes(
     client.set("recipe", "x")
     socket_info = client.make_socket("web")
     sleeper = client.make_process("sleeper", "/bin/sleep", args="120")
-    client.make_process("brief", "/bin/sleep", args="0.2")
+    brief = client.make_process("brief", "/bin/sleep", args="0.2")
     client.close()
 
     def saved():
@@ -189,13 +190,25 @@ def test_restarted_kernel_readopts_values_sockets_and_live_processes(
 
     wait_for(saved, message="state written")
     first.kill()  # SIGKILL: nothing but the state file survives
+
+    def brief_ended():
+        # Orphaned when the kernel died: gone, or a zombie nobody reaped yet.
+        try:
+            stat = (Path("/proc") / str(brief["pid"]) / "stat").read_bytes()
+        except OSError:
+            return True
+        return stat[stat.rindex(b")") + 2 :].split()[0] in (b"Z", b"X")
+
+    # The saved state says "brief" runs; it ends while no kernel runs, so the
+    # next kernel must not adopt it.
+    wait_for(brief_ended, message="brief to end")
     second = kernel_factory(state_dir=state)
     client = papa.Papa(second.port_or_path)
     try:
         assert client.get("recipe") == "x"
         assert client.list_sockets()["web"]["port"] == socket_info["port"]
-        wait_for(lambda: "brief" not in client.list_processes(), message="brief gone")
         listed = client.list_processes()
+        assert "brief" not in listed
         assert listed["sleeper"]["pid"] == sleeper["pid"]
         assert listed["sleeper"]["running"] is True
         watcher = client.watch_processes("sleeper")
