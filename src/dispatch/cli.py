@@ -1,7 +1,7 @@
 """The ``dispatch`` command: routes each sub-command to its module.
 
-Only ``dispatch jobs ...`` exists so far; the recipe and service commands
-will be added beside it in :data:`COMMANDS`.
+Each entry of :data:`COMMANDS` imports its module only when used, so
+``dispatch validate`` does not pay for ZODB imports.
 """
 
 import sys
@@ -16,9 +16,16 @@ def _jobs(argv):
     return jobs_main(argv)
 
 
+def _validate(argv):
+    from dispatch.validate import validate_main
+
+    return validate_main(argv)
+
+
 # name -> (function taking the remaining arguments, one-line help)
 COMMANDS = {
     "jobs": (_jobs, "look at recorded job runs: list, show, graph"),
+    "validate": (_validate, "check recipe JSON files (exit 1 if any is invalid)"),
 }
 
 
