@@ -17,7 +17,7 @@ PAPA_PEER := $(PEERS)/papa
 # DoJobber 0.6.3 is the reference peer of dispatch.jobs (interop tests, bench).
 DOJOBBER_PEER := $(PEERS)/dojobber
 
-.PHONY: demo test lint venv peers shootout-peer bench bench-shootout clean
+.PHONY: demo test lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,15 @@ bench: venv peers
 
 bench-shootout: venv peers shootout-peer
 	$(PY) bench/zodbshootout_bench.py
+
+# A one-node Slurm cluster on loopback for the `slurm` tests (needs root;
+# installs Debian's slurm packages when missing). SLURM_PURGE=1 also deletes
+# its state and logs on the way down.
+slurm-up:
+	tests/slurm/start-cluster.sh
+
+slurm-down:
+	tests/slurm/stop-cluster.sh $(if $(filter 1,$(SLURM_PURGE)),--purge)
 
 clean:
 	rm -rf $(VENV) $(PEERS) var build *.egg-info
