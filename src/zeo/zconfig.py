@@ -103,8 +103,9 @@ def _open_zeoclient(self):
         name=config.name,
         client=config.client,
         var=config.var,
+        # ZODB's defaults (5 s, 300 s) were ZEO 4's; like ZEO 5 we retry at
+        # least every max(min-disconnect-poll, 10) seconds, never 5 minutes.
         min_disconnect_poll=config.min_disconnect_poll,
-        max_disconnect_poll=config.max_disconnect_poll,
         wait=config.wait,
         read_only=config.read_only,
         read_only_fallback=config.read_only_fallback,

@@ -95,6 +95,7 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
             )
         if min_disconnect_poll is not None:
             disconnect_poll = min_disconnect_poll
+        disconnect_poll = disconnect_poll or 1
         addresses = normalize_addresses(addr)
         self._storage_name = str(storage)
         self._name = name or str(addr)
