@@ -140,3 +140,25 @@ def test_client_decodes_nested_exceptions_the_server_refuses():
     evil = b"\x80\x03(cos\nsystem\nX\x04\x00\x00\x00true\x85RK\x00X\x01\x00\x00\x00xNt."
     with pytest.raises(ProtocolError, match="forbidden global os.system"):
         client_decoder(b"Z5")(evil)
+
+
+def test_container_subclass_in_transaction_extension_decodes():
+    # A dict subclass whose __reduce__ names builtins.dict, as ZODB's
+    # iterator tests put in a transaction extension and real ZEO clients
+    # pickle as is.
+    class Extension(dict):
+        def __reduce__(self):
+            return (dict, (list(self.items()),))
+
+    message = (0, True, "tpc_begin", (1, b"", b"", Extension(a=1), None, " "))
+    data = pickle.dumps(message, 3)
+    assert b"builtins\ndict" in data or b"builtins\x94\x8c\x04dict" in data
+    decoded = decoder(b"Z5")(data)
+    assert decoded[3][3] == {"a": 1} and type(decoded[3][3]) is dict
+
+
+@pytest.mark.parametrize("name", ["bytes", "bytearray", "eval", "getattr", "open"])
+def test_allocating_or_dangerous_builtins_stay_forbidden(name):
+    evil = f"\x80\x03(cbuiltins\n{name}\nJ\x00\xe4\x0bT\x85RK\x00X\x01\x00\x00\x00xNt."
+    with pytest.raises(ProtocolError, match=f"forbidden global builtins.{name}"):
+        decoder(b"Z5")(evil.encode("latin-1"))

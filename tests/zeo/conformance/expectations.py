@@ -66,13 +66,7 @@ class Table:
 
 
 #: Mixed runs (``--impl real-client`` / ``real-server``), by test key.
-REAL_CLIENT_BUGS: dict[str, str] = {
-    # 2. in conformance-failures.md
-    "IteratorStoragePickleTests::testTransactionExtensionFromIterator": (
-        "our server's pickle allow-list refuses builtins.dict, which a real "
-        "ZEO client's pickled dict-subclass transaction extension names"
-    ),
-}
+REAL_CLIENT_BUGS: dict[str, str] = {}
 REAL_CLIENT_LIMITATIONS: dict[str, str] = dict(REAL_LIMITATIONS)
 REAL_SERVER_BUGS: dict[str, str] = {}
 REAL_SERVER_LIMITATIONS: dict[str, str] = {
