@@ -1,0 +1,305 @@
+"""Operations on dispatch state: start a run, claim, finish or release a
+message, dead-letter it.  Each function changes objects of one open ZODB
+connection and leaves the commit to the caller, so that consuming a message
+and producing the next ones are one transaction (zocalo's ack + send).
+
+Delivery is at least once, like a broker's, but a message is only *finished*
+once: a consumer first claims it (a short transaction that changes the
+message object, so two claimers conflict and one retries), then handles it
+and commits the outcome together with the messages it sends.  A consumer
+that dies leaves a claim that lapses (lease expired, or its local process
+gone) and the message is delivered again with back-off; after
+``max_deliveries`` deliveries it becomes a dead letter with the reason.
+"""
+
+import copy
+import logging
+import os
+import socket
+import time
+
+from dispatch import model
+from dispatch.recipe import Recipe
+from dispatch.wrapper import RecipeWrapper
+
+logger = logging.getLogger(__name__)
+
+# Zocalo sites run RabbitMQ with the policy delivery-limit: 5.
+MAX_DELIVERIES = 5
+# A claim lapses after this long without being finished or renewed; long,
+# because a lapse means the work may be done twice.  Tests pass shorter.
+DEFAULT_LEASE = 300.0
+# Back-off before redelivery: BACKOFF_BASE * 2**(deliveries - 1), capped.
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+# Messages of steps that run a program (no queue of their own) wait here
+# for the supervisor.
+COMMAND_QUEUE = "dispatch.commands"
+HOST = socket.gethostname()
+
+
+def get_dispatch(root):
+    """The :class:`~dispatch.model.Dispatch` in connection *root*, created
+    if missing (the caller commits)."""
+    dispatch = root.get(model.ROOT_KEY)
+    if dispatch is None:
+        dispatch = root[model.ROOT_KEY] = model.Dispatch()
+    return dispatch
+
+
+def backoff_delay(deliveries, base=BACKOFF_BASE, cap=BACKOFF_CAP):
+    """Seconds to wait before delivery number ``deliveries + 1``."""
+    if deliveries <= 0 or base <= 0:
+        return 0.0
+    return min(cap, base * 2 ** (deliveries - 1))
+
+
+def queue_named(dispatch, name):
+    """The queue *name*, created on first use."""
+    queue = dispatch.queues.get(name)
+    if queue is None:
+        queue = dispatch.queues[name] = model.Queue(name)
+    return queue
+
+
+def destination_queue(step):
+    """Where messages for recipe *step* wait: its ``queue``, else its
+    ``topic`` (a topic is one more queue here: every step has one consumer
+    group), else the command queue for a ``command`` step; None means zocalo's
+    silent drop."""
+    for key in ("queue", "topic"):
+        if step.get(key):
+            return step[key]
+    if "command" in step:
+        return COMMAND_QUEUE
+    return None
+
+
+def enqueue(dispatch, run, node, payload, path, environment, delay=0.0, now=None):
+    """Create the message for step *node* of *run*; returns it, or None when
+    the step has no destination (dropped silently, as zocalo does)."""
+    now = time.time() if now is None else now
+    step = run.recipe[str(node)]
+    queue_name = destination_queue(step)
+    if queue_name is None:
+        logger.debug("run %s: step %s has no queue; message dropped", run.id, node)
+        return None
+    message = model.Message(
+        model.new_id(),
+        run.id,
+        node,
+        queue_name,
+        list(path),
+        copy.deepcopy(environment),
+        copy.deepcopy(payload),
+        now,
+    )
+    message.not_before = now + max(0.0, float(delay or 0))
+    run.messages[message.id] = message
+    run.steps[node].message_ids.add(message.id)
+    run.open_count.change(1)
+    queue = queue_named(dispatch, queue_name)
+    _put(queue, message, message.not_before)
+    queue.pending_count.change(1)
+    return message
+
+
+def start_run(dispatch, recipe, parameters=None, now=None):
+    """Create a run of *recipe* (a :class:`Recipe` or its JSON/dict) and its
+    start messages, as zocalo's Dispatcher does; returns the run.
+
+    ``guid`` is the run id unless *parameters* give one; it is put into the
+    parameters before substitution so recipes can use ``{guid}``.
+    """
+    now = time.time() if now is None else now
+    parameters = dict(parameters or {})
+    recipe = Recipe(recipe)
+    recipe.validate()
+    run_id = str(parameters.get("guid") or model.new_id())
+    if run_id in dispatch.runs:
+        raise ValueError(f"run {run_id} exists already; choose another guid")
+    parameters["guid"] = run_id
+    recipe = recipe.apply_parameters(parameters)
+    recipe.validate()
+    environment = {"ID": run_id}
+    run = model.Run(run_id, recipe.to_dict(), parameters, environment, now)
+    for node, definition in recipe.steps.items():
+        run.steps[node] = model.Step(node, copy.deepcopy(definition))
+    dispatch.runs[run_id] = run
+    for node, payload in recipe.start:
+        enqueue(dispatch, run, node, payload, [], environment, now=now)
+    logger.info("run %s started: %d step(s)", run_id, len(run.steps))
+    return run
+
+
+def _put(queue, message, when):
+    """File *message* in *queue* under the time *when* it needs looking at."""
+    message.queue_key = model.ready_key(when, message.id)
+    queue.ready[message.queue_key] = message
+
+
+def claim(
+    dispatch,
+    queue_name,
+    consumer,
+    lease=DEFAULT_LEASE,
+    now=None,
+    pid=None,
+    max_deliveries=MAX_DELIVERIES,
+    backoff_base=BACKOFF_BASE,
+):
+    """Take the first deliverable message of *queue_name* for *consumer*;
+    returns it (state in progress, a new Attempt) or None.
+
+    A queue keeps each message under the time it next needs attention: a
+    pending one under when it may be delivered, a claimed one under when its
+    claim lapses.  So one ordered scan finds due messages and lapsed claims
+    (delivered again, or dead-lettered), and drops entries of finished
+    messages, which :func:`finish` leaves behind so that it never touches
+    the shared tree.  The caller commits at once: a ConflictError means
+    another consumer was there first, and the caller aborts and retries.
+    """
+    now = time.time() if now is None else now
+    queue = dispatch.queues.get(queue_name)
+    if queue is None:
+        return None
+    bound = model.ready_bound(now)
+    while queue.ready:
+        key = queue.ready.minKey()
+        if key > bound:
+            return None
+        message = queue.ready.pop(key)
+        if message.queue_key != key or message.state in (model.DONE, model.DEAD):
+            continue  # left behind by finish() or a requeue
+        if message.state == model.IN_PROGRESS:
+            owner = message.claimed_by or {}
+            reason = (
+                f"consumer {owner.get('consumer')} (pid {owner.get('pid')} on "
+                f"{owner.get('host')}) did not finish it in time"
+            )
+            release(
+                dispatch, message, reason, "lapsed", now, max_deliveries, backoff_base
+            )
+            continue
+        queue.pending_count.change(-1)
+        message.state = model.IN_PROGRESS
+        message.deliveries += 1
+        pid = os.getpid() if pid is None else pid
+        message.claimed_by = {"host": HOST, "pid": pid, "consumer": consumer}
+        message.lease_until = now + lease
+        attempt = model.Attempt(message.deliveries, now, HOST, pid, consumer)
+        message.attempts = message.attempts + [attempt]
+        _put(queue, message, message.lease_until)
+        return message
+    return None
+
+
+def finish(dispatch, message, now=None, exit_code=None, output_tail=None):
+    """Mark a claimed *message* done (its consumer succeeded).
+
+    Only the message and conflict-free counters change; the queue entry is
+    dropped later by a claimer (see :func:`claim`).
+    """
+    now = time.time() if now is None else now
+    message.claimed_by = message.lease_until = None
+    message.state = model.DONE
+    message.finished = now
+    attempt = message.attempts[-1]
+    attempt.finished, attempt.outcome = now, "done"
+    attempt.exit_code, attempt.output_tail = exit_code, output_tail
+    dispatch.runs[message.run_id].open_count.change(-1)
+
+
+def release(
+    dispatch,
+    message,
+    reason,
+    outcome="error",
+    now=None,
+    max_deliveries=MAX_DELIVERIES,
+    backoff_base=BACKOFF_BASE,
+    exit_code=None,
+    output_tail=None,
+):
+    """A delivery of claimed *message* failed: queue it again after a
+    back-off, or make it a dead letter once it was delivered
+    *max_deliveries* times.  Returns the new state."""
+    now = time.time() if now is None else now
+    queue = queue_named(dispatch, message.queue)
+    if queue.ready.get(message.queue_key) is message:
+        del queue.ready[message.queue_key]
+    message.claimed_by = message.lease_until = None
+    message.reason = reason
+    attempt = message.attempts[-1]
+    attempt.finished, attempt.outcome, attempt.error = now, outcome, reason
+    attempt.exit_code, attempt.output_tail = exit_code, output_tail
+    if message.deliveries >= max_deliveries:
+        message.queue_key = None
+        dead_letter(dispatch, message, reason, now)
+        return message.state
+    message.state = model.PENDING
+    message.not_before = now + backoff_delay(message.deliveries, backoff_base)
+    _put(queue, message, message.not_before)
+    queue.pending_count.change(1)
+    logger.info(
+        "%r delivery %d failed (%s); again in %.1fs",
+        message,
+        message.deliveries,
+        reason,
+        message.not_before - now,
+    )
+    return message.state
+
+
+def dead_letter(dispatch, message, reason, now=None):
+    """Make *message* a dead letter (no queue will deliver it again)."""
+    now = time.time() if now is None else now
+    message.state = model.DEAD
+    message.finished = now
+    message.reason = (
+        f"dead-lettered after {message.deliveries} deliveries; last: {reason}"
+    )
+    dispatch.dead_letters[message.id] = message
+    dispatch.dead_count.change(1)
+    run = dispatch.runs[message.run_id]
+    run.open_count.change(-1)
+    run.dead_count.change(1)
+    logger.warning("%r: %s", message, message.reason)
+
+
+def still_claimed_by(message, consumer):
+    """True while *message* is in progress under *consumer*'s claim."""
+    owner = message.claimed_by or {}
+    return message.state == model.IN_PROGRESS and owner.get("consumer") == consumer
+
+
+def complete(dispatch, message, sends, now=None):
+    """Finish claimed *message* and create the messages its handler sent
+    (*sends*: ``(node, payload, path, delay)`` as recorded by the wrapper):
+    zocalo's ack and send, for one commit."""
+    run = dispatch.runs[message.run_id]
+    created = [
+        enqueue(dispatch, run, node, payload, path, message.environment, delay, now)
+        for node, payload, path, delay in sends
+    ]
+    finish(dispatch, message, now)
+    return [m for m in created if m is not None]
+
+
+def wrapper_for(dispatch, message, sends):
+    """The :class:`RecipeWrapper` a service gets for claimed *message*; what
+    it sends is appended to list *sends* (applied by :func:`complete`)."""
+    run = dispatch.runs[message.run_id]
+
+    def record(node, payload, path, delay):
+        sends.append((node, copy.deepcopy(payload), list(path), delay))
+        return node
+
+    return RecipeWrapper(
+        recipe=run.recipe,
+        pointer=message.node,
+        path=message.path,
+        environment=message.environment,
+        payload=message.payload,
+        send_to_node=record,
+    )

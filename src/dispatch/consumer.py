@@ -1,0 +1,196 @@
+"""A consumer of one queue: claim a message, hand it to a service's handler
+with a RecipeWrapper, and commit the outcome with the messages it sent.
+
+Several consumers (threads or processes, each with its own connection) may
+share a queue: claiming changes the message object, so two consumers that
+reach for the same message conflict, one of them aborts and takes the next.
+Waiting for work uses zeo's ``ClientStorage.watch()``: every committed
+transaction wakes the consumer, which otherwise waits exactly until the
+next delayed message or claim lapse is due.
+"""
+
+import logging
+import threading
+import time
+
+import transaction
+from ZODB.POSException import ConflictError
+
+from dispatch import broker, model
+
+logger = logging.getLogger(__name__)
+
+# Claim conflicts mean another consumer was faster; after this many in a
+# row we report "no message" and let the caller wait for the next change.
+CONFLICT_RETRIES = 20
+
+
+class Consumer:
+    """Hands the messages of *queue* to ``handler(recipe_wrapper, payload)``.
+
+    The handler sends with the wrapper; raising makes the delivery fail
+    (the message comes back after a back-off, or is dead-lettered after
+    *max_deliveries*).  One message at a time, as a zocalo service.
+    """
+
+    def __init__(
+        self,
+        database,
+        queue,
+        handler,
+        name=None,
+        lease=broker.DEFAULT_LEASE,
+        max_deliveries=broker.MAX_DELIVERIES,
+        backoff_base=broker.BACKOFF_BASE,
+    ):
+        self.database = database
+        self.queue = queue
+        self.handler = handler
+        self.name = name or f"{queue}-{threading.get_ident():x}"
+        self.lease = lease
+        self.max_deliveries = max_deliveries
+        self.backoff_base = backoff_base
+        self.transaction_manager = transaction.TransactionManager()
+        self.connection = database.open(self.transaction_manager)
+        self._wake = threading.Event()
+
+    def close(self):
+        """Abort anything open and close the connection."""
+        self.transaction_manager.abort()
+        self.connection.close()
+
+    def _dispatch(self):
+        # Read only: consumers never create the root object, so that
+        # starting a run on a fresh database does not conflict with them.
+        return self.connection.root().get(model.ROOT_KEY) or model.Dispatch()
+
+    def _claim(self, now):
+        """Claim and commit one message; None when there is none to take."""
+        manager = self.transaction_manager
+        for _ in range(CONFLICT_RETRIES):
+            manager.begin()
+            try:
+                message = broker.claim(
+                    self._dispatch(),
+                    self.queue,
+                    self.name,
+                    self.lease,
+                    now,
+                    max_deliveries=self.max_deliveries,
+                    backoff_base=self.backoff_base,
+                )
+                # Commits lapsed claims released on the way, if any.
+                manager.commit()
+                return message
+            except ConflictError:
+                manager.abort()
+                logger.debug("%s: claim conflict; trying again", self.name)
+        return None
+
+    def process_one(self, now=None):
+        """Handle one deliverable message; returns it, or None if none was
+        due.  *now* (seconds since the epoch) is for tests.
+
+        The handler runs once.  Its sends are recorded by the wrapper and
+        committed with the message's completion; if that commit conflicts
+        (another consumer sent to the same queue at the same moment), the
+        completion is applied again, not the handler.
+        """
+        now = time.time() if now is None else now
+        message = self._claim(now)
+        if message is None:
+            return None
+        manager = self.transaction_manager
+        manager.begin()
+        sends = []
+        try:
+            wrapper = broker.wrapper_for(self._dispatch(), message, sends)
+            self.handler(wrapper, wrapper.payload)
+        except Exception as error:
+            manager.abort()
+            logger.exception("%s: handling %r failed", self.name, message)
+            self._release(message, f"{type(error).__name__}: {error}", now)
+            return message
+        # Whatever the handler changed besides sending is committed with the
+        # first try only; services keep their state in the messages they send.
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                if not broker.still_claimed_by(message, self.name):
+                    logger.warning(
+                        "%s: claim on %r lapsed while handling it; result dropped",
+                        self.name,
+                        message,
+                    )
+                    manager.abort()
+                    return message
+                broker.complete(self._dispatch(), message, sends, now)
+                manager.commit()
+                return message
+            except ConflictError:
+                logger.info(
+                    "%s: result of %r conflicted; applying again", self.name, message
+                )
+                manager.abort()
+                manager.begin()
+        manager.abort()
+        self._release(message, "could not commit its result (conflicts)", now)
+        return message
+
+    def _release(self, message, reason, now):
+        """Give a failed delivery back (its own transaction, retried)."""
+        manager = self.transaction_manager
+        for _ in range(CONFLICT_RETRIES):
+            manager.begin()
+            try:
+                if not broker.still_claimed_by(message, self.name):
+                    manager.abort()
+                    return
+                broker.release(
+                    self._dispatch(),
+                    message,
+                    reason,
+                    now=now,
+                    max_deliveries=self.max_deliveries,
+                    backoff_base=self.backoff_base,
+                )
+                manager.commit()
+                return
+            except ConflictError:
+                manager.abort()
+        logger.error(
+            "%s: could not release %r; its claim will lapse", self.name, message
+        )
+
+    def next_due(self):
+        """Seconds until something on our queue needs attention (a delayed
+        message, a lapsing claim; 0 if now), or None if nothing is there."""
+        manager = self.transaction_manager
+        manager.begin()
+        try:
+            queue = self._dispatch().queues.get(self.queue)
+            if queue is None or not queue.ready:
+                return None
+            key = queue.ready.minKey()
+        finally:
+            manager.abort()
+        due = int(key.split(":", 1)[0]) / 1_000_000
+        return max(0.0, due - time.time())
+
+    def serve(self, stop):
+        """Process messages until threading.Event *stop* is set, waiting for
+        commits (zeo ``watch``) or the next due time in between."""
+        handle = self.database.storage.watch(lambda tid, oids: self._wake.set())
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                while not stop.is_set() and self.process_one() is not None:
+                    pass
+                if stop.is_set():
+                    break
+                self._wake.wait(self.next_due())
+        finally:
+            handle.close()
+
+    def wake(self):
+        """Interrupt :meth:`serve`'s wait (used to stop it promptly)."""
+        self._wake.set()

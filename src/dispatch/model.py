@@ -1,0 +1,197 @@
+"""Runs, steps, messages, attempts and dead letters as persistent objects.
+
+Zocalo keeps its state in broker messages; we keep it in zeo, so a run can be
+inspected (which branches still run, which failed and why) and nothing is
+lost when a process dies.  The layout is chosen so that concurrent producers
+and consumers rarely conflict:
+
+- every message is its own object, keyed by a unique time-ordered id, so two
+  consumers of one queue touch different objects;
+- indexes are BTrees (concurrent inserts and deletes of different keys in
+  one bucket are resolved by BTrees' conflict resolution);
+- counters are ``BTrees.Length.Length`` (concurrent increments are summed);
+- a run's status is derived from its counters and messages when read,
+  instead of being written by whichever consumer finishes last.
+
+The operations on these objects live in :mod:`dispatch.broker`.
+"""
+
+import logging
+import secrets
+import time
+
+from BTrees.Length import Length
+from BTrees.OOBTree import OOBTree, OOTreeSet
+from persistent import Persistent
+
+logger = logging.getLogger(__name__)
+
+ROOT_KEY = "dispatch"
+
+# Message states, in life order.  "dead" is a dead letter.
+PENDING = "pending"
+IN_PROGRESS = "in progress"
+DONE = "done"
+DEAD = "dead"
+MESSAGE_STATES = (PENDING, IN_PROGRESS, DONE, DEAD)
+
+# Run states, derived (see Run.status).
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+
+def new_id():
+    """A unique id that sorts by creation time: 16 hex digits of
+    nanoseconds, then 8 random ones (so two machines never collide)."""
+    return f"{time.time_ns():016x}{secrets.token_hex(4)}"
+
+
+def ready_key(not_before, message_id):
+    """Key of a message in a queue's ``ready`` tree: it sorts by the time
+    the message may be delivered, then by id (first in, first out)."""
+    return f"{int(not_before * 1_000_000):017d}:{message_id}"
+
+
+def ready_bound(now):
+    """The greatest ready key deliverable at *now* (``;`` sorts after ``:``)."""
+    return f"{int(now * 1_000_000):017d};"
+
+
+class Dispatch(Persistent):
+    """The root of all dispatch state (``root["dispatch"]``)."""
+
+    def __init__(self):
+        self.runs = OOBTree()  # run id -> Run
+        self.queues = OOBTree()  # queue name -> Queue
+        self.dead_letters = OOBTree()  # message id -> Message (state DEAD)
+        self.dead_count = Length()
+
+
+class Queue(Persistent):
+    """Messages waiting for, or being handled by, the consumers of one name.
+
+    ``ready`` holds each message under :func:`ready_key` of the time it next
+    needs attention (delivery of a pending one, lapse of a claimed one; see
+    :func:`dispatch.broker.claim`); ``pending_count`` counts the pending.
+    """
+
+    def __init__(self, name):
+        self.name = name
+        self.ready = OOBTree()
+        self.pending_count = Length()
+
+    def __repr__(self):
+        return f"<Queue {self.name!r}>"
+
+
+class Run(Persistent):
+    """One execution of a recipe: what was asked and what became of it."""
+
+    def __init__(self, run_id, recipe, parameters, environment, created):
+        self.id = run_id
+        self.recipe = recipe  # JSON-ready dict, merged and substituted
+        self.parameters = parameters
+        self.environment = environment
+        self.created = created
+        self.cancelled = None  # time of `dispatch cancel`, or None
+        self.steps = OOBTree()  # node id -> Step
+        self.messages = OOBTree()  # message id -> Message
+        self.open_count = Length()  # messages pending or in progress
+        self.dead_count = Length()
+
+    @property
+    def status(self):
+        """running, succeeded, failed (a dead letter) or cancelled."""
+        if self.cancelled is not None:
+            return CANCELLED
+        if self.dead_count() > 0:
+            return FAILED
+        if self.open_count() > 0:
+            return RUNNING
+        return SUCCEEDED
+
+    @property
+    def finished(self):
+        """When the last message finished, or None while the run is open."""
+        if self.open_count() > 0:
+            return self.cancelled
+        times = [m.finished for m in self.messages.values() if m.finished]
+        return max(times, default=self.created)
+
+    def __repr__(self):
+        return f"<Run {self.id} {self.status}>"
+
+
+class Step(Persistent):
+    """One node of a run's recipe, with the ids of the messages sent to it."""
+
+    def __init__(self, node, definition):
+        self.node = node
+        self.definition = definition  # the recipe's step dict
+        self.message_ids = OOTreeSet()
+
+    def messages(self, run):
+        """This step's messages, oldest first."""
+        return [run.messages[message_id] for message_id in self.message_ids]
+
+    def status(self, run):
+        """waiting (no message yet), or the least finished message state
+        (pending < in progress < dead < done)."""
+        states = {message.state for message in self.messages(run)}
+        if not states:
+            return "waiting"
+        for state in (IN_PROGRESS, PENDING, DEAD):
+            if state in states:
+                return state
+        return DONE
+
+
+class Message(Persistent):
+    """A payload addressed to one step of one run, like a zocalo
+    recipe-wrapped message, plus its delivery history."""
+
+    def __init__(
+        self, message_id, run_id, node, queue, path, environment, payload, created
+    ):
+        self.id = message_id
+        self.run_id = run_id
+        self.node = node  # zocalo's recipe-pointer
+        self.queue = queue
+        self.path = path  # zocalo's recipe-path (nodes traversed, oldest first)
+        self.environment = environment
+        self.payload = payload
+        self.created = created
+        self.state = PENDING
+        self.not_before = created  # earliest delivery (delay, back-off)
+        self.queue_key = None  # its current key in the queue's ready tree
+        self.deliveries = 0
+        self.claimed_by = None  # {"host", "pid", "consumer"} while in progress
+        self.lease_until = None
+        self.finished = None
+        self.reason = None  # why it was redelivered last, or dead-lettered
+        self.attempts = []  # Attempt, one per delivery
+
+    def __repr__(self):
+        return f"<Message {self.id} run {self.run_id} step {self.node} {self.state}>"
+
+
+class Attempt(Persistent):
+    """One delivery of a message: who handled it, where, how it ended."""
+
+    def __init__(self, number, started, host, pid, consumer):
+        self.number = number
+        self.started = started
+        self.host = host
+        self.pid = pid
+        self.consumer = consumer
+        self.slurm_job = None
+        self.finished = None
+        self.outcome = None  # done, error, lapsed
+        self.exit_code = None
+        self.error = None
+        self.output_tail = None
+
+    def __repr__(self):
+        return f"<Attempt {self.number} {self.outcome or 'running'}>"
