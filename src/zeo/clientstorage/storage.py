@@ -104,6 +104,8 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         if cache is None and client:
             cache = os.path.join(var or os.getcwd(), f"{client}-{storage}.zec")
         self.cache = ClientCache(cache, cache_size)
+        # ZEO's name: tools such as zodbshootout empty the cache through it.
+        self._cache = self.cache
         self._blob_cache = None
         self.blob_dir = blob_dir
         if blob_dir is not None:

@@ -176,3 +176,14 @@ def test_stale_current_reply_is_not_cached(server, client_factory):
     storage._note_invalidation(p64(30), [oid])  # another object changed
     unrelated_hook((b"x", p64(10), None))
     assert storage.cache.load(other) == (b"x", p64(10))
+
+
+def test_cache_reachable_under_zeos_private_name(server, client_factory):
+    # zodbshootout empties ZEO's cache with db.storage._cache.clear() between
+    # its cold-read loops; without the alias its "cold" reads are all hits.
+    storage = client_factory(server.addr)
+    oid = storage.new_oid()
+    commit_record(storage, oid, z64, b"state")
+    assert storage.cache.load(oid) is not None
+    storage._cache.clear()
+    assert storage.cache.load(oid) is None
