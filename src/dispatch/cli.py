@@ -22,10 +22,43 @@ def _validate(argv):
     return validate_main(argv)
 
 
+def _lazy(module_name, function_name):
+    """A command function that imports its module only when run."""
+
+    def command(argv):
+        import importlib
+
+        return getattr(importlib.import_module(module_name), function_name)(argv)
+
+    return command
+
+
 # name -> (function taking the remaining arguments, one-line help)
 COMMANDS = {
     "jobs": (_jobs, "look at recorded job runs: list, show, graph"),
     "validate": (_validate, "check recipe JSON files (exit 1 if any is invalid)"),
+    "go": (_lazy("dispatch.commands", "go_main"), "start a run of recipes [--wait]"),
+    "list": (_lazy("dispatch.commands", "list_main"), "list runs and their status"),
+    "show": (
+        _lazy("dispatch.commands", "show_main"),
+        "a run's steps, messages, attempts",
+    ),
+    "service": (
+        _lazy("dispatch.service", "service_main"),
+        "run a service (entry point group dispatch.services)",
+    ),
+    "dlq-check": (
+        _lazy("dispatch.deadletters", "check_main"),
+        "count dead letters (exit 1 if any)",
+    ),
+    "dlq-purge": (
+        _lazy("dispatch.deadletters", "purge_main"),
+        "move dead letters to JSON files",
+    ),
+    "dlq-reinject": (
+        _lazy("dispatch.deadletters", "reinject_main"),
+        "send purged dead letters back",
+    ),
 }
 
 

@@ -1,0 +1,181 @@
+"""Services: long-running consumers of a queue, as zocalo's CommonService.
+
+A service is a class with a ``queue`` and a ``handle(recipe_wrapper,
+payload)`` method, registered under the entry-point group
+``dispatch.services`` (or named as ``module:Class``).  ``dispatch service
+NAME`` runs one instance; several instances may share a queue.  It waits for
+work with zeo's ``watch()`` and stops cleanly on SIGTERM or SIGINT, between
+messages (a message being handled is finished first).
+"""
+
+import argparse
+import importlib
+import logging
+import signal
+import threading
+from importlib.metadata import entry_points
+
+from dispatch import broker
+from dispatch.commands import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    add_zeo_option,
+    open_database,
+    run_command,
+)
+from dispatch.consumer import Consumer
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "dispatch.services"
+
+
+class Service:
+    """Base class of services: set ``queue``, override :meth:`handle`.
+
+    Raising in :meth:`handle` makes the delivery fail: the message comes
+    back after a back-off and becomes a dead letter after
+    ``max_deliveries``.
+    """
+
+    queue = None
+    service_name = None
+    lease = broker.DEFAULT_LEASE
+    max_deliveries = broker.MAX_DELIVERIES
+    backoff_base = broker.BACKOFF_BASE
+
+    def initializing(self):
+        """Called once before the first message (open resources here)."""
+
+    def handle(self, recipe_wrapper, payload):
+        """Handle one message; send on with ``recipe_wrapper.send*``."""
+        raise NotImplementedError
+
+    def in_shutdown(self):
+        """Called once after the last message."""
+
+
+def known_services():
+    """``{name: entry point}`` of the ``dispatch.services`` group."""
+    return {point.name: point for point in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_service(name):
+    """The service class for *name*: ``module:Class``, or an entry point
+    matched exactly, case-insensitively, or by a unique prefix (as
+    ``zocalo.service -s``)."""
+    if ":" in name:
+        module_name, _, class_name = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as error:
+            raise CommandError(f"cannot load service {name}: {error}", EXIT_USAGE)
+    services = known_services()
+    folded = {key.lower(): key for key in services}
+    if name in services:
+        return services[name].load()
+    if name.lower() in folded:
+        return services[folded[name.lower()]].load()
+    matches = [key for key in services if key.lower().startswith(name.lower())]
+    if len(matches) == 1:
+        return services[matches[0]].load()
+    known = ", ".join(sorted(services)) or "none registered"
+    reason = "is ambiguous" if matches else "is not known"
+    raise CommandError(
+        f"service {name!r} {reason} (known services: {known}; or give module:Class)",
+        EXIT_USAGE,
+    )
+
+
+def make_consumer(service, database, queue=None, name=None):
+    """The :class:`Consumer` that feeds *service* (an instance)."""
+    queue = queue or service.queue
+    if not queue:
+        raise CommandError(f"{type(service).__name__} names no queue", EXIT_USAGE)
+    return Consumer(
+        database,
+        queue,
+        service.handle,
+        name=name,
+        lease=service.lease,
+        max_deliveries=service.max_deliveries,
+        backoff_base=service.backoff_base,
+    )
+
+
+def run_service(service, consumer, stop):
+    """Serve *service* through *consumer* until *stop* is set; *stop* is set
+    on the way out in any case, so a waiting main thread learns of a crash."""
+    try:
+        service.initializing()
+        logger.info(
+            "service %s consuming %s as %s",
+            type(service).__name__,
+            consumer.queue,
+            consumer.name,
+        )
+        consumer.serve(stop)
+    except Exception:
+        logger.exception("service %s crashed", type(service).__name__)
+        raise
+    finally:
+        try:
+            service.in_shutdown()
+        finally:
+            stop.set()
+
+
+def _service(options):
+    service_class = load_service(options.name)
+    database = open_database(options.zeo)
+    stop = threading.Event()
+    stopped_by_signal = threading.Event()
+    try:
+        service = service_class()
+        consumer = make_consumer(
+            service, database, options.queue, options.consumer_name
+        )
+
+        def request_stop(signal_number, frame):
+            logger.info("signal %d: stopping after the current message", signal_number)
+            stopped_by_signal.set()
+            stop.set()
+            consumer.wake()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        crashed = []
+
+        def serve():
+            try:
+                run_service(service, consumer, stop)
+            except Exception as error:
+                crashed.append(error)
+
+        thread = threading.Thread(target=serve, name="consumer")
+        thread.start()
+        print(f"service {options.name} ready on queue {consumer.queue}", flush=True)
+        stop.wait()
+        consumer.wake()
+        thread.join()
+        consumer.close()
+    finally:
+        database.close()
+    if crashed and not stopped_by_signal.is_set():
+        raise CommandError(f"service crashed: {crashed[0]!r}", EXIT_FAILED)
+    return EXIT_OK
+
+
+def service_main(argv):
+    """``dispatch service NAME [--queue QUEUE]``."""
+    parser = argparse.ArgumentParser(
+        prog="dispatch service",
+        description="Run a service (entry point group dispatch.services).",
+    )
+    parser.add_argument("name", metavar="NAME", help="service name or module:Class")
+    parser.add_argument("--queue", help="consume this queue instead of the class's")
+    parser.add_argument("--consumer-name", help="name recorded in attempts")
+    add_zeo_option(parser)
+    return run_command("service", parser, _service, argv)

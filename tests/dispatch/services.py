@@ -1,0 +1,32 @@
+"""Services used by the dispatch CLI tests (run as ``module:Class``)."""
+
+from dispatch.service import Service
+
+
+class Upper(Service):
+    """Upper-cases ``text`` and sends it on."""
+
+    queue = "upper"
+
+    def handle(self, recipe_wrapper, payload):
+        recipe_wrapper.send({"text": payload["text"].upper()})
+
+
+class Collect(Service):
+    """Accepts anything (the end of a pipeline)."""
+
+    queue = "collect"
+
+    def handle(self, recipe_wrapper, payload):
+        if payload.get("text") != payload.get("text", "").upper():
+            raise ValueError("expected upper case")
+
+
+class Poison(Service):
+    """Always fails; redelivers at once so the test needs no waiting."""
+
+    queue = "poison"
+    backoff_base = 0.0
+
+    def handle(self, recipe_wrapper, payload):
+        raise RuntimeError(f"cannot handle {payload!r}")

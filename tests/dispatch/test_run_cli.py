@@ -1,0 +1,167 @@
+"""The dispatch CLI as real processes on a real runzeo server: go --wait
+through two service processes, list/show, and the dead-letter loop
+(check, purge to files, re-inject, run succeeds)."""
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import zeo
+from dispatch import model
+from dispatch.commands import dispatch_state, wait_for_run
+from tests.conftest import PYTHON
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 60
+
+PIPELINE = {
+    "description": "upper-case a text, then collect it",
+    "1": {"service": "Upper", "queue": "upper", "output": 2},
+    "2": {"service": "Collect", "queue": "collect"},
+    "start": [[1, {"text": "{text}"}]],
+}
+POISONED = {
+    "1": {"service": "Poison", "queue": "poison", "output": 2},
+    "2": {"queue": "collect"},
+    "start": [[1, {"text": "x"}]],
+}
+
+
+def environment(runzeo):
+    return dict(
+        os.environ,
+        PYTHONPATH=f"{ROOT / 'src'}:{ROOT}",
+        DISPATCH_ZEO=runzeo.address_text,
+    )
+
+
+def dispatch(runzeo, *arguments, input=None):
+    return subprocess.run(
+        [PYTHON, "-m", "dispatch.cli", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=environment(runzeo),
+        input=input,
+    )
+
+
+class ServiceProcess:
+    """``dispatch service tests.dispatch.services:NAME`` until stop()."""
+
+    def __init__(self, runzeo, name, *extra):
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", "dispatch.cli", "service", f"tests.dispatch.services:{name}"]
+            + list(extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment(runzeo),
+        )
+        line = self.process.stdout.readline()
+        assert "ready on queue" in line, line + self.process.stderr.read()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        _, errors = self.process.communicate(timeout=TIMEOUT)
+        return self.process.returncode, errors
+
+
+def test_go_wait_through_two_services_then_list_and_show(runzeo, tmp_path):
+    recipe = tmp_path / "pipeline.json"
+    recipe.write_text(json.dumps(PIPELINE))
+    services = [ServiceProcess(runzeo, "Upper"), ServiceProcess(runzeo, "Collect")]
+    try:
+        completed = dispatch(runzeo, "go", recipe, "-p", "text=hello", "--wait")
+    finally:
+        stopped = [service.stop() for service in services]
+    assert completed.returncode == 0, completed.stderr
+    run_id = completed.stdout.splitlines()[0]
+    assert f"run {run_id}: succeeded" in completed.stdout
+    assert "step 2: done" in completed.stdout
+    assert [code for code, _ in stopped] == [0, 0], stopped
+
+    listing = dispatch(runzeo, "list")
+    assert listing.returncode == 0
+    assert run_id in listing.stdout and "succeeded" in listing.stdout
+
+    shown = dispatch(runzeo, "show", run_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    assert document["status"] == "succeeded"
+    step_two = document["steps"][1]
+    assert step_two["messages"][0]["payload"] == {"text": "HELLO"}
+    attempt = step_two["messages"][0]["attempts"][0]
+    assert attempt["outcome"] == "done" and attempt["pid"]
+    text = dispatch(runzeo, "show", run_id)
+    assert "step 1 (Upper): done" in text.stdout
+
+    missing = dispatch(runzeo, "show", "nosuchrun")
+    assert missing.returncode == 1
+    assert "no run 'nosuchrun'" in missing.stderr
+
+
+def test_bad_recipe_and_unreachable_server_exit_codes(runzeo, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"1": {}, "2": {}, "start": [[1, {}]]}))
+    completed = dispatch(runzeo, "go", bad)
+    assert completed.returncode == 2
+    assert 'unreferenced node "2"' in completed.stderr
+    assert dispatch(runzeo, "go", tmp_path / "absent.json").returncode == 2
+    assert dispatch(runzeo, "list", "--zeo", "").returncode == 2
+
+
+def test_dead_letter_purge_and_reinject(runzeo, tmp_path):
+    recipe = tmp_path / "poisoned.json"
+    recipe.write_text(json.dumps(POISONED))
+    poison = ServiceProcess(runzeo, "Poison")
+    try:
+        completed = dispatch(runzeo, "go", recipe, "--wait")
+    finally:
+        assert poison.stop()[0] == 0
+    assert completed.returncode == 1, completed.stderr
+    run_id = completed.stdout.splitlines()[0]
+    assert f"run {run_id} failed" in completed.stderr
+
+    check = dispatch(runzeo, "dlq-check")
+    assert check.returncode == 1
+    assert "poison: 1" in check.stdout
+    assert "Total of 1 dead letter(s) found" in check.stdout
+
+    location = tmp_path / "DLQ"
+    purged = dispatch(runzeo, "dlq-purge", "--location", location)
+    assert purged.returncode == 0, purged.stderr
+    (path,) = purged.stdout.split()
+    document = json.loads(Path(path).read_text())
+    assert document["message"]["recipe-pointer"] == 1
+    assert document["message"]["payload"] == {"text": "x"}
+    assert "after 5 deliveries" in document["header"]["reason"]
+    assert dispatch(runzeo, "dlq-check").returncode == 0
+
+    # The "fix": Collect-like healing by consuming the poison queue with
+    # the Upper service, which forwards to step 2 (collect).
+    reinjected = dispatch(runzeo, "dlq-reinject", "--remove", input=path + "\n")
+    assert reinjected.returncode == 0, reinjected.stderr
+    assert not Path(path).exists()
+    again = dispatch(runzeo, "dlq-reinject", path)
+    assert again.returncode == 1 and "not re-injected" in again.stderr
+
+    healers = [
+        ServiceProcess(runzeo, "Upper", "--queue", "poison"),
+        ServiceProcess(runzeo, "Collect"),
+    ]
+    database = zeo.DB(runzeo.address)
+    try:
+        status = wait_for_run(database, run_id, TIMEOUT, open(os.devnull, "w"))
+        with dispatch_state(database) as state:
+            run = state.runs[run_id]
+            dead = [m for m in run.messages.values() if m.state == model.DEAD]
+            assert len(dead) == 1 and dead[0].reinjected_as
+    finally:
+        database.close()
+        for healer in healers:
+            healer.stop()
+    assert status == model.SUCCEEDED
