@@ -29,6 +29,8 @@ setup(
         "zodbpickle",
         "ZopeUndo",
         "zope.interface",
+        # papa.slurm renders sbatch scripts from a template (imported lazily).
+        "Jinja2>=3.0",
     ],
     extras_require={
         "uvloop": ["uvloop"],
@@ -45,6 +47,10 @@ setup(
             "runzeo = zeo.runzeo:main",
             "papa = papa.__main__:main",
             "dispatch = dispatch.cli:main",
+        ],
+        "dispatch.services": [
+            "Greeter = dispatch.examples:Greeter",
+            "Counter = dispatch.examples:Counter",
         ],
     },
 )
