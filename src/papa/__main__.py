@@ -58,6 +58,7 @@ def load_settings(arguments) -> dict:
     settings = {"port": DEFAULT_PORT, "unix_socket": None, "state_dir": None}
     settings["debug"] = False
     settings["eventlog"] = None
+    settings["slurm"] = None
     if arguments.configure:
         import ZConfig
 
@@ -73,6 +74,13 @@ def load_settings(arguments) -> dict:
         settings["state_dir"] = kernel.state_dir
         settings["debug"] = kernel.debug
         settings["eventlog"] = config.eventlog
+        if config.slurm is not None:
+            from .slurm import SlurmSettings
+
+            try:
+                settings["slurm"] = SlurmSettings.from_config(config.slurm)
+            except Error as exc:
+                raise Error(f"{arguments.configure}: <slurm>: {exc}")
     if arguments.port is not None:
         settings["port"] = arguments.port
         settings["unix_socket"] = None
@@ -162,6 +170,7 @@ def main(argv=None) -> int:
             settings["state_dir"],
             on_ready=on_ready,
             handle_signals=True,
+            slurm_settings=settings["slurm"],
         )
     except Error as exc:
         log.error("%s", exc)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -233,7 +234,7 @@ class Papa:
             if key == "args":
                 info["args"] = " ".join([value, *words[index + 1 :]])
                 break
-            if key == "pid":
+            if key in ("pid", "slurm_job", "exit_code"):
                 info[key] = int(value)
             elif key == "started":
                 info[key] = float(value)
@@ -261,8 +262,19 @@ class Papa:
         stderr=None,
         bufsize=None,
         watch_immediately=None,
+        slurm=None,
     ):
+        """Start a process; with ``slurm`` (a dict of requests, see
+        docs/slurm.rst) submit it as a Slurm batch job instead."""
         words = ["m", "p", name]
+        if slurm is not None:
+            words.append("slurm=1")
+            for key, value in slurm.items():
+                if isinstance(value, list | tuple):
+                    value = shlex.join(str(item) for item in value)
+                elif isinstance(value, bool):
+                    value = "1" if value else "0"
+                words.append(f"slurm.{key}={_option_value(value)}")
         _append_options(
             words, working_dir=working_dir, uid=uid, gid=gid, bufsize=bufsize
         )
@@ -298,6 +310,36 @@ class Papa:
         if watch_immediately:
             return self._watch(words)
         return self._process_dict(self._command(words))[1]
+
+    def cancel_processes(self, *patterns) -> dict:
+        """End processes (scancel, or SIGTERM/SIGKILL); name -> exit code."""
+        reply = self._command(["cancel", "processes", *patterns])
+        result = {}
+        for line in reply.split("\n"):
+            if line:
+                name, _, code = line.rpartition(" exit_code=")
+                result[name] = int(code) if code.lstrip("-").isdigit() else None
+        return result
+
+    def list_partitions(self) -> dict:
+        """Slurm partitions: name -> description, limits and free resources."""
+        reply = self._command(["list", "partitions"])
+        result = {}
+        for line in reply.split("\n"):
+            if not line:
+                continue
+            words = self.connection.split(line)
+            info: dict = {}
+            for word in words[1:]:
+                key, _, value = word.partition("=")
+                if value.isdigit():
+                    info[key] = int(value)
+                elif value in ("True", "False"):
+                    info[key] = value == "True"
+                else:
+                    info[key] = value
+            result[words[0]] = info
+        return result
 
     def remove_processes(self, *patterns) -> bool:
         self._command(["r", "p", *patterns])

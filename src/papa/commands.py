@@ -28,6 +28,9 @@ class Command:
     help: str
     handler: str
     abbreviable: bool = True
+    # Our additions to papa's set lose every abbreviation contest against
+    # papa's own words, so "l p" stays "list processes".
+    extension: bool = False
 
     @property
     def name(self) -> str:
@@ -161,6 +164,29 @@ next watcher."""
         "watch_processes",
     ),
     Command(
+        ("list", "partitions"),
+        "",
+        "List Slurm partitions with their limits and free resources",
+        """List the Slurm partitions jobs may use (the configured ones, else all
+that sinfo shows), one line each: the configured description and what sinfo
+says now: nodes and CPUs idle/allocated/total, memory per node (MB), the
+largest nprocs and ngpus a job may ask for, and the time limit.""",
+        "list_partitions",
+        extension=True,
+    ),
+    Command(
+        ("cancel", "processes"),
+        "NAME…",
+        "End processes: scancel Slurm jobs, SIGTERM then SIGKILL local ones",
+        """End processes and wait until they have ended (an extension: papa never
+stops processes).  A Slurm job is cancelled with scancel; a local child gets
+SIGTERM, then SIGKILL after 10 s.  The reply lists 'NAME exit_code=N'.
+The entries stay, with their output, until removed or watched."""
+        + PATTERN_HELP,
+        "cancel_processes",
+        extension=True,
+    ),
+    Command(
         ("set",),
         "NAME [VALUE…]",
         "Set a named value",
@@ -228,7 +254,10 @@ TREE = _build_tree(COMMANDS)
 def _build_abbreviations(node: dict, table: dict) -> None:
     """Map every prefix of every word to what it resolves to (or an error)."""
     resolved: dict[str, str] = {}
-    for key in sorted(node, reverse=True):  # alphabetical first wins
+    # Alphabetical first wins, and papa's words win over extensions.
+    for key in sorted(
+        node, key=lambda key: (_is_extension(node[key]), key), reverse=True
+    ):
         for length in range(1, len(key) + 1):
             resolved[key[:length]] = key
     for key in node:
@@ -237,6 +266,12 @@ def _build_abbreviations(node: dict, table: dict) -> None:
     for entry in node.values():
         if isinstance(entry, dict):
             _build_abbreviations(entry, table)
+
+
+def _is_extension(entry) -> bool:
+    if isinstance(entry, Command):
+        return entry.extension
+    return all(_is_extension(child) for child in entry.values())
 
 
 _ABBREVIATIONS: dict[int, dict[str, str]] = {}
@@ -271,9 +306,7 @@ def lookup(
         if index == len(words):
             if allow_partial and group is not None:
                 return node, []
-            raise Error(
-                f'"{group}" must be followed by one of: {", ".join(sorted(node))}'
-            )
+            raise Error(f'"{group}" must be followed by one of: {_word_list(node)}')
         word = words[index].lower()
         index += 1
         key = _resolve(node, word, group)
@@ -294,9 +327,16 @@ def _resolve(node: dict, word: str, group: str | None) -> str:
     if group is not None:
         raise Error(
             f'Bad "{group}" command. The following word must be one of: '
-            + ", ".join(sorted(node))
+            + _word_list(node)
         )
     raise Error(f'Unknown command "{word}"')
+
+
+def _word_list(node: dict) -> str:
+    """The words of a group for an error text: papa's own where it has some,
+    so papa's error texts stay byte for byte the same (``help`` lists all)."""
+    papa_words = [key for key in node if not _is_extension(node[key])]
+    return ", ".join(sorted(papa_words or node))
 
 
 def general_help() -> str:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import stat
+import time
 
 from .errors import Error
 from .local import LocalProcess
@@ -28,6 +30,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 20202
 LOOPBACK = "127.0.0.1"
+# A local child gets this long after SIGTERM before SIGKILL; a Slurm job three
+# times that (Slurm's own KillWait between its TERM and KILL is 30 s by default
+# but the whole cancel is usually over in about a second).
+CANCEL_GRACE_SECONDS = 10
 
 
 def match(table: dict, patterns: list[str], required: bool = False) -> list:
@@ -54,7 +60,14 @@ def match(table: dict, patterns: list[str], required: bool = False) -> list:
 class Kernel:
     """The kernel's tables and its listening server."""
 
-    def __init__(self, state_dir: str | None = None, quit_when_no_connections=False):
+    def __init__(
+        self,
+        state_dir: str | None = None,
+        quit_when_no_connections=False,
+        slurm_settings=None,
+    ):
+        # papa.slurm (and Jinja2) are imported only when Slurm is used.
+        self.slurm_settings = slurm_settings
         self.values: dict[str, str] = {}
         self.sockets: dict[str, ManagedSocket] = {}
         self.processes: dict[str, ManagedProcess] = {}
@@ -169,6 +182,9 @@ class Kernel:
         saved = self.state.load()
         self.values.update(saved.get("values", {}))
         for record in saved.get("processes", []):
+            if record.get("kind") == "slurm":
+                self._adopt_job(record)
+                continue
             process = adopt(record)
             if process is None:
                 log.info(
@@ -179,7 +195,7 @@ class Kernel:
             process.start(self.sockets)
             self.processes[process.name] = process
             log.info("adopted %s", process.line())
-        adopted = [process.pid for process in self.processes.values()]
+        adopted = [process.pid for process in self.processes.values() if process.pid]
         for record in saved.get("sockets", []):
             record = dict(record)
             fileno = record.pop("fileno", None)
@@ -252,15 +268,94 @@ class Kernel:
             raise Error(
                 f"Process for {spec.name} has already been created - {existing.line()}"
             )
-        spill_path = None
-        if spec.spill:
-            spill_path = self._spill_path(spec.name)
-        process = LocalProcess(spec, spill_path)
+        if spec.slurm is not None:
+            from .slurm.job import SlurmJob
+
+            process = SlurmJob(spec, self.slurm(), self._jobs_dir())
+            process.on_progress = self.changed
+        else:
+            spill_path = self._spill_path(spec.name) if spec.spill else None
+            process = LocalProcess(spec, spill_path)
         process.on_finished = self._process_finished
         process.start(self.sockets)
         self.processes[spec.name] = process
         self.changed()
         return process, watch
+
+    # -- Slurm -----------------------------------------------------------------------
+    def slurm(self):
+        """The Slurm settings (partitions from the config, else all of sinfo's)."""
+        if self.slurm_settings is None:
+            from .slurm import SlurmSettings
+
+            self.slurm_settings = SlurmSettings()
+        return self.slurm_settings
+
+    def _jobs_dir(self) -> str | None:
+        return os.path.join(self.state.path, "slurm") if self.state else None
+
+    def _adopt_job(self, record: dict) -> None:
+        from .slurm.job import SlurmJob
+
+        try:
+            job = SlurmJob.adopt(record, self.slurm(), self._jobs_dir())
+        except (KeyError, TypeError) as exc:
+            log.error("cannot re-adopt Slurm job from the state file: %r", exc)
+            return
+        job.on_finished = self._process_finished
+        job.on_progress = self.changed
+        job.resume()
+        self.processes[job.name] = job
+        log.info("re-adopted Slurm job %s as %s", job.job_id, job.name)
+
+    def list_partitions(self) -> list[dict]:
+        return self.slurm().table()
+
+    async def cancel_processes(self, patterns: list[str]) -> list[str]:
+        """End processes: scancel a job, SIGTERM then SIGKILL a local child.
+
+        Returns one line per process with how it ended; raises Error (after
+        trying every one) when one did not end in time.
+        """
+        if not patterns:
+            raise Error("cancel processes needs at least one name or pattern")
+        names = match(self.processes, patterns, required=True)
+        results = await asyncio.gather(
+            *(self._cancel(self.processes[name]) for name in names),
+            return_exceptions=True,
+        )
+        lines, failures = [], []
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, Error):
+                failures.append(str(result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                lines.append(f"{name} exit_code={self.processes[name].exit_code}")
+        if failures:
+            raise Error("; ".join(failures))
+        return lines
+
+    async def _cancel(self, process: ManagedProcess) -> None:
+        if not process.running:
+            return
+        if process.kind == "slurm":
+            await process.cancel(CANCEL_GRACE_SECONDS * 3)
+            return
+        for signal_number, grace in (
+            (signal.SIGTERM, CANCEL_GRACE_SECONDS),
+            (signal.SIGKILL, CANCEL_GRACE_SECONDS),
+        ):
+            try:
+                os.kill(process.pid, signal_number)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + grace
+            while process.running and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if not process.running:
+                return
+        raise Error(f"{process.name} (pid {process.pid}) did not end after SIGKILL")
 
     def _spill_path(self, name: str) -> str:
         if self.state is not None:
@@ -334,13 +429,12 @@ async def serve(
     quit_when_no_connections: bool = False,
     on_ready=None,
     handle_signals: bool = False,
+    slurm_settings=None,
 ) -> Kernel:
     """Run a kernel until it stops; ``on_ready(kernel)`` once it listens."""
-    kernel = Kernel(state_dir, quit_when_no_connections)
+    kernel = Kernel(state_dir, quit_when_no_connections, slurm_settings)
     await kernel.start(port_or_path)
     if handle_signals:
-        import signal
-
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signal_number, kernel.stop)

@@ -94,6 +94,8 @@ class ProcessSpec:
     stderr: str = "1"
     bufsize: int = DEFAULT_BUFSIZE
     spill: bool = False
+    # The request of a Slurm job (papa.slurm); None for a local process.
+    slurm: dict[str, str] | None = None
 
     @classmethod
     def from_words(cls, words: list[str]) -> tuple[ProcessSpec, bool]:
@@ -110,12 +112,17 @@ class ProcessSpec:
                 spec.env[key[4:]] = value
             elif key.startswith("rlimit."):
                 spec.rlimits[_rlimit_name(key[7:])] = _rlimit_value(key[7:], value)
+            elif key.startswith("slurm."):
+                spec.slurm = dict(spec.slurm or {}, **{key[6:]: value})
+            elif key == "slurm":
+                if value not in ("", "0"):
+                    spec.slurm = spec.slurm or {}
             elif key in OPTIONS:
                 options[key] = value
             else:
                 raise Error(
                     f'Unknown process option "{key}"; expected env.NAME=, '
-                    "rlimit.NAME= or one of: " + ", ".join(OPTIONS)
+                    "rlimit.NAME=, slurm.KEY= or one of: " + ", ".join(OPTIONS)
                 )
         if not args:
             raise Error("No command")

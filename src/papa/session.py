@@ -323,6 +323,29 @@ class Session(asyncio.Protocol):
     def do_remove_processes(self, arguments: list[str]) -> None:
         self.kernel.remove_processes(arguments)
 
+    def do_cancel_processes(self, arguments: list[str]):
+        return self._cancel(arguments)  # a coroutine: the reply waits for the ends
+
+    async def _cancel(self, arguments: list[str]) -> str:
+        return "\n".join(await self.kernel.cancel_processes(arguments))
+
+    def do_list_partitions(self, arguments: list[str]) -> str:
+        if arguments:
+            raise Error("list partitions takes no argument")
+        stream = self.stream
+
+        def text(value) -> str:
+            value = str(value)
+            return stream.quote(value) if stream.escapes else value.replace(" ", "_")
+
+        return "\n".join(
+            " ".join(
+                [text(row.pop("name"))]
+                + [f"{key}={text(value)}" for key, value in row.items()]
+            )
+            for row in self.kernel.list_partitions()
+        )
+
     def do_make_process(self, arguments: list[str]):
         process, watch = self.kernel.make_process(arguments)
         line = process.line(self.stream.quote)

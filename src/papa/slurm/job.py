@@ -1,0 +1,333 @@
+"""A Slurm job as a papa process.
+
+:class:`SlurmJob` submits the batch script with ``sbatch`` and then, on the
+kernel's loop, polls the job's state (``squeue``, in a worker thread so the
+loop never waits) and tails its output files into the
+:class:`~papa.output.OutputRing`, so watchers see it like a local child's.
+
+The job's folder (``<state-dir>/slurm/<name>-<time>``, or a temporary one
+without a state dir) holds the script, ``out*.txt``/``err*.txt`` and the
+``exit-status`` file(s) the script writes.  The end is decided only from a
+real answer: a terminal state, or "Invalid job id" (purged) from the
+controller.  A failed query ("Unable to contact slurm controller") only sets
+the reason and polling goes on, so a controller restart never looks like a
+job that went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+
+from ..errors import Error
+from ..output import STDERR, STDOUT, OutputRing
+from ..process import UNKNOWN_EXIT_CODE, ManagedProcess, ProcessSpec
+from . import script, tools
+from .partitions import SlurmSettings
+
+log = logging.getLogger(__name__)
+
+# squeue costs ~10 ms; Slurm schedules on a 1 s tick, so a quarter second
+# sees state changes promptly without loading the controller.
+POLL_SECONDS = 0.25
+READ_LIMIT = 256 * 1024
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SlurmJob(ManagedProcess):
+    """One batch job (or job array) submitted for a ``make process``."""
+
+    kind = "slurm"
+
+    def __init__(
+        self, spec: ProcessSpec, settings: SlurmSettings, jobs_dir: str | None
+    ):
+        super().__init__(spec)
+        self.settings = settings
+        self.jobs_dir = jobs_dir
+        self.job_id = 0
+        self.folder = ""
+        self.partition = ""
+        self.state = "SUBMITTING"
+        self.reason = ""
+        self.keep_output = False
+        self.offsets: dict[str, int] = {}
+        self.output = OutputRing(spec.bufsize) if spec.bufsize else None
+        self.on_progress = None  # the kernel's "write the state file soon"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None
+        self._ended: asyncio.Event | None = None
+
+    # -- submission ---------------------------------------------------------------
+    def start(self, sockets) -> None:
+        """Check the request, write the folder and script, and run sbatch."""
+        spec = self.spec
+        request = self.settings.check(spec.slurm or {})
+        for key in spec.env:
+            if not _VARIABLE.match(key):
+                raise Error(
+                    f"environment variable name {key!r} is not valid in a shell"
+                )
+        if spec.uid is not None or spec.gid is not None:
+            raise Error(
+                "uid and gid are not supported for Slurm jobs (sbatch runs as the kernel's user)"
+            )
+        self.partition = request.partition or ""
+        self.keep_output = request.keep_output
+        self.folder = self._new_folder()
+        suffix = "-%a" if request.array else ""
+        text = script.render(
+            spec.name,
+            self.folder,
+            spec.args,
+            spec.shell,
+            spec.env,
+            request.directives,
+            request.extra_options,
+            request.prologue,
+        )
+        script_path = os.path.join(self.folder, "job.sh")
+        with open(script_path, "w") as script_file:
+            script_file.write(text)
+        arguments = [
+            f"--job-name={spec.name}",
+            f"--chdir={spec.working_dir or self.folder}",
+            f"--output={self.folder}/out{suffix}.txt",
+            f"--error={self.folder}/err{suffix}.txt",
+            *request.extra_options,
+        ]
+        if not spec.stdout and spec.stderr != "1":
+            arguments[2] = "--output=/dev/null"
+        if spec.stderr == "stdout":
+            arguments[3] = f"--error={self.folder}/out{suffix}.txt"
+        try:
+            self.job_id = tools.submit(arguments, text)
+        except Error:
+            self._remove_folder()
+            raise
+        with open(os.path.join(self.folder, "job-id"), "w") as id_file:
+            id_file.write(f"{self.job_id}\n")
+        self.started = time.time()
+        self.running = True
+        self.state = "PENDING"
+        log.info("process %s submitted as Slurm job %s", spec.name, self.job_id)
+        self._watch()
+
+    def _new_folder(self) -> str:
+        if self.jobs_dir is None:
+            return tempfile.mkdtemp(prefix=f"papa-slurm-{self.spec.name}-")
+        os.makedirs(self.jobs_dir, mode=0o700, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        return tempfile.mkdtemp(prefix=f"{self.spec.name}-{stamp}-", dir=self.jobs_dir)
+
+    def _watch(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ended = asyncio.Event()
+        self._timer = self._loop.call_later(POLL_SECONDS, self._poll_soon)
+
+    # -- polling ------------------------------------------------------------------
+    def _poll_soon(self) -> None:
+        self._timer = None
+        self._task = self._loop.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        try:
+            rows = await self._loop.run_in_executor(None, tools.job_states, self.job_id)
+        except tools.SlurmCommandError as exc:
+            if exc.unknown_job:
+                rows = None  # purged by Slurm: the end is known from our files
+            else:
+                self.reason = f"state unknown: {exc.text}"
+                log.warning("job %s of %s: %s", self.job_id, self.name, exc)
+                self._read_output()
+                self._schedule()
+                return
+        self._read_output()
+        if rows is not None:
+            self._update(rows)
+            if not all(state in tools.TERMINAL_STATES for _, state, _ in rows):
+                self._schedule()
+                return
+        await self._finish(rows)
+
+    def _update(self, rows) -> None:
+        states = [state for _, state, _ in rows]
+        # The least advanced task tells where the job is.
+        for state in ("RUNNING", "COMPLETING", "CONFIGURING", "PENDING", "SUSPENDED"):
+            if state in states:
+                self.state = state
+                break
+        else:
+            failed = [state for state in states if state != "COMPLETED"]
+            self.state = failed[0] if failed else "COMPLETED"
+        self.reason = next((reason for _, _, reason in rows if reason != "None"), "")
+
+    def _schedule(self) -> None:
+        if self.running and self._loop is not None and not self._loop.is_closed():
+            self._timer = self._loop.call_later(POLL_SECONDS, self._poll_soon)
+
+    async def _finish(self, rows) -> None:
+        codes = self._status_files()
+        missing = rows is not None and len(codes) < len(rows)
+        if missing or not codes:
+            # The script did not write its status (cancelled, timed out, killed,
+            # or it never started): ask scontrol while it still knows the job.
+            try:
+                slurm_codes = await self._loop.run_in_executor(
+                    None, tools.job_exit_codes, self.job_id
+                )
+            except tools.SlurmCommandError as exc:
+                log.info("no exit code from scontrol for job %s: %s", self.job_id, exc)
+                slurm_codes = {}
+            for task, code in slurm_codes.items():
+                codes.setdefault(task, code)
+        if rows is None and self.state not in tools.TERMINAL_STATES:
+            self.state = "COMPLETED" if codes and not any(codes.values()) else "ENDED"
+        written = bool(self._status_files())
+        exit_code = _combined(list(codes.values()))
+        if not written and exit_code == 0 and self.state != "COMPLETED":
+            # Slurm reports 0:0 for a job cancelled while pending (and its
+            # jobcomp log for a timeout): not a success.  SIGTERM is what
+            # ended it, or would have.
+            exit_code = (
+                -15 if self.state in ("CANCELLED", "TIMEOUT") else UNKNOWN_EXIT_CODE
+            )
+        self._read_output()
+        self._exited(exit_code)
+        self.reason = self.reason if self.state != "COMPLETED" else ""
+        if self._ended is not None:
+            self._ended.set()
+
+    def _status_files(self) -> dict[str, int]:
+        codes = {}
+        base = os.path.join(self.folder, script.STATUS_FILE)
+        for path in glob.glob(base) + glob.glob(base + "-*"):
+            if path.endswith(".tmp"):
+                continue
+            try:
+                with open(path) as status_file:
+                    codes[os.path.basename(path)] = int(status_file.read().strip())
+            except (OSError, ValueError):
+                continue
+        return codes
+
+    def _read_output(self) -> None:
+        """Append what the job wrote since the last look to the ring."""
+        if self.output is None or not self.folder:
+            return
+        progressed = False
+        for kind, pattern in ((STDOUT, "out*.txt"), (STDERR, "err*.txt")):
+            for path in sorted(glob.glob(os.path.join(self.folder, pattern))):
+                key = os.path.basename(path)
+                offset = self.offsets.get(key, 0)
+                try:
+                    with open(path, "rb") as output_file:
+                        output_file.seek(offset)
+                        while data := output_file.read(READ_LIMIT):
+                            self.output.add(kind, data)
+                            offset += len(data)
+                            progressed = True
+                except OSError:
+                    continue
+                self.offsets[key] = offset
+        if progressed and self.on_progress is not None:
+            self.on_progress()
+
+    # -- cancelling ---------------------------------------------------------------
+    async def cancel(self, timeout: float) -> None:
+        """scancel, then wait until Slurm confirms the end (or time runs out)."""
+        if not self.running:
+            return
+        await self._loop.run_in_executor(None, tools.cancel, self.job_id)
+        try:
+            await asyncio.wait_for(self._ended.wait(), timeout)
+        except TimeoutError:
+            raise Error(
+                f"job {self.job_id} of {self.name} was cancelled but has not "
+                f"ended after {timeout:g} s (state {self.state})"
+            )
+
+    # -- listing and state --------------------------------------------------------
+    def line(self, quote=str) -> str:
+        fields = [
+            quote(self.name),
+            # pid=0: a job has no local pid, and its id must never be
+            # mistaken for one (a client killing "pid 5" would hit a stranger).
+            "pid=0",
+            f"running={self.running}",
+            f"started={self.started!r}",
+            f"slurm_job={self.job_id}",
+            f"partition={quote(self.partition or '-')}",
+            f"state={self.state}",
+            f"reason={quote(self.reason.replace(' ', '_') or '-')}",
+        ]
+        if self.exit_code is not None:
+            fields.append(f"exit_code={self.exit_code}")
+        if self.spec.shell:
+            fields.append("shell=True")
+        if self.spec.args:
+            fields.append("args=" + " ".join(quote(arg) for arg in self.spec.args))
+        return " ".join(fields)
+
+    def to_state(self) -> dict:
+        return dict(
+            super().to_state(),
+            kind=self.kind,
+            job_id=self.job_id,
+            folder=self.folder,
+            partition=self.partition,
+            keep_output=self.keep_output,
+            offsets=dict(self.offsets),
+        )
+
+    @classmethod
+    def adopt(cls, record: dict, settings: SlurmSettings, jobs_dir) -> SlurmJob:
+        """The job of a saved record, tracked again (it may have ended since)."""
+        job = cls(ProcessSpec(**record["spec"]), settings, jobs_dir)
+        job.job_id = record["job_id"]
+        job.folder = record["folder"]
+        job.partition = record.get("partition", "")
+        job.keep_output = record.get("keep_output", False)
+        job.offsets = dict(record.get("offsets", {}))
+        job.started = record["started"]
+        job.running = True
+        job.state = "ADOPTED"
+        return job
+
+    def resume(self) -> None:
+        """Start polling an adopted job."""
+        self._watch()
+
+    def close(self) -> None:
+        """Stop polling (kernel shutdown or forgotten); the job keeps running."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        if not self.running and not self.keep_output:
+            self._remove_folder()
+        super().close()
+
+    def _remove_folder(self) -> None:
+        if (
+            self.folder
+            and self.jobs_dir is None
+            or (self.folder and self.jobs_dir and self.folder.startswith(self.jobs_dir))
+        ):
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _combined(codes: list[int]) -> int:
+    """One exit code for a job or array: the first failure, else 0."""
+    if not codes:
+        return UNKNOWN_EXIT_CODE
+    failures = [code for code in codes if code != 0]
+    return failures[0] if failures else 0

@@ -1,0 +1,140 @@
+"""Running Slurm's command-line tools, and reading what they print.
+
+Every call has a timeout and returns the text or raises
+:class:`SlurmCommandError` carrying Slurm's own error text, so callers can
+tell "the controller did not answer" (:attr:`SlurmCommandError.unreachable`)
+from "this job id is unknown" (:attr:`SlurmCommandError.unknown_job`): a
+failed query must never be taken for a job that has gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+
+from ..errors import Error
+
+log = logging.getLogger(__name__)
+
+# sbatch and squeue answer in ~10 ms on a live controller; when slurmctld is
+# down they fail at once, but a hung one makes them retry for a while.
+COMMAND_TIMEOUT_SECONDS = 30
+TERMINAL_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "PREEMPTED",
+        "REVOKED",
+        "SPECIAL_EXIT",
+    }
+)
+
+
+class SlurmCommandError(Error):
+    """A Slurm tool failed; the message is its stderr."""
+
+    def __init__(self, command: str, message: str):
+        super().__init__(f"{command}: {message}")
+        self.command = command
+        self.text = message
+
+    @property
+    def unknown_job(self) -> bool:
+        """The controller answered that it does not know the job (purged)."""
+        return "Invalid job id" in self.text
+
+    @property
+    def unreachable(self) -> bool:
+        return not self.unknown_job
+
+
+def run(arguments: list[str], input_text: str | None = None) -> str:
+    """Run one Slurm tool; its stdout, or SlurmCommandError with its stderr."""
+    try:
+        completed = subprocess.run(
+            arguments,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_SECONDS,
+        )
+    except FileNotFoundError:
+        raise SlurmCommandError(
+            arguments[0], "not installed (no Slurm client tools on this machine)"
+        )
+    except subprocess.TimeoutExpired:
+        raise SlurmCommandError(
+            arguments[0], f"no answer within {COMMAND_TIMEOUT_SECONDS} s"
+        )
+    if completed.returncode != 0:
+        text = (completed.stderr or completed.stdout).strip()
+        raise SlurmCommandError(
+            arguments[0], text or f"failed with exit code {completed.returncode}"
+        )
+    return completed.stdout
+
+
+def submit(arguments: list[str], script: str) -> int:
+    """``sbatch --parsable`` with the script on stdin; the job id."""
+    output = run(["sbatch", "--parsable", *arguments], script)
+    # Warnings may come first; the id is on the last line, "ID[;cluster]".
+    lines = [line for line in output.splitlines() if line.strip()]
+    try:
+        return int(lines[-1].split(";")[0])
+    except (IndexError, ValueError):
+        raise SlurmCommandError("sbatch", f"no job id in its output: {output!r}")
+
+
+def job_states(job_id: int) -> list[tuple[str, str, str]]:
+    """``(task id, state, reason)`` of the job (each task of an array).
+
+    Raises SlurmCommandError; ``unknown_job`` once Slurm has purged the job.
+    """
+    output = run(
+        ["squeue", "-h", "-r", "-t", "all", "-j", str(job_id), "-o", "%i|%T|%r"]
+    )
+    rows = []
+    for line in output.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            rows.append((parts[0], parts[1], parts[2]))
+    if not rows:
+        # An empty answer with rc 0 happens between purge steps: same as unknown.
+        raise SlurmCommandError("squeue", f"Invalid job id {job_id} (no rows)")
+    return rows
+
+
+def job_exit_codes(job_id: int) -> dict[str, int]:
+    """Exit codes from ``scontrol show job`` (per task), as papa reports them.
+
+    Slurm's ``ExitCode=STATUS:SIGNAL`` becomes STATUS, or -SIGNAL when a
+    signal ended the job (as a local child's exit code would read).
+    """
+    output = run(["scontrol", "-o", "show", "job", str(job_id)])
+    codes = {}
+    for line in output.splitlines():
+        fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
+        task = fields.get("JobId", "")
+        if fields.get("ArrayTaskId"):
+            task = f"{fields.get('ArrayJobId')}_{fields['ArrayTaskId']}"
+        status, _, signal = fields.get("ExitCode", "0:0").partition(":")
+        try:
+            codes[task] = -int(signal) if int(signal or 0) else int(status)
+        except ValueError:
+            continue
+    return codes
+
+
+def cancel(job_id: int) -> None:
+    run(["scancel", str(job_id)])
+
+
+def sinfo() -> str:
+    """sinfo's partition table: name|nodes A/I/O/T|cpus/node|cpus A/I/O/T|gres|mem|limit."""
+    return run(["sinfo", "-a", "-h", "-o", "%P|%F|%c|%C|%G|%m|%l"])
