@@ -169,8 +169,11 @@ def claim(
         if key > bound:
             return None
         message = queue.ready.pop(key)
-        if message.queue_key != key or message.state in (model.DONE, model.DEAD):
-            continue  # left behind by finish() or a requeue
+        if message.queue_key != key or message.state not in (
+            model.PENDING,
+            model.IN_PROGRESS,
+        ):
+            continue  # left behind by finish(), a requeue or a cancel
         if message.state == model.IN_PROGRESS:
             owner = message.claimed_by or {}
             reason = (
@@ -182,6 +185,13 @@ def claim(
             )
             continue
         queue.pending_count.change(-1)
+        run = dispatch.runs[message.run_id]
+        if run.cancelled is not None:
+            # Sent by a handler that was finishing as the run was cancelled.
+            message.state = model.CANCELLED_MESSAGE
+            message.finished, message.queue_key = now, None
+            run.open_count.change(-1)
+            continue
         message.state = model.IN_PROGRESS
         message.deliveries += 1
         pid = os.getpid() if pid is None else pid
@@ -278,12 +288,80 @@ def complete(dispatch, message, sends, now=None):
     (*sends*: ``(node, payload, path, delay)`` as recorded by the wrapper):
     zocalo's ack and send, for one commit."""
     run = dispatch.runs[message.run_id]
+    if run.cancelled is not None:
+        if sends:
+            logger.info("run %s is cancelled: %d send(s) dropped", run.id, len(sends))
+        sends = []
     created = [
         enqueue(dispatch, run, node, payload, path, message.environment, delay, now)
         for node, payload, path, delay in sends
     ]
     finish(dispatch, message, now)
     return [m for m in created if m is not None]
+
+
+def cancel_run(dispatch, run, now=None):
+    """Cancel *run*: its pending messages are withdrawn at once; messages
+    being handled finish, and what they send is withdrawn by the claimer
+    that meets it (consumers never write the Run object, so a cancel cannot
+    conflict with them).  Returns how many messages were withdrawn."""
+    now = time.time() if now is None else now
+    if run.cancelled is not None:
+        return 0
+    run.cancelled = now
+    withdrawn = 0
+    for message in run.messages.values():
+        if message.state != model.PENDING:
+            continue
+        queue = dispatch.queues[message.queue]
+        if queue.ready.get(message.queue_key) is message:
+            del queue.ready[message.queue_key]
+        queue.pending_count.change(-1)
+        message.state = model.CANCELLED_MESSAGE
+        message.finished = now
+        message.queue_key = None
+        run.open_count.change(-1)
+        withdrawn += 1
+    logger.info("run %s cancelled; %d pending message(s) withdrawn", run.id, withdrawn)
+    return withdrawn
+
+
+def retry_dead(dispatch, run, node=None, now=None):
+    """Send *run*'s dead letters (of step *node*, default all) again, as
+    new messages; returns the new messages.  The old ones stay, marked
+    ``reinjected_as``, and leave the dead-letter index."""
+    if run.cancelled is not None:
+        raise ValueError(f"run {run.id} is cancelled; start a new run instead")
+    revived = []
+    for message in list(run.messages.values()):
+        if message.state != model.DEAD or getattr(message, "reinjected_as", None):
+            continue
+        if node is not None and message.node != node:
+            continue
+        new = enqueue(
+            dispatch,
+            run,
+            message.node,
+            message.payload,
+            message.path,
+            message.environment,
+            now=now,
+        )
+        if new is None:
+            continue
+        new.reinjected_from = message.id
+        mark_revived(dispatch, run, message, new)
+        revived.append(new)
+    return revived
+
+
+def mark_revived(dispatch, run, old, new):
+    """Bookkeeping when dead letter *old* is sent again as *new*."""
+    old.reinjected_as = new.id
+    run.dead_count.change(-1)
+    if old.id in dispatch.dead_letters:
+        del dispatch.dead_letters[old.id]
+        dispatch.dead_count.change(-1)
 
 
 def wrapper_for(dispatch, message, sends):

@@ -43,6 +43,11 @@ COMMANDS = {
         _lazy("dispatch.commands", "show_main"),
         "a run's steps, messages, attempts",
     ),
+    "cancel": (_lazy("dispatch.control", "cancel_main"), "cancel a run"),
+    "retry": (
+        _lazy("dispatch.control", "retry_main"),
+        "send a run's dead letters again",
+    ),
     "service": (
         _lazy("dispatch.service", "service_main"),
         "run a service (entry point group dispatch.services)",

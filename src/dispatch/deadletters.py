@@ -151,8 +151,7 @@ def reinject(database, document, destination=None, now=None):
             target.pending_count.change(1)
         message.reinjected_from = header.get("message-id")
         if old is not None and old.state == model.DEAD:
-            old.reinjected_as = message.id
-            run.dead_count.change(-1)
+            broker.mark_revived(dispatch, run, old, message)
         return message.id
 
 

@@ -33,7 +33,8 @@ PENDING = "pending"
 IN_PROGRESS = "in progress"
 DONE = "done"
 DEAD = "dead"
-MESSAGE_STATES = (PENDING, IN_PROGRESS, DONE, DEAD)
+CANCELLED_MESSAGE = "cancelled"
+MESSAGE_STATES = (PENDING, IN_PROGRESS, DONE, DEAD, CANCELLED_MESSAGE)
 
 # Run states, derived (see Run.status).
 RUNNING = "running"
@@ -138,11 +139,11 @@ class Step(Persistent):
 
     def status(self, run):
         """waiting (no message yet), or the least finished message state
-        (pending < in progress < dead < done)."""
+        (in progress < pending < dead < cancelled < done)."""
         states = {message.state for message in self.messages(run)}
         if not states:
             return "waiting"
-        for state in (IN_PROGRESS, PENDING, DEAD):
+        for state in (IN_PROGRESS, PENDING, DEAD, CANCELLED_MESSAGE):
             if state in states:
                 return state
         return DONE

@@ -1,0 +1,87 @@
+"""``dispatch cancel RUN`` and ``dispatch retry RUN [STEP]``.
+
+Cancel withdraws a run's pending messages at once; messages being handled
+finish, and what they send is withdrawn when it reaches its queue.  Retry sends a run's dead letters (or one
+step's) again as new messages; the run counts them as open again, so it can
+still succeed.
+"""
+
+import argparse
+import logging
+
+from dispatch import broker
+from dispatch.commands import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandError,
+    add_zeo_option,
+    dispatch_state,
+    open_database,
+    run_command,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _find_run(dispatch, run_id):
+    run = dispatch.runs.get(run_id)
+    if run is None:
+        raise CommandError(f"no run {run_id!r} (see `dispatch list`)", EXIT_FAILED)
+    return run
+
+
+def _cancel(options):
+    database = open_database(options.zeo)
+    try:
+        with dispatch_state(database, write=True) as dispatch:
+            run = _find_run(dispatch, options.run)
+            if run.cancelled is not None:
+                print(f"run {run.id} was cancelled already")
+                return EXIT_OK
+            withdrawn = broker.cancel_run(dispatch, run)
+    finally:
+        database.close()
+    print(f"run {options.run} cancelled; {withdrawn} pending message(s) withdrawn")
+    return EXIT_OK
+
+
+def _retry(options):
+    database = open_database(options.zeo)
+    try:
+        with dispatch_state(database, write=True) as dispatch:
+            run = _find_run(dispatch, options.run)
+            try:
+                revived = broker.retry_dead(dispatch, run, options.step)
+            except ValueError as error:
+                raise CommandError(str(error), EXIT_FAILED) from None
+            ids = [message.id for message in revived]
+    finally:
+        database.close()
+    if not ids:
+        where = f" in step {options.step}" if options.step is not None else ""
+        print(f"run {options.run} has no dead letters{where} to retry")
+        return EXIT_FAILED
+    for message_id in ids:
+        print(f"sent again as message {message_id}")
+    return EXIT_OK
+
+
+def cancel_main(argv):
+    """``dispatch cancel RUN``."""
+    parser = argparse.ArgumentParser(
+        prog="dispatch cancel", description="Cancel a run."
+    )
+    parser.add_argument("run", metavar="RUN")
+    add_zeo_option(parser)
+    return run_command("cancel", parser, _cancel, argv)
+
+
+def retry_main(argv):
+    """``dispatch retry RUN [STEP]``: exit 1 when there is nothing to retry."""
+    parser = argparse.ArgumentParser(
+        prog="dispatch retry", description="Send a run's dead letters again."
+    )
+    parser.add_argument("run", metavar="RUN")
+    parser.add_argument("step", metavar="STEP", type=int, nargs="?")
+    add_zeo_option(parser)
+    return run_command("retry", parser, _retry, argv)

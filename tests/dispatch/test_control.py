@@ -1,0 +1,114 @@
+"""Cancel and retry on a real zeo server: broker operations, and the
+``dispatch cancel``/``retry`` commands as processes on runzeo."""
+
+import subprocess
+
+import zeo
+from dispatch import broker, model
+from dispatch.commands import dispatch_state
+from dispatch.consumer import Consumer
+from tests.conftest import PYTHON
+from tests.dispatch.test_broker import NOW, read, start
+from tests.dispatch.test_run_cli import environment
+
+FAN = {
+    "1": {"queue": "a", "output": 2},
+    "2": {"queue": "b"},
+    "start": [[1, "x"], [1, "y"]],
+}
+
+
+def test_cancel_withdraws_pending_and_drops_later_sends(zeo_database):
+    run_id = start(zeo_database, FAN)
+    consumer = Consumer(zeo_database, "a", lambda rw, p: rw.send(p))
+    try:
+        # Claim one message, cancel the run while "handling" it.
+        def handle_and_cancel(rw, payload):
+            with dispatch_state(zeo_database, write=True) as dispatch:
+                broker.cancel_run(dispatch, dispatch.runs[run_id], NOW)
+            rw.send(payload)
+
+        consumer.handler = handle_and_cancel
+        message = consumer.process_one(NOW)
+        assert message.state == model.DONE
+        assert consumer.process_one(NOW) is None
+    finally:
+        consumer.close()
+    # The handler's snapshot predates the cancel, so its send was committed;
+    # the message is withdrawn when it reaches its queue instead of handled.
+    handled = []
+    downstream = Consumer(zeo_database, "b", lambda rw, p: handled.append(p))
+    try:
+        assert downstream.process_one(NOW) is None
+    finally:
+        downstream.close()
+    assert handled == []
+
+    def check(dispatch):
+        run = dispatch.runs[run_id]
+        assert run.status == model.CANCELLED
+        states = sorted(m.state for m in run.messages.values())
+        assert states == [model.CANCELLED_MESSAGE] * 2 + [model.DONE]
+        assert run.steps[2].status(run) == model.CANCELLED_MESSAGE
+        assert run.open_count() == 0
+        assert dispatch.queues["a"].pending_count() == 0
+        assert dispatch.queues["b"].pending_count() == 0
+
+    read(zeo_database, check)
+
+
+def test_retry_sends_dead_letters_again_and_the_run_can_succeed(zeo_database):
+    run_id = start(zeo_database, {"1": {"queue": "a"}, "start": [[1, "p"]]})
+
+    def fail(rw, payload):
+        raise RuntimeError("broken")
+
+    consumer = Consumer(zeo_database, "a", fail, max_deliveries=1)
+    try:
+        assert consumer.process_one(NOW).state == model.DEAD
+        with dispatch_state(zeo_database, write=True) as dispatch:
+            run = dispatch.runs[run_id]
+            assert run.status == model.FAILED
+            (revived,) = broker.retry_dead(dispatch, run, node=1, now=NOW)
+            assert broker.retry_dead(dispatch, run, now=NOW) == []
+        consumer.handler = lambda rw, payload: None
+        assert consumer.process_one(NOW).state == model.DONE
+    finally:
+        consumer.close()
+
+    def check(dispatch):
+        run = dispatch.runs[run_id]
+        assert run.status == model.SUCCEEDED
+        assert dispatch.dead_count() == 0 and len(dispatch.dead_letters) == 0
+        old = [m for m in run.messages.values() if m.state == model.DEAD]
+        assert old[0].reinjected_as
+
+    read(zeo_database, check)
+
+
+def dispatch_command(runzeo, *arguments):
+    return subprocess.run(
+        [PYTHON, "-m", "dispatch.cli", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment(runzeo),
+    )
+
+
+def test_cancel_and_retry_commands(runzeo):
+    database = zeo.DB(runzeo.address)
+    try:
+        run_id = start(database, FAN, now=None)
+    finally:
+        database.close()
+    nothing = dispatch_command(runzeo, "retry", run_id)
+    assert nothing.returncode == 1 and "no dead letters" in nothing.stdout
+    cancelled = dispatch_command(runzeo, "cancel", run_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "2 pending message(s) withdrawn" in cancelled.stdout
+    assert "cancelled" in dispatch_command(runzeo, "show", run_id).stdout
+    refused = dispatch_command(runzeo, "retry", run_id)
+    assert refused.returncode == 1 and "is cancelled" in refused.stderr
+    missing = dispatch_command(runzeo, "cancel", "nosuchrun")
+    assert missing.returncode == 1 and "no run" in missing.stderr
