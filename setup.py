@@ -51,6 +51,7 @@ setup(
         "dispatch.services": [
             "Greeter = dispatch.examples:Greeter",
             "Counter = dispatch.examples:Counter",
+            "CommandRunner = dispatch.commandrunner:CommandRunner",
         ],
     },
 )

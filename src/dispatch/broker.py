@@ -283,7 +283,7 @@ def still_claimed_by(message, consumer):
     return message.state == model.IN_PROGRESS and owner.get("consumer") == consumer
 
 
-def complete(dispatch, message, sends, now=None):
+def complete(dispatch, message, sends, now=None, outcome=None):
     """Finish claimed *message* and create the messages its handler sent
     (*sends*: ``(node, payload, path, delay)`` as recorded by the wrapper):
     zocalo's ack and send, for one commit."""
@@ -296,7 +296,15 @@ def complete(dispatch, message, sends, now=None):
         enqueue(dispatch, run, node, payload, path, message.environment, delay, now)
         for node, payload, path, delay in sends
     ]
-    finish(dispatch, message, now)
+    outcome = outcome or {}
+    finish(
+        dispatch,
+        message,
+        now,
+        exit_code=outcome.get("exit_code"),
+        output_tail=outcome.get("output_tail"),
+    )
+    message.attempts[-1].slurm_job = outcome.get("slurm_job")
     return [m for m in created if m is not None]
 
 
@@ -380,4 +388,5 @@ def wrapper_for(dispatch, message, sends):
         environment=message.environment,
         payload=message.payload,
         send_to_node=record,
+        message_id=message.id,
     )

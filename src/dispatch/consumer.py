@@ -103,13 +103,15 @@ class Consumer:
         manager = self.transaction_manager
         manager.begin()
         sends = []
+        wrapper = None
         try:
             wrapper = broker.wrapper_for(self._dispatch(), message, sends)
             self.handler(wrapper, wrapper.payload)
         except Exception as error:
             manager.abort()
             logger.exception("%s: handling %r failed", self.name, message)
-            self._release(message, f"{type(error).__name__}: {error}", now)
+            outcome = wrapper.outcome if wrapper is not None else {}
+            self._release(message, f"{type(error).__name__}: {error}", now, outcome)
             return message
         # Whatever the handler changed besides sending is committed with the
         # first try only; services keep their state in the messages they send.
@@ -123,7 +125,7 @@ class Consumer:
                     )
                     manager.abort()
                     return message
-                broker.complete(self._dispatch(), message, sends, now)
+                broker.complete(self._dispatch(), message, sends, now, wrapper.outcome)
                 manager.commit()
                 return message
             except ConflictError:
@@ -136,7 +138,7 @@ class Consumer:
         self._release(message, "could not commit its result (conflicts)", now)
         return message
 
-    def _release(self, message, reason, now):
+    def _release(self, message, reason, now, outcome=None):
         """Give a failed delivery back (its own transaction, retried)."""
         manager = self.transaction_manager
         for _ in range(CONFLICT_RETRIES):
@@ -152,6 +154,8 @@ class Consumer:
                     now=now,
                     max_deliveries=self.max_deliveries,
                     backoff_base=self.backoff_base,
+                    exit_code=(outcome or {}).get("exit_code"),
+                    output_tail=(outcome or {}).get("output_tail"),
                 )
                 manager.commit()
                 return

@@ -36,8 +36,14 @@ def _as_list(links):
 class RecipeWrapper:
     """One message's view of its recipe, with zocalo's sending methods."""
 
-    def __init__(self, recipe, pointer, path, environment, payload, send_to_node):
+    def __init__(
+        self, recipe, pointer, path, environment, payload, send_to_node, message_id=None
+    ):
         self.recipe = recipe
+        self.message_id = message_id
+        # What the handler reports about its work (exit code, output tail);
+        # kept in the message's attempt.
+        self.outcome = {}
         self.recipe_pointer = pointer
         self.recipe_step = recipe[str(pointer)]
         self.recipe_path = list(path)
@@ -51,6 +57,11 @@ class RecipeWrapper:
             f"<RecipeWrapper run {self.environment.get('ID')} "
             f"step {self.recipe_pointer}>"
         )
+
+    def record(self, **outcome):
+        """Note ``exit_code``, ``output_tail`` or ``slurm_job`` of the work
+        for the attempt record (whether the delivery succeeds or fails)."""
+        self.outcome.update(outcome)
 
     def set_default_channel(self, channel):
         """Make named output *channel* what :meth:`send` uses, and let

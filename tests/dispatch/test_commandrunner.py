@@ -1,0 +1,109 @@
+"""``command`` steps run through a real papa kernel process: exit code,
+output tail, routing on success, retry and dead letter on failure."""
+
+import socket
+import subprocess
+
+import pytest
+
+from dispatch import broker, model
+from dispatch.commandrunner import CommandRunner, output_tail
+from dispatch.service import make_consumer
+from tests.conftest import PYTHON, free_port
+from tests.dispatch.conftest import wait_until
+from tests.dispatch.test_broker import read, start
+
+
+@pytest.fixture
+def papa_kernel(tmp_path, monkeypatch):
+    """A papa kernel process on a free port, named by $DISPATCH_PAPA."""
+    port = free_port()
+    log = open(tmp_path / "papa.log", "wb")
+    process = subprocess.Popen(
+        [PYTHON, "-m", "papa", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+
+    def listening():
+        if process.poll() is not None:
+            pytest.fail(f"papa exited: {(tmp_path / 'papa.log').read_text()}")
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, message="papa to listen")
+    monkeypatch.setenv("DISPATCH_PAPA", str(port))
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait(60)
+        log.close()
+
+
+RECIPE = {
+    "1": {
+        "command": [PYTHON, "-c", "print('line 1'); print('{word}')"],
+        "output": {"success": 2},
+    },
+    "2": {"queue": "after"},
+    "start": [[1, {}]],
+}
+
+
+def test_a_command_step_runs_through_papa_and_sends_on_success(
+    zeo_database, papa_kernel
+):
+    run_id = start(zeo_database, RECIPE, {"word": "hello"}, now=None)
+    consumer = make_consumer(CommandRunner(), zeo_database, name="runner")
+    try:
+        message = consumer.process_one()
+        assert message is not None and message.state == model.DONE
+    finally:
+        consumer.close()
+
+    def check(dispatch):
+        run = dispatch.runs[run_id]
+        (attempt,) = run.steps[1].messages(run)[0].attempts
+        assert (attempt.exit_code, attempt.output_tail) == (0, "line 1\nhello")
+        (forwarded,) = run.steps[2].messages(run)
+        assert forwarded.payload == {"exit_code": 0, "output_tail": "line 1\nhello"}
+        assert dispatch.runs[run_id].status == model.RUNNING  # step 2 waits
+
+    read(zeo_database, check)
+
+
+def test_a_failing_command_is_retried_then_dead_lettered(zeo_database, papa_kernel):
+    recipe = {
+        "1": {"command": [PYTHON, "-c", "import sys; print('oops'); sys.exit(3)"]},
+        "start": [[1, {}]],
+    }
+    run_id = start(zeo_database, recipe, now=None)
+
+    class Impatient(CommandRunner):
+        max_deliveries = 2
+        backoff_base = 0.0
+
+    consumer = make_consumer(Impatient(), zeo_database, name="runner")
+    try:
+        assert consumer.process_one().state == model.PENDING
+        assert consumer.process_one().state == model.DEAD
+    finally:
+        consumer.close()
+
+    def check(dispatch):
+        run = dispatch.runs[run_id]
+        (message,) = run.messages.values()
+        assert [a.exit_code for a in message.attempts] == [3, 3]
+        assert message.attempts[-1].output_tail == "oops"
+        assert message.reason == (
+            "dead-lettered after 2 deliveries; last: "
+            "CommandFailed: command exited with status 3"
+        )
+        assert run.status == model.FAILED
+
+    read(zeo_database, check)
+
+
+def test_output_tail_keeps_the_last_lines():
+    data = "".join(f"{n}\n" for n in range(100)).encode()
+    assert output_tail(data).splitlines() == [str(n) for n in range(80, 100)]
+    assert broker.destination_queue(RECIPE["1"]) == "dispatch.commands"
