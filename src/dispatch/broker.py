@@ -13,8 +13,10 @@ gone) and the message is delivered again with back-off; after
 """
 
 import copy
+import itertools
 import logging
 import os
+import random
 import socket
 import time
 
@@ -36,6 +38,9 @@ BACKOFF_CAP = 60.0
 # for the supervisor.
 COMMAND_QUEUE = "dispatch.commands"
 HOST = socket.gethostname()
+# How many of the first due messages a claim chooses from after losing a
+# race for the first one (see claim()).
+CLAIM_SPREAD = 8
 
 
 def get_dispatch(root):
@@ -147,6 +152,7 @@ def claim(
     pid=None,
     max_deliveries=MAX_DELIVERIES,
     backoff_base=BACKOFF_BASE,
+    spread=1,
 ):
     """Take the first deliverable message of *queue_name* for *consumer*;
     returns it (state in progress, a new Attempt) or None.
@@ -165,9 +171,13 @@ def claim(
         return None
     bound = model.ready_bound(now)
     while queue.ready:
-        key = queue.ready.minKey()
-        if key > bound:
+        # First in, first out; but a consumer that just lost a race (spread
+        # > 1) picks among the first few due messages at random, so that
+        # several consumers stop reaching for the same one.
+        due = list(itertools.islice(queue.ready.keys(max=bound), spread))
+        if not due:
             return None
+        key = random.choice(due)
         message = queue.ready.pop(key)
         if message.queue_key != key or message.state not in (
             model.PENDING,

@@ -67,7 +67,7 @@ class Consumer:
     def _claim(self, now):
         """Claim and commit one message; None when there is none to take."""
         manager = self.transaction_manager
-        for _ in range(CONFLICT_RETRIES):
+        for retry in range(CONFLICT_RETRIES):
             manager.begin()
             try:
                 message = broker.claim(
@@ -78,6 +78,7 @@ class Consumer:
                     now,
                     max_deliveries=self.max_deliveries,
                     backoff_base=self.backoff_base,
+                    spread=broker.CLAIM_SPREAD if retry else 1,
                 )
                 # Commits lapsed claims released on the way, if any.
                 manager.commit()

@@ -1,0 +1,185 @@
+"""dispatch throughput and latency on a real runzeo server.
+
+Starts ``python -m zeo.runzeo`` on a FileStorage in a temporary directory,
+then measures, printing one JSON line per figure on stdout:
+
+- ``transitions``: step transitions per second (each one a consume-and-
+  produce transaction: claim, then finish plus the next message) through 1
+  and through 4 consumer processes sharing one queue;
+- ``go_to_first_step``: median seconds from the commit that starts a run to
+  its first step's handler being called, with an idle service waiting on
+  zeo ``watch()``.
+
+There is no peer to compare with here (zocalo needs a broker); the issue's
+goal is 1,000 transitions/s on a 2-core machine.  Progress goes to stderr.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+import zeo  # noqa: E402
+from dispatch import broker, model  # noqa: E402
+from dispatch.commands import dispatch_state  # noqa: E402
+from dispatch.consumer import Consumer  # noqa: E402
+
+
+def chain_recipe(length, messages):
+    """*length* steps on one queue, each sending to the next."""
+    recipe = {"start": [[1, n] for n in range(messages)]}
+    for node in range(1, length + 1):
+        recipe[str(node)] = {"queue": "bench"}
+        if node < length:
+            recipe[str(node)]["output"] = node + 1
+    return recipe
+
+
+def consume_until_done(address, run_id):
+    """Consumer process body: serve the queue until the run is over."""
+    database = zeo.DB(address)
+    consumer = Consumer(database, "bench", lambda rw, payload: rw.send(payload))
+    stop = threading.Event()
+    changed = threading.Event()
+    handle = database.storage.watch(lambda tid, oids: changed.set())
+    thread = threading.Thread(target=consumer.serve, args=(stop,))
+    thread.start()
+    while True:
+        changed.clear()
+        with dispatch_state(database) as dispatch:
+            if dispatch.runs[run_id].status != model.RUNNING:
+                break
+        changed.wait()
+    stop.set()
+    consumer.wake()
+    thread.join()
+    handle.close()
+    consumer.close()
+    database.close()
+
+
+def start_run(database, recipe):
+    with dispatch_state(database, write=True) as dispatch:
+        return broker.start_run(dispatch, recipe).id
+
+
+def transitions(address, consumers, length, messages):
+    database = zeo.DB(address)
+    try:
+        run_id = start_run(database, chain_recipe(length, messages))
+        began = time.perf_counter()
+        processes = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--consume", f"{address[0]}:{address[1]}"]
+                + [run_id],
+            )
+            for _ in range(consumers)
+        ]
+        for process in processes:
+            process.wait()
+        seconds = time.perf_counter() - began
+        with dispatch_state(database) as dispatch:
+            status = dispatch.runs[run_id].status
+    finally:
+        database.close()
+    count = length * messages
+    print(
+        json.dumps(
+            {
+                "figure": "transitions",
+                "consumers": consumers,
+                "transitions": count,
+                "seconds": round(seconds, 3),
+                "per_second": round(count / seconds, 1),
+                "run": status,
+                "unit": "transitions/s (includes process start-up)",
+            }
+        ),
+        flush=True,
+    )
+
+
+def go_to_first_step(address, repeat):
+    database = zeo.DB(address)
+    called = threading.Event()
+    stamps = []
+    consumer = Consumer(
+        database, "latency", lambda rw, p: (stamps.append(time.time()), called.set())
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.serve, args=(stop,))
+    thread.start()
+    delays = []
+    try:
+        for _ in range(repeat):
+            called.clear()
+            began = time.time()
+            start_run(database, {"1": {"queue": "latency"}, "start": [[1, None]]})
+            called.wait(60)
+            delays.append(stamps[-1] - began)
+    finally:
+        stop.set()
+        consumer.wake()
+        thread.join()
+        consumer.close()
+        database.close()
+    print(
+        json.dumps(
+            {
+                "figure": "go_to_first_step",
+                "median_ms": round(statistics.median(delays) * 1000, 2),
+                "max_ms": round(max(delays) * 1000, 2),
+                "repeat": repeat,
+            }
+        ),
+        flush=True,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--length", type=int, default=10, help="steps per chain")
+    parser.add_argument("--messages", type=int, default=50, help="start messages")
+    parser.add_argument("--repeat", type=int, default=20, help="latency samples")
+    parser.add_argument("--consume", nargs=2, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.consume:
+        host, port = options.consume[0].rsplit(":", 1)
+        consume_until_done((host, int(port)), options.consume[1])
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        address_file = Path(directory) / "address"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "zeo.runzeo", "-a", "127.0.0.1:0"]
+            + ["-f", str(Path(directory) / "Data.fs")]
+            + ["--address-file", str(address_file)],
+            env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+        )
+        try:
+            while not address_file.exists():  # runzeo announces no event
+                if server.poll() is not None:
+                    sys.exit("runzeo did not start")
+                time.sleep(0.05)
+            text = address_file.read_text().strip()
+            host, port = text.rsplit(":", 1)
+            address = (host, int(port))
+            print(f"runzeo at {text}", file=sys.stderr)
+            go_to_first_step(address, options.repeat)
+            for consumers in (1, 4):
+                transitions(address, consumers, options.length, options.messages)
+        finally:
+            server.terminate()
+            server.wait()
+
+
+if __name__ == "__main__":
+    main()
