@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 # in between, so more rounds mean a hot spot no retry will fix.
 MAX_RESOLUTION_ROUNDS = 9
 
+# How often a tpc_begin waiting for another thread's commit checks whether
+# the storage was closed meanwhile.
+COMMIT_LOCK_POLL_SECONDS = 0.5
+
 
 class TransactionState:
     """What the client remembers about the transaction being committed."""
@@ -86,8 +90,15 @@ class CommitMixin:
             raise StorageTransactionError(
                 "Duplicate tpc_begin calls for same transaction"
             )
-        self._commit_lock.acquire()
+        # Another thread's transaction may never end (ZODB's MTStorage
+        # threads skip tpc_abort on errors): wake up now and then so that a
+        # closed storage fails waiting commits instead of hanging them.
+        while not self._commit_lock.acquire(timeout=COMMIT_LOCK_POLL_SECONDS):
+            if self._closed:
+                raise ClientDisconnected("the client storage is closed")
         try:
+            if self._closed:
+                raise ClientDisconnected("the client storage is closed")
             protocol = self._io.wait_connected()
             if protocol.read_only:
                 raise ReadOnlyError()
