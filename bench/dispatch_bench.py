@@ -4,8 +4,9 @@ Starts ``python -m zeo.runzeo`` on a FileStorage in a temporary directory,
 then measures, printing one JSON line per figure on stdout:
 
 - ``transitions``: step transitions per second (each one a consume-and-
-  produce transaction: claim, then finish plus the next message) through 1
-  and through 4 consumer processes sharing one queue;
+  produce: claim, then finish plus the next message) through 1 and through 4
+  consumer processes sharing one queue, for each ``--prefetch`` (messages
+  claimed and committed together; 1 is one transaction pair per message);
 - ``go_to_first_step``: median seconds from the commit that starts a run to
   its first step's handler being called, with an idle service waiting on
   zeo ``watch()``.
@@ -44,19 +45,25 @@ def chain_recipe(length, messages):
     return recipe
 
 
-def consume_until_done(address, run_id):
-    """Consumer process body: serve the queue until the run is over."""
+def consume_until_done(address, prefetch):
+    """Consumer process body: say ``ready``, read the run id on stdin, serve
+    the queue until that run is over."""
     database = zeo.DB(address)
-    consumer = Consumer(database, "bench", lambda rw, payload: rw.send(payload))
+    consumer = Consumer(
+        database, "bench", lambda rw, payload: rw.send(payload), prefetch=prefetch
+    )
     stop = threading.Event()
     changed = threading.Event()
     handle = database.storage.watch(lambda tid, oids: changed.set())
     thread = threading.Thread(target=consumer.serve, args=(stop,))
     thread.start()
+    print("ready", flush=True)
+    run_id = sys.stdin.readline().strip()
     while True:
         changed.clear()
         with dispatch_state(database) as dispatch:
-            if dispatch.runs[run_id].status != model.RUNNING:
+            run = dispatch.runs.get(run_id)
+            if run is not None and run.status != model.RUNNING:
                 break
         changed.wait()
     stop.set()
@@ -72,18 +79,28 @@ def start_run(database, recipe):
         return broker.start_run(dispatch, recipe).id
 
 
-def transitions(address, consumers, length, messages):
+def transitions(address, consumers, length, messages, prefetch):
+    """Consumers start and connect first; the clock runs from the commit
+    that starts the run to the last consumer's exit."""
     database = zeo.DB(address)
     try:
-        run_id = start_run(database, chain_recipe(length, messages))
-        began = time.perf_counter()
         processes = [
             subprocess.Popen(
                 [sys.executable, __file__, "--consume", f"{address[0]}:{address[1]}"]
-                + [run_id],
+                + [str(prefetch)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
             )
             for _ in range(consumers)
         ]
+        for process in processes:
+            assert process.stdout.readline().strip() == "ready"
+        began = time.perf_counter()
+        run_id = start_run(database, chain_recipe(length, messages))
+        for process in processes:
+            process.stdin.write(run_id + "\n")
+            process.stdin.flush()
         for process in processes:
             process.wait()
         seconds = time.perf_counter() - began
@@ -97,11 +114,12 @@ def transitions(address, consumers, length, messages):
             {
                 "figure": "transitions",
                 "consumers": consumers,
+                "prefetch": prefetch,
                 "transitions": count,
                 "seconds": round(seconds, 3),
                 "per_second": round(count / seconds, 1),
                 "run": status,
-                "unit": "transitions/s (includes process start-up)",
+                "unit": "transitions/s",
             }
         ),
         flush=True,
@@ -150,11 +168,18 @@ def main():
     parser.add_argument("--length", type=int, default=10, help="steps per chain")
     parser.add_argument("--messages", type=int, default=50, help="start messages")
     parser.add_argument("--repeat", type=int, default=20, help="latency samples")
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        nargs="+",
+        default=[1, 20],
+        help="messages claimed and committed together (one figure for each)",
+    )
     parser.add_argument("--consume", nargs=2, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.consume:
         host, port = options.consume[0].rsplit(":", 1)
-        consume_until_done((host, int(port)), options.consume[1])
+        consume_until_done((host, int(port)), int(options.consume[1]))
         return
     with tempfile.TemporaryDirectory() as directory:
         address_file = Path(directory) / "address"
@@ -174,8 +199,11 @@ def main():
             address = (host, int(port))
             print(f"runzeo at {text}", file=sys.stderr)
             go_to_first_step(address, options.repeat)
-            for consumers in (1, 4):
-                transitions(address, consumers, options.length, options.messages)
+            for prefetch in options.prefetch:
+                for consumers in (1, 4):
+                    transitions(
+                        address, consumers, options.length, options.messages, prefetch
+                    )
         finally:
             server.terminate()
             server.wait()

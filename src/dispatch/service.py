@@ -45,6 +45,9 @@ class Service:
     lease = broker.DEFAULT_LEASE
     max_deliveries = broker.MAX_DELIVERIES
     backoff_base = broker.BACKOFF_BASE
+    # Messages claimed and committed together (1: one at a time, zocalo's
+    # behaviour; more: fewer commits, a wider redelivery window on a crash).
+    prefetch = 1
 
     def initializing(self):
         """Called once before the first message (open resources here)."""
@@ -102,6 +105,7 @@ def make_consumer(service, database, queue=None, name=None):
         lease=service.lease,
         max_deliveries=service.max_deliveries,
         backoff_base=service.backoff_base,
+        prefetch=service.prefetch,
     )
 
 
@@ -134,6 +138,8 @@ def _service(options):
     stopped_by_signal = threading.Event()
     try:
         service = service_class()
+        if options.prefetch:
+            service.prefetch = options.prefetch
         consumer = make_consumer(
             service, database, options.queue, options.consumer_name
         )
@@ -177,5 +183,8 @@ def service_main(argv):
     parser.add_argument("name", metavar="NAME", help="service name or module:Class")
     parser.add_argument("--queue", help="consume this queue instead of the class's")
     parser.add_argument("--consumer-name", help="name recorded in attempts")
+    parser.add_argument(
+        "--prefetch", type=int, help="messages claimed and committed together"
+    )
     add_zeo_option(parser)
     return run_command("service", parser, _service, argv)
