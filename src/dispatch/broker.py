@@ -400,3 +400,33 @@ def wrapper_for(dispatch, message, sends):
         send_to_node=record,
         message_id=message.id,
     )
+
+
+def drain(dispatch, source, destination, now=None):
+    """Move the pending messages of queue *source* to *destination* (``.``:
+    each to its own step's queue, for messages parked elsewhere), as
+    ``zocalo.queue_drain`` does; returns the messages moved.  Claimed
+    messages stay: their consumer finishes them."""
+    now = time.time() if now is None else now
+    queue = dispatch.queues.get(source)
+    if queue is None:
+        return []
+    moved = []
+    for key, message in list(queue.ready.items()):
+        if message.queue_key != key or message.state != model.PENDING:
+            continue
+        if destination == ".":
+            step = dispatch.runs[message.run_id].recipe[str(message.node)]
+            target_name = destination_queue(step)
+        else:
+            target_name = destination
+        if target_name is None or target_name == source:
+            continue
+        del queue.ready[key]
+        queue.pending_count.change(-1)
+        message.queue = target_name
+        target = queue_named(dispatch, target_name)
+        _put(target, message, max(message.not_before, now))
+        target.pending_count.change(1)
+        moved.append(message)
+    return moved

@@ -48,6 +48,10 @@ COMMANDS = {
         _lazy("dispatch.control", "retry_main"),
         "send a run's dead letters again",
     ),
+    "drain": (
+        _lazy("dispatch.control", "drain_main"),
+        "move pending messages to another queue",
+    ),
     "service": (
         _lazy("dispatch.service", "service_main"),
         "run a service (entry point group dispatch.services)",

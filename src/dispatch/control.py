@@ -1,9 +1,11 @@
-"""``dispatch cancel RUN`` and ``dispatch retry RUN [STEP]``.
+"""``dispatch cancel RUN``, ``dispatch retry RUN [STEP]`` and
+``dispatch drain SOURCE DESTINATION``.
 
 Cancel withdraws a run's pending messages at once; messages being handled
 finish, and what they send is withdrawn when it reaches its queue.  Retry sends a run's dead letters (or one
 step's) again as new messages; the run counts them as open again, so it can
-still succeed.
+still succeed.  Drain moves the pending messages of one queue to another
+(``.``: each back to its own step's queue), as ``zocalo.queue_drain``.
 """
 
 import argparse
@@ -85,3 +87,34 @@ def retry_main(argv):
     parser.add_argument("step", metavar="STEP", type=int, nargs="?")
     add_zeo_option(parser)
     return run_command("retry", parser, _retry, argv)
+
+
+def _drain(options):
+    database = open_database(options.zeo)
+    try:
+        with dispatch_state(database, write=True) as dispatch:
+            moved = broker.drain(dispatch, options.source, options.destination)
+            lines = [
+                f"message {m.id} (run {m.run_id}, step {m.node}) -> {m.queue}"
+                for m in moved
+            ]
+    finally:
+        database.close()
+    for line in lines:
+        print(line)
+    print(f"{len(lines)} message(s) moved from {options.source}")
+    return EXIT_OK
+
+
+def drain_main(argv):
+    """``dispatch drain SOURCE DESTINATION`` (``.``: each to its step's queue)."""
+    parser = argparse.ArgumentParser(
+        prog="dispatch drain",
+        description="Move pending messages from one queue to another.",
+    )
+    parser.add_argument("source", metavar="SOURCE")
+    parser.add_argument(
+        "destination", metavar="DESTINATION", help="a queue, or . for each step's own"
+    )
+    add_zeo_option(parser)
+    return run_command("drain", parser, _drain, argv)

@@ -104,6 +104,9 @@ def test_cancel_and_retry_commands(runzeo):
         database.close()
     nothing = dispatch_command(runzeo, "retry", run_id)
     assert nothing.returncode == 1 and "no dead letters" in nothing.stdout
+    drained = dispatch_command(runzeo, "drain", "a", "parking")
+    assert drained.returncode == 0, drained.stderr
+    assert "2 message(s) moved from a" in drained.stdout
     cancelled = dispatch_command(runzeo, "cancel", run_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert "2 pending message(s) withdrawn" in cancelled.stdout
@@ -112,3 +115,31 @@ def test_cancel_and_retry_commands(runzeo):
     assert refused.returncode == 1 and "is cancelled" in refused.stderr
     missing = dispatch_command(runzeo, "cancel", "nosuchrun")
     assert missing.returncode == 1 and "no run" in missing.stderr
+
+
+def test_drain_moves_pending_messages_and_back(zeo_database):
+    run_id = start(zeo_database, FAN)
+    with dispatch_state(zeo_database, write=True) as dispatch:
+        moved = broker.drain(dispatch, "a", "parking", now=NOW)
+        assert len(moved) == 2
+        assert broker.drain(dispatch, "nosuchqueue", "x") == []
+    handled = []
+    consumer = Consumer(zeo_database, "a", lambda rw, p: handled.append(p))
+    try:
+        assert consumer.process_one(NOW) is None  # nothing left on "a"
+        with dispatch_state(zeo_database, write=True) as dispatch:
+            back = broker.drain(dispatch, "parking", ".", now=NOW)
+            assert sorted(m.queue for m in back) == ["a", "a"]
+        assert consumer.process_one(NOW) is not None
+        assert consumer.process_one(NOW) is not None
+    finally:
+        consumer.close()
+    assert sorted(handled) == ["x", "y"]
+
+    def check(dispatch):
+        assert dispatch.queues["parking"].pending_count() == 0
+        assert dispatch.queues["a"].pending_count() == 0
+        run = dispatch.runs[run_id]
+        assert run.steps[1].status(run) == model.DONE
+
+    read(zeo_database, check)
