@@ -430,3 +430,37 @@ def drain(dispatch, source, destination, now=None):
         target.pending_count.change(1)
         moved.append(message)
     return moved
+
+
+def instances_of(dispatch):
+    """The service-instance index (created in databases made before it)."""
+    instances = getattr(dispatch, "instances", None)
+    if instances is None:
+        from BTrees.OOBTree import OOBTree
+
+        instances = dispatch.instances = OOBTree()
+    return instances
+
+
+def register_instance(dispatch, service, queue, now=None, pid=None):
+    """Record a starting service process; returns its ServiceInstance."""
+    now = time.time() if now is None else now
+    instance = model.ServiceInstance(
+        model.new_id(), service, queue, HOST, os.getpid() if pid is None else pid, now
+    )
+    instances_of(dispatch)[instance.id] = instance
+    return instance
+
+
+def request_shutdown(dispatch, name=None, now=None):
+    """Ask running instances matching *name* (all when None) to stop;
+    returns them."""
+    now = time.time() if now is None else now
+    asked = []
+    for instance in instances_of(dispatch).values():
+        if instance.stopped is not None or instance.stop_requested is not None:
+            continue
+        if name is None or instance.matches(name):
+            instance.stop_requested = now
+            asked.append(instance)
+    return asked

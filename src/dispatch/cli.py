@@ -56,6 +56,10 @@ COMMANDS = {
         _lazy("dispatch.service", "service_main"),
         "run a service (entry point group dispatch.services)",
     ),
+    "shutdown": (
+        _lazy("dispatch.control", "shutdown_main"),
+        "ask running services to stop",
+    ),
     "dlq-check": (
         _lazy("dispatch.deadletters", "check_main"),
         "count dead letters (exit 1 if any)",

@@ -15,6 +15,7 @@ from dispatch import broker
 from dispatch.commands import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     CommandError,
     add_zeo_option,
     dispatch_state,
@@ -118,3 +119,43 @@ def drain_main(argv):
     )
     add_zeo_option(parser)
     return run_command("drain", parser, _drain, argv)
+
+
+def _shutdown(options):
+    if not options.all and not options.names:
+        raise CommandError("name the services to stop, or give --all", EXIT_USAGE)
+    database = open_database(options.zeo)
+    try:
+        with dispatch_state(database, write=True) as dispatch:
+            asked = []
+            for name in options.names or [None]:
+                asked.extend(broker.request_shutdown(dispatch, name))
+            lines = [
+                f"asked {i.service} (instance {i.id}, pid {i.pid} on {i.host}) to stop"
+                for i in asked
+            ]
+    finally:
+        database.close()
+    for line in lines:
+        print(line)
+    if not lines:
+        print("no running service instance matched")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def shutdown_main(argv):
+    """``dispatch shutdown NAME...|--all``: exit 1 when nothing matched."""
+    parser = argparse.ArgumentParser(
+        prog="dispatch shutdown",
+        description="Ask running services to stop after their current message.",
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="service class, instance id or host.pid",
+    )
+    parser.add_argument("--all", action="store_true", help="every running instance")
+    add_zeo_option(parser)
+    return run_command("shutdown", parser, _shutdown, argv)

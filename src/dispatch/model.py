@@ -68,6 +68,7 @@ class Dispatch(Persistent):
         self.queues = OOBTree()  # queue name -> Queue
         self.dead_letters = OOBTree()  # message id -> Message (state DEAD)
         self.dead_count = Length()
+        self.instances = OOBTree()  # instance id -> ServiceInstance
 
 
 class Queue(Persistent):
@@ -196,3 +197,28 @@ class Attempt(Persistent):
 
     def __repr__(self):
         return f"<Attempt {self.number} {self.outcome or 'running'}>"
+
+
+class ServiceInstance(Persistent):
+    """A running ``dispatch service`` process, so that ``dispatch shutdown``
+    can ask it to stop: it watches this object and stops when
+    ``stop_requested`` is set."""
+
+    def __init__(self, instance_id, service, queue, host, pid, started):
+        self.id = instance_id
+        self.service = service  # class name
+        self.queue = queue
+        self.host = host
+        self.pid = pid
+        self.started = started
+        self.stop_requested = None  # time of the request
+        self.stopped = None
+
+    def matches(self, name):
+        """True for its id, its service's name (any case) or ``host.pid``."""
+        return name in (self.id, f"{self.host}.{self.pid}") or (
+            name.lower() == self.service.lower()
+        )
+
+    def __repr__(self):
+        return f"<ServiceInstance {self.service} pid {self.pid} on {self.host}>"

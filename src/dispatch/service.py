@@ -13,6 +13,7 @@ import importlib
 import logging
 import signal
 import threading
+import time
 from importlib.metadata import entry_points
 
 from dispatch import broker
@@ -22,6 +23,7 @@ from dispatch.commands import (
     EXIT_USAGE,
     CommandError,
     add_zeo_option,
+    dispatch_state,
     open_database,
     run_command,
 )
@@ -160,18 +162,47 @@ def _service(options):
             except Exception as error:
                 crashed.append(error)
 
+        instance_oid, instance_id = _register(
+            database, service_class.__name__, consumer.queue
+        )
+
+        def shutdown_requested(tid, oids):
+            # Only `dispatch shutdown` changes our instance record.
+            logger.info("shutdown requested: stopping after the current message")
+            stop.set()
+            consumer.wake()
+
+        handle = database.storage.watch(shutdown_requested, oids=[instance_oid])
         thread = threading.Thread(target=serve, name="consumer")
         thread.start()
-        print(f"service {options.name} ready on queue {consumer.queue}", flush=True)
+        print(
+            f"service {options.name} ready on queue {consumer.queue} "
+            f"(instance {instance_id})",
+            flush=True,
+        )
         stop.wait()
         consumer.wake()
         thread.join()
+        handle.close()
         consumer.close()
+        _mark_stopped(database, instance_id)
     finally:
         database.close()
     if crashed and not stopped_by_signal.is_set():
         raise CommandError(f"service crashed: {crashed[0]!r}", EXIT_FAILED)
     return EXIT_OK
+
+
+def _register(database, service_name, queue):
+    """Record this process as a running instance; (its oid, its id)."""
+    with dispatch_state(database, write=True) as dispatch:
+        instance = broker.register_instance(dispatch, service_name, queue)
+    return instance._p_oid, instance.id
+
+
+def _mark_stopped(database, instance_id):
+    with dispatch_state(database, write=True) as dispatch:
+        broker.instances_of(dispatch)[instance_id].stopped = time.time()
 
 
 def service_main(argv):

@@ -143,3 +143,30 @@ def test_drain_moves_pending_messages_and_back(zeo_database):
         assert run.steps[1].status(run) == model.DONE
 
     read(zeo_database, check)
+
+
+def test_shutdown_stops_a_running_service_process(runzeo):
+    from tests.dispatch.test_run_cli import ServiceProcess
+
+    service = ServiceProcess(runzeo, "Upper")
+    try:
+        asked = dispatch_command(runzeo, "shutdown", "upper")
+        assert asked.returncode == 0, asked.stderr
+        assert "asked Upper (instance" in asked.stdout
+        # The service's watch on its instance record stops it.
+        assert service.process.wait(60) == 0
+    finally:
+        service.stop()
+    again = dispatch_command(runzeo, "shutdown", "--all")
+    assert again.returncode == 1
+    assert "no running service instance matched" in again.stdout
+    assert dispatch_command(runzeo, "shutdown").returncode == 2
+
+    database = zeo.DB(runzeo.address)
+    try:
+        with dispatch_state(database) as dispatch:
+            (instance,) = broker.instances_of(dispatch).values()
+            assert instance.stopped is not None
+            assert instance.pid == service.process.pid
+    finally:
+        database.close()
