@@ -157,6 +157,14 @@ class ClientIO:
                 await asyncio.wait_for(asyncio.shield(protocol.closed), 2.0)
             except (TimeoutError, asyncio.CancelledError):
                 pass
+        # Let cancelled connection attempts finish before the loop stops, so
+        # that none is destroyed pending ("Task was destroyed...").
+        current = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not current]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
         self.loop.stop()
 
     # -- application-thread side ---------------------------------------------
