@@ -464,3 +464,29 @@ def request_shutdown(dispatch, name=None, now=None):
             instance.stop_requested = now
             asked.append(instance)
     return asked
+
+
+def adopt_delivery(dispatch, run, node, payload, consumer, now=None, pid=None):
+    """A message for step *node* that is already being handled outside any
+    queue (``dispatch wrap``): created in progress, with its first attempt."""
+    now = time.time() if now is None else now
+    pid = os.getpid() if pid is None else pid
+    step = run.recipe[str(node)]
+    message = model.Message(
+        model.new_id(),
+        run.id,
+        node,
+        destination_queue(step) or "dispatch.wrap",
+        [],
+        copy.deepcopy(run.environment),
+        copy.deepcopy(payload),
+        now,
+    )
+    message.state = model.IN_PROGRESS
+    message.deliveries = 1
+    message.claimed_by = {"host": HOST, "pid": pid, "consumer": consumer}
+    message.attempts = [model.Attempt(1, now, HOST, pid, consumer)]
+    run.messages[message.id] = message
+    run.steps[node].message_ids.add(message.id)
+    run.open_count.change(1)
+    return message

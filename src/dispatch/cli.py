@@ -56,6 +56,10 @@ COMMANDS = {
         _lazy("dispatch.service", "service_main"),
         "run a service (entry point group dispatch.services)",
     ),
+    "wrap": (
+        _lazy("dispatch.wrap", "wrap_main"),
+        "run a program as a step, reporting into the run",
+    ),
     "shutdown": (
         _lazy("dispatch.control", "shutdown_main"),
         "ask running services to stop",
