@@ -11,7 +11,7 @@ still succeed.  Drain moves the pending messages of one queue to another
 import argparse
 import logging
 
-from dispatch import broker
+from dispatch import admin
 from dispatch.commands import (
     EXIT_FAILED,
     EXIT_OK,
@@ -41,7 +41,7 @@ def _cancel(options):
             if run.cancelled is not None:
                 print(f"run {run.id} was cancelled already")
                 return EXIT_OK
-            withdrawn = broker.cancel_run(dispatch, run)
+            withdrawn = admin.cancel_run(dispatch, run)
     finally:
         database.close()
     print(f"run {options.run} cancelled; {withdrawn} pending message(s) withdrawn")
@@ -54,7 +54,7 @@ def _retry(options):
         with dispatch_state(database, write=True) as dispatch:
             run = _find_run(dispatch, options.run)
             try:
-                revived = broker.retry_dead(dispatch, run, options.step)
+                revived = admin.retry_dead(dispatch, run, options.step)
             except ValueError as error:
                 raise CommandError(str(error), EXIT_FAILED) from None
             ids = [message.id for message in revived]
@@ -94,7 +94,7 @@ def _drain(options):
     database = open_database(options.zeo)
     try:
         with dispatch_state(database, write=True) as dispatch:
-            moved = broker.drain(dispatch, options.source, options.destination)
+            moved = admin.drain(dispatch, options.source, options.destination)
             lines = [
                 f"message {m.id} (run {m.run_id}, step {m.node}) -> {m.queue}"
                 for m in moved
@@ -129,7 +129,7 @@ def _shutdown(options):
         with dispatch_state(database, write=True) as dispatch:
             asked = []
             for name in options.names or [None]:
-                asked.extend(broker.request_shutdown(dispatch, name))
+                asked.extend(admin.request_shutdown(dispatch, name))
             lines = [
                 f"asked {i.service} (instance {i.id}, pid {i.pid} on {i.host}) to stop"
                 for i in asked

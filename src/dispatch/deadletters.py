@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from dispatch import broker, model
+from dispatch import admin, broker, model
 from dispatch.commands import (
     EXIT_FAILED,
     EXIT_OK,
@@ -151,7 +151,7 @@ def reinject(database, document, destination=None, now=None):
             target.pending_count.change(1)
         message.reinjected_from = header.get("message-id")
         if old is not None and old.state == model.DEAD:
-            broker.mark_revived(dispatch, run, old, message)
+            admin.mark_revived(dispatch, run, old, message)
         return message.id
 
 

@@ -16,7 +16,7 @@ import threading
 import time
 from importlib.metadata import entry_points
 
-from dispatch import broker
+from dispatch import admin, broker
 from dispatch.commands import (
     EXIT_FAILED,
     EXIT_OK,
@@ -196,13 +196,13 @@ def _service(options):
 def _register(database, service_name, queue):
     """Record this process as a running instance; (its oid, its id)."""
     with dispatch_state(database, write=True) as dispatch:
-        instance = broker.register_instance(dispatch, service_name, queue)
+        instance = admin.register_instance(dispatch, service_name, queue)
     return instance._p_oid, instance.id
 
 
 def _mark_stopped(database, instance_id):
     with dispatch_state(database, write=True) as dispatch:
-        broker.instances_of(dispatch)[instance_id].stopped = time.time()
+        admin.instances_of(dispatch)[instance_id].stopped = time.time()
 
 
 def service_main(argv):

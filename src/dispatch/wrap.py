@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from dispatch import broker
+from dispatch import admin, broker
 from dispatch.commandrunner import output_tail
 from dispatch.commands import (
     EXIT_FAILED,
@@ -62,7 +62,7 @@ def _wrap(options):
                 raise CommandError(
                     f"run {options.run} has no step {options.step}", EXIT_USAGE
                 )
-            message = broker.adopt_delivery(
+            message = admin.adopt_delivery(
                 dispatch, run, options.step, {"command": options.command}, "wrap"
             )
             message_id = message.id

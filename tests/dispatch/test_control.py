@@ -4,7 +4,7 @@
 import subprocess
 
 import zeo
-from dispatch import broker, model
+from dispatch import admin, model
 from dispatch.commands import dispatch_state
 from dispatch.consumer import Consumer
 from tests.conftest import PYTHON
@@ -25,7 +25,7 @@ def test_cancel_withdraws_pending_and_drops_later_sends(zeo_database):
         # Claim one message, cancel the run while "handling" it.
         def handle_and_cancel(rw, payload):
             with dispatch_state(zeo_database, write=True) as dispatch:
-                broker.cancel_run(dispatch, dispatch.runs[run_id], NOW)
+                admin.cancel_run(dispatch, dispatch.runs[run_id], NOW)
             rw.send(payload)
 
         consumer.handler = handle_and_cancel
@@ -69,8 +69,8 @@ def test_retry_sends_dead_letters_again_and_the_run_can_succeed(zeo_database):
         with dispatch_state(zeo_database, write=True) as dispatch:
             run = dispatch.runs[run_id]
             assert run.status == model.FAILED
-            (revived,) = broker.retry_dead(dispatch, run, node=1, now=NOW)
-            assert broker.retry_dead(dispatch, run, now=NOW) == []
+            (revived,) = admin.retry_dead(dispatch, run, node=1, now=NOW)
+            assert admin.retry_dead(dispatch, run, now=NOW) == []
         consumer.handler = lambda rw, payload: None
         assert consumer.process_one(NOW).state == model.DONE
     finally:
@@ -120,15 +120,15 @@ def test_cancel_and_retry_commands(runzeo):
 def test_drain_moves_pending_messages_and_back(zeo_database):
     run_id = start(zeo_database, FAN)
     with dispatch_state(zeo_database, write=True) as dispatch:
-        moved = broker.drain(dispatch, "a", "parking", now=NOW)
+        moved = admin.drain(dispatch, "a", "parking", now=NOW)
         assert len(moved) == 2
-        assert broker.drain(dispatch, "nosuchqueue", "x") == []
+        assert admin.drain(dispatch, "nosuchqueue", "x") == []
     handled = []
     consumer = Consumer(zeo_database, "a", lambda rw, p: handled.append(p))
     try:
         assert consumer.process_one(NOW) is None  # nothing left on "a"
         with dispatch_state(zeo_database, write=True) as dispatch:
-            back = broker.drain(dispatch, "parking", ".", now=NOW)
+            back = admin.drain(dispatch, "parking", ".", now=NOW)
             assert sorted(m.queue for m in back) == ["a", "a"]
         assert consumer.process_one(NOW) is not None
         assert consumer.process_one(NOW) is not None
@@ -165,7 +165,7 @@ def test_shutdown_stops_a_running_service_process(runzeo):
     database = zeo.DB(runzeo.address)
     try:
         with dispatch_state(database) as dispatch:
-            (instance,) = broker.instances_of(dispatch).values()
+            (instance,) = admin.instances_of(dispatch).values()
             assert instance.stopped is not None
             assert instance.pid == service.process.pid
     finally:
