@@ -15,7 +15,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"zeo": ["*.xml"], "papa": ["*.xml"]},
+    package_data={"zeo": ["*.xml"], "papa": ["*.xml"], "dispatch": ["*.xml"]},
     zip_safe=False,
     install_requires=[
         "ZODB>=6.0",

@@ -60,6 +60,10 @@ COMMANDS = {
         _lazy("dispatch.wrap", "wrap_main"),
         "run a program as a step, reporting into the run",
     ),
+    "supervise": (
+        _lazy("dispatch.supervise", "supervise_main"),
+        "keep the services of a configuration running through papa",
+    ),
     "shutdown": (
         _lazy("dispatch.control", "shutdown_main"),
         "ask running services to stop",

@@ -30,3 +30,24 @@ class Poison(Service):
 
     def handle(self, recipe_wrapper, payload):
         raise RuntimeError(f"cannot handle {payload!r}")
+
+
+class Hold(Service):
+    """The first delivery of a message announces itself in the file named
+    by ``payload["holding"]`` and never ends (the test kills the process);
+    later deliveries append a line to ``payload["done"]`` and send on."""
+
+    queue = "hold"
+
+    def handle(self, recipe_wrapper, payload):
+        import os
+        import threading
+
+        if not os.path.exists(payload["holding"]):
+            with open(payload["holding"] + ".tmp", "w") as marker:
+                marker.write(str(os.getpid()))
+            os.rename(payload["holding"] + ".tmp", payload["holding"])
+            threading.Event().wait()
+        with open(payload["done"], "a") as done:
+            done.write(f"{os.getpid()}\n")
+        recipe_wrapper.send({"handled": True})
