@@ -68,6 +68,7 @@ class Kernel:
     ):
         # papa.slurm (and Jinja2) are imported only when Slurm is used.
         self.slurm_settings = slurm_settings
+        self.slurm_poller = None  # one squeue for all jobs, made on first use
         self.values: dict[str, str] = {}
         self.sockets: dict[str, ManagedSocket] = {}
         self.processes: dict[str, ManagedProcess] = {}
@@ -125,6 +126,8 @@ class Kernel:
             self.state.flush()
         for process in self.processes.values():
             process.close()
+        if self.slurm_poller is not None:
+            self.slurm_poller.close()
         for managed in self.sockets.values():
             managed.close()
         if self._unix_path:
@@ -271,7 +274,7 @@ class Kernel:
         if spec.slurm is not None:
             from .slurm.job import SlurmJob
 
-            process = SlurmJob(spec, self.slurm(), self._jobs_dir())
+            process = SlurmJob(spec, self.slurm(), self._jobs_dir(), self._poller())
             process.on_progress = self.changed
         else:
             spill_path = self._spill_path(spec.name) if spec.spill else None
@@ -291,6 +294,13 @@ class Kernel:
             self.slurm_settings = SlurmSettings()
         return self.slurm_settings
 
+    def _poller(self):
+        if self.slurm_poller is None:
+            from .slurm.poller import JobPoller
+
+            self.slurm_poller = JobPoller()
+        return self.slurm_poller
+
     def _jobs_dir(self) -> str | None:
         return os.path.join(self.state.path, "slurm") if self.state else None
 
@@ -298,7 +308,7 @@ class Kernel:
         from .slurm.job import SlurmJob
 
         try:
-            job = SlurmJob.adopt(record, self.slurm(), self._jobs_dir())
+            job = SlurmJob.adopt(record, self.slurm(), self._jobs_dir(), self._poller())
         except (KeyError, TypeError) as exc:
             log.error("cannot re-adopt Slurm job from the state file: %r", exc)
             return

@@ -158,6 +158,33 @@ def test_failing_job_reports_failed_and_its_exit_code(client):
     assert read_all(client.watch_processes("three"))[2] == {"three": 3}
 
 
+def test_thirty_jobs_at_once_all_end_with_their_exit_codes(client):
+    # One squeue serves every job; each still gets its own state and code.
+    expected = {f"many-{number:02}": number % 4 for number in range(30)}
+    for name, code in expected.items():
+        client.make_process(
+            name, "/bin/sh", ["-c", f"echo {name}; exit {code}"], slurm={}
+        )
+    wait_for(
+        lambda: (
+            not any(
+                info["running"] for info in client.list_processes("many-*").values()
+            )
+        ),
+        timeout=JOB_DEADLINE * 2,
+        message="all 30 jobs to end",
+    )
+    listed = client.list_processes("many-*")
+    assert {name: info["exit_code"] for name, info in listed.items()} == expected
+    for name, info in listed.items():
+        assert info["state"] == ("COMPLETED" if expected[name] == 0 else "FAILED")
+    out, _, closed = read_all(client.watch_processes("many-0*"))
+    assert closed == {name: code for name, code in expected.items() if "-0" in name}
+    assert sorted(out.split()) == sorted(
+        name.encode() for name in expected if "-0" in name
+    )
+
+
 def test_cancel_while_pending_and_while_running(client):
     client.make_process("held", "/bin/sleep", ["300"], slurm={"options": "--hold"})
     client.make_process("busy", "/bin/sleep", ["300"], slurm={})

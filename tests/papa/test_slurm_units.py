@@ -1,4 +1,5 @@
-"""papa.slurm without a cluster: time formats, limits, sinfo text, the script.
+"""papa.slurm without a cluster: time formats, limits, sinfo text, the script,
+the poller's interval.
 
 The sinfo text below is in the exact format ``papa.slurm.tools.sinfo``
 asks for (``-o '%P|%F|%c|%C|%G|%m|%l'``), as the test cluster prints it.
@@ -14,6 +15,7 @@ from papa.errors import Error
 from papa.process import ProcessSpec
 from papa.slurm import Environment, Partition, SlurmSettings, format_time, parse_time
 from papa.slurm.partitions import parse_sinfo
+from papa.slurm.poller import FAST_SECONDS, SLOW_SECONDS, JobPoller
 from papa.slurm.script import render
 
 SINFO = """\
@@ -198,3 +200,34 @@ def test_process_spec_reads_slurm_options():
     assert plain.slurm == {}
     local, _ = ProcessSpec.from_words(["job", "/bin/true"])
     assert local.slurm is None
+
+
+class _Job:
+    def __init__(self, state, age, reason=""):
+        self.job_id = id(self)
+        self.state = state
+        self.state_since = 1000.0 - age
+        self.reason = reason
+
+
+@pytest.mark.parametrize(
+    "jobs, seconds",
+    [
+        ([], FAST_SECONDS),
+        ([("PENDING", 600)], FAST_SECONDS),
+        ([("RUNNING", 1)], FAST_SECONDS),
+        ([("RUNNING", 600), ("PENDING", 600)], FAST_SECONDS),
+        ([("RUNNING", 600, "state unknown: down")], FAST_SECONDS),
+        ([("RUNNING", 10)], 1.0),
+        ([("RUNNING", 600), ("RUNNING", 12)], 1.2),
+        ([("RUNNING", 600)], SLOW_SECONDS),
+    ],
+)
+def test_poll_interval_is_fast_while_jobs_move_and_slow_when_they_run(jobs, seconds):
+    poller = JobPoller()
+    try:
+        for job in (_Job(*row) for row in jobs):
+            poller.jobs[job.job_id] = job
+        assert poller.interval(now=1000.0) == pytest.approx(seconds)
+    finally:
+        poller.close()

@@ -1,15 +1,17 @@
 """A Slurm job as a papa process.
 
 :class:`SlurmJob` submits the batch script with ``sbatch`` and then, on the
-kernel's loop, polls the job's state (``squeue``, in a worker thread so the
-loop never waits) and tails its output files into the
+kernel's loop, learns the job's state from the kernel's
+:class:`~papa.slurm.poller.JobPoller` (one ``squeue`` for all jobs, in a
+worker thread so the loop never waits) and tails its output files into the
 :class:`~papa.output.OutputRing`, so watchers see it like a local child's.
 
 The job's folder (``<state-dir>/slurm/<name>-<time>``, or a temporary one
 without a state dir) holds the script, ``out*.txt``/``err*.txt`` and the
 ``exit-status`` file(s) the script writes.  The end is decided only from a
 real answer: a terminal state, or "Invalid job id" (purged) from the
-controller.  A failed query ("Unable to contact slurm controller") only sets
+controller (an id a successful ``squeue`` omitted is confirmed by the
+exit-status file or ``scontrol`` first).  A failed query ("Unable to contact slurm controller") only sets
 the reason and polling goes on, so a controller restart never looks like a
 job that went away.
 """
@@ -30,12 +32,10 @@ from ..output import STDERR, STDOUT, OutputRing
 from ..process import UNKNOWN_EXIT_CODE, ManagedProcess, ProcessSpec
 from . import script, tools
 from .partitions import SlurmSettings
+from .poller import JobPoller
 
 log = logging.getLogger(__name__)
 
-# squeue costs ~10 ms; Slurm schedules on a 1 s tick, so a quarter second
-# sees state changes promptly without loading the controller.
-POLL_SECONDS = 0.25
 READ_LIMIT = 256 * 1024
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -46,23 +46,26 @@ class SlurmJob(ManagedProcess):
     kind = "slurm"
 
     def __init__(
-        self, spec: ProcessSpec, settings: SlurmSettings, jobs_dir: str | None
+        self,
+        spec: ProcessSpec,
+        settings: SlurmSettings,
+        jobs_dir: str | None,
+        poller: JobPoller,
     ):
         super().__init__(spec)
         self.settings = settings
+        self.poller = poller
         self.jobs_dir = jobs_dir
         self.job_id = 0
         self.folder = ""
         self.partition = ""
         self.state = "SUBMITTING"
+        self.state_since = time.monotonic()
         self.reason = ""
         self.keep_output = False
         self.offsets: dict[str, int] = {}
         self.output = OutputRing(spec.bufsize) if spec.bufsize else None
         self.on_progress = None  # the kernel's "write the state file soon"
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task | None = None
         self._ended: asyncio.Event | None = None
 
     # -- submission ---------------------------------------------------------------
@@ -116,7 +119,7 @@ class SlurmJob(ManagedProcess):
             id_file.write(f"{self.job_id}\n")
         self.started = time.time()
         self.running = True
-        self.state = "PENDING"
+        self._set_state("PENDING")
         log.info("process %s submitted as Slurm job %s", spec.name, self.job_id)
         self._watch()
 
@@ -128,32 +131,35 @@ class SlurmJob(ManagedProcess):
         return tempfile.mkdtemp(prefix=f"{self.spec.name}-{stamp}-", dir=self.jobs_dir)
 
     def _watch(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._ended = asyncio.Event()
-        self._timer = self._loop.call_later(POLL_SECONDS, self._poll_soon)
+        self.poller.register(self)
 
-    # -- polling ------------------------------------------------------------------
-    def _poll_soon(self) -> None:
-        self._timer = None
-        self._task = self._loop.create_task(self._poll())
+    # -- what the poller tells ----------------------------------------------------
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.state_since = time.monotonic()
 
-    async def _poll(self) -> None:
-        try:
-            rows = await self._loop.run_in_executor(None, tools.job_states, self.job_id)
-        except tools.SlurmCommandError as exc:
-            if exc.unknown_job:
-                rows = None  # purged by Slurm: the end is known from our files
-            else:
-                self.reason = f"state unknown: {exc.text}"
-                log.warning("job %s of %s: %s", self.job_id, self.name, exc)
-                self._read_output()
-                self._schedule()
-                return
+    def query_failed(self, exc: tools.SlurmCommandError) -> None:
+        """squeue/scontrol did not answer: nothing is known, polling goes on."""
+        self.reason = f"state unknown: {exc.text}"
+        log.warning("job %s of %s: %s", self.job_id, self.name, exc)
+        self._read_output()
+
+    def has_status_file(self) -> bool:
+        """The script wrote its exit status (a plain job, not an array)."""
+        if (self.spec.slurm or {}).get("array"):
+            return False  # some tasks may have ended while others run
+        return os.path.exists(os.path.join(self.folder, script.STATUS_FILE))
+
+    async def update(self, rows) -> None:
+        """New rows from the poller, or None: Slurm no longer knows the job."""
+        if not self.running:
+            return
         self._read_output()
         if rows is not None:
             self._update(rows)
             if not all(state in tools.TERMINAL_STATES for _, state, _ in rows):
-                self._schedule()
                 return
         await self._finish(rows)
 
@@ -162,34 +168,33 @@ class SlurmJob(ManagedProcess):
         # The least advanced task tells where the job is.
         for state in ("RUNNING", "COMPLETING", "CONFIGURING", "PENDING", "SUSPENDED"):
             if state in states:
-                self.state = state
+                self._set_state(state)
                 break
         else:
             failed = [state for state in states if state != "COMPLETED"]
-            self.state = failed[0] if failed else "COMPLETED"
+            self._set_state(failed[0] if failed else "COMPLETED")
         self.reason = next((reason for _, _, reason in rows if reason != "None"), "")
 
-    def _schedule(self) -> None:
-        if self.running and self._loop is not None and not self._loop.is_closed():
-            self._timer = self._loop.call_later(POLL_SECONDS, self._poll_soon)
-
     async def _finish(self, rows) -> None:
+        self.poller.unregister(self)
         codes = self._status_files()
         missing = rows is not None and len(codes) < len(rows)
         if missing or not codes:
             # The script did not write its status (cancelled, timed out, killed,
             # or it never started): ask scontrol while it still knows the job.
             try:
-                slurm_codes = await self._loop.run_in_executor(
-                    None, tools.job_exit_codes, self.job_id
-                )
+                slurm_codes = await self.poller.call(tools.job_exit_codes, self.job_id)
             except tools.SlurmCommandError as exc:
                 log.info("no exit code from scontrol for job %s: %s", self.job_id, exc)
                 slurm_codes = {}
             for task, code in slurm_codes.items():
                 codes.setdefault(task, code)
+        if not self.running:
+            return  # closed meanwhile
         if rows is None and self.state not in tools.TERMINAL_STATES:
-            self.state = "COMPLETED" if codes and not any(codes.values()) else "ENDED"
+            self._set_state(
+                "COMPLETED" if codes and not any(codes.values()) else "ENDED"
+            )
         written = bool(self._status_files())
         exit_code = _combined(list(codes.values()))
         if not written and exit_code == 0 and self.state != "COMPLETED":
@@ -245,7 +250,10 @@ class SlurmJob(ManagedProcess):
         """scancel, then wait until Slurm confirms the end (or time runs out)."""
         if not self.running:
             return
-        await self._loop.run_in_executor(None, tools.cancel, self.job_id)
+        await asyncio.get_running_loop().run_in_executor(
+            None, tools.cancel, self.job_id
+        )
+        self.poller.wake()
         try:
             await asyncio.wait_for(self._ended.wait(), timeout)
         except TimeoutError:
@@ -288,9 +296,11 @@ class SlurmJob(ManagedProcess):
         )
 
     @classmethod
-    def adopt(cls, record: dict, settings: SlurmSettings, jobs_dir) -> SlurmJob:
+    def adopt(
+        cls, record: dict, settings: SlurmSettings, jobs_dir, poller: JobPoller
+    ) -> SlurmJob:
         """The job of a saved record, tracked again (it may have ended since)."""
-        job = cls(ProcessSpec(**record["spec"]), settings, jobs_dir)
+        job = cls(ProcessSpec(**record["spec"]), settings, jobs_dir, poller)
         job.job_id = record["job_id"]
         job.folder = record["folder"]
         job.partition = record.get("partition", "")
@@ -307,11 +317,7 @@ class SlurmJob(ManagedProcess):
 
     def close(self) -> None:
         """Stop polling (kernel shutdown or forgotten); the job keeps running."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        self.poller.unregister(self)
         if not self.running and not self.keep_output:
             self._remove_folder()
         super().close()

@@ -91,22 +91,50 @@ def submit(arguments: list[str], script: str) -> int:
         raise SlurmCommandError("sbatch", f"no job id in its output: {output!r}")
 
 
-def job_states(job_id: int) -> list[tuple[str, str, str]]:
-    """``(task id, state, reason)`` of the job (each task of an array).
+def queue_states(job_ids: list[int]) -> dict[int, list[tuple[str, str, str]]]:
+    """One ``squeue`` for many jobs: job id -> ``(task id, state, reason)`` rows.
+
+    Ids Slurm no longer knows are simply missing (with several ids squeue
+    answers rc 0; with one it fails with ``unknown_job``).  Array tasks are
+    filed under their array's id, the id sbatch returned.
+    """
+    output = run(
+        [
+            "squeue",
+            "-h",
+            "-r",
+            "-t",
+            "all",
+            "-j",
+            ",".join(str(job_id) for job_id in job_ids),
+            "-o",
+            "%F|%i|%T|%r",
+        ]
+    )
+    states: dict[int, list[tuple[str, str, str]]] = {}
+    for line in output.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 4 and parts[0].isdigit():
+            states.setdefault(int(parts[0]), []).append((parts[1], parts[2], parts[3]))
+    return states
+
+
+def job_rows(job_id: int) -> list[tuple[str, str, str]]:
+    """``(task id, state, reason)`` rows from ``scontrol show job`` (a second opinion).
 
     Raises SlurmCommandError; ``unknown_job`` once Slurm has purged the job.
     """
-    output = run(
-        ["squeue", "-h", "-r", "-t", "all", "-j", str(job_id), "-o", "%i|%T|%r"]
-    )
+    output = run(["scontrol", "-o", "show", "job", str(job_id)])
     rows = []
     for line in output.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 3:
-            rows.append((parts[0], parts[1], parts[2]))
+        fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
+        if "JobState" in fields:
+            task = fields.get("JobId", "")
+            if fields.get("ArrayTaskId"):
+                task = f"{fields.get('ArrayJobId')}_{fields['ArrayTaskId']}"
+            rows.append((task, fields["JobState"], fields.get("Reason", "None")))
     if not rows:
-        # An empty answer with rc 0 happens between purge steps: same as unknown.
-        raise SlurmCommandError("squeue", f"Invalid job id {job_id} (no rows)")
+        raise SlurmCommandError("scontrol", f"Invalid job id {job_id} (no rows)")
     return rows
 
 
