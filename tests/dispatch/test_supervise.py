@@ -60,6 +60,7 @@ def test_a_killed_instance_is_restarted_and_its_message_handled_once(
         "  instances 1\n</service>\n",
     )
     supervise = start_supervise(runzeo, configuration)
+    go = None
     try:
         go = subprocess.Popen(
             [PYTHON, "-m", "dispatch.cli", "go", str(recipe_path), "--wait"],
@@ -85,6 +86,9 @@ def test_a_killed_instance_is_restarted_and_its_message_handled_once(
         assert list(running) == ["test.hold.1.2"]
         assert int(running["test.hold.1.2"]["pid"]) == int(handler_pid)
     finally:
+        if go is not None and go.poll() is None:
+            go.kill()
+            go.wait()
         supervise.send_signal(signal.SIGTERM)
         out, errors = supervise.communicate(timeout=TIMEOUT)
         print(errors)  # shown when the test fails
