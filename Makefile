@@ -55,8 +55,11 @@ lint: venv
 test: venv peers lint
 	ZEOPAPA_REQUIRE_PEERS=1 $(VENV)/bin/pytest
 
+# The dispatch pipeline: runzeo and papa under zdaemon, dispatch supervise,
+# a recipe run with go --wait, then everything stopped (examples/demo.sh).
+# The zeo-only demo is still `$(PY) -m zeo.demo`.
 demo: venv
-	$(PY) -m zeo.demo
+	bash examples/demo.sh
 
 bench: venv peers
 	$(PY) bench/zeo_bench.py
