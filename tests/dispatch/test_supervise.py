@@ -135,3 +135,36 @@ def test_a_configuration_without_services_is_refused(runzeo, tmp_path):
     assert completed.returncode == 2
     assert str(configuration) in completed.stderr
     assert "service" in completed.stderr
+
+
+def test_an_instance_asked_to_stop_is_not_restarted(
+    runzeo,
+    papa_kernel,  # noqa: F811
+    tmp_path,
+):
+    configuration = write_configuration(
+        tmp_path,
+        runzeo,
+        papa_kernel,
+        "<service collect>\n  service tests.dispatch.services:Collect\n"
+        "  instances 1\n</service>\n",
+    )
+    supervise = start_supervise(runzeo, configuration)
+    try:
+        for line in supervise.stderr:
+            if "[collect.1] service" in line and "ready on queue" in line:
+                break
+        completed = dispatch(runzeo, "shutdown", "Collect")
+        assert completed.returncode == 0, completed.stderr
+        for line in supervise.stderr:
+            assert "died" not in line, line
+            if "test.collect.1.1 stopped (exit status 0)" in line:
+                break
+        with papa.Papa(papa_kernel) as kernel:
+            processes = kernel.list_processes("test.*")
+        assert not any(info["running"] for info in processes.values())
+        assert "test.collect.1.2" not in processes
+    finally:
+        supervise.send_signal(signal.SIGTERM)
+        out, errors = supervise.communicate(timeout=TIMEOUT)
+    assert supervise.returncode == 0, errors
