@@ -34,6 +34,7 @@ from dispatch.commandrunner import PAPA_VARIABLE
 from dispatch.commands import (
     ADDRESS_VARIABLE,
     EXIT_OK,
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
     CommandError,
     add_zeo_option,
@@ -49,6 +50,7 @@ SCHEMA = os.path.join(os.path.dirname(__file__), "supervise.xml")
 # How often a release of a dead instance's claims is tried when it keeps
 # conflicting with consumers committing at the same time.
 RELEASE_ATTEMPTS = 10
+DEFAULT_PAPA = 20202
 
 
 def load_configuration(path):
@@ -75,6 +77,25 @@ def papa_address(text):
     if text is None:
         return None
     return int(text) if str(text).isdigit() else text
+
+
+def kernel_answers(address):
+    """True when a papa kernel listens at *address* (a port or a socket
+    path).  Checked before each ``Papa()``, which would otherwise start a
+    kernel of its own where the configured one is down or restarting."""
+    import socket
+
+    if isinstance(address, str):
+        family, location = socket.AF_UNIX, address
+    else:
+        family, location = socket.AF_INET, ("127.0.0.1", address or DEFAULT_PAPA)
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(location)
+        except OSError:
+            return False
+    return True
 
 
 def release_claims(database, queue_name, pid, reason, service_class, now=None):
@@ -200,6 +221,8 @@ class Slot:
         environment[ADDRESS_VARIABLE] = self.supervisor.zeo
         if self.supervisor.papa is not None:
             environment[PAPA_VARIABLE] = str(self.supervisor.papa)
+        if not kernel_answers(self.supervisor.papa):
+            raise papa.Error(f"no papa kernel answers at {self.supervisor.papa_text}")
         with papa.Papa(self.supervisor.papa) as kernel:
             process = kernel.make_process(
                 name,
@@ -256,6 +279,7 @@ class Supervisor:
         self.zeo = zeo
         self.database = database
         self.papa = papa_address(config.papa or os.environ.get(PAPA_VARIABLE))
+        self.papa_text = self.papa or f"127.0.0.1:{DEFAULT_PAPA}"
         self.prefix = config.name
         self.backoff = config.restart_backoff
         self.backoff_cap = config.restart_backoff_cap
@@ -303,6 +327,12 @@ def _supervise(options):
     database = open_database(zeo)
     try:
         supervisor = Supervisor(config, zeo, database)
+        if not kernel_answers(supervisor.papa):
+            raise CommandError(
+                f"no papa kernel answers at {supervisor.papa_text} (start one: "
+                "papa -C conf/papa.conf)",
+                EXIT_UNREACHABLE,
+            )
         done = threading.Event()
 
         def request_stop(signal_number, frame):

@@ -12,6 +12,7 @@ import papa
 import zeo
 from dispatch import model
 from dispatch.commands import dispatch_state
+from dispatch.supervise import kernel_answers
 from tests.conftest import PYTHON
 from tests.dispatch.conftest import wait_until
 from tests.dispatch.test_commandrunner import papa_kernel  # noqa: F401
@@ -168,3 +169,16 @@ def test_an_instance_asked_to_stop_is_not_restarted(
         supervise.send_signal(signal.SIGTERM)
         out, errors = supervise.communicate(timeout=TIMEOUT)
     assert supervise.returncode == 0, errors
+
+
+def test_no_papa_kernel_is_an_error_and_none_is_started(runzeo, tmp_path):
+    from tests.conftest import free_port
+
+    port = free_port()
+    configuration = write_configuration(
+        tmp_path, runzeo, port, "<service greeter>\n  instances 1\n</service>\n"
+    )
+    completed = dispatch(runzeo, "supervise", "-C", configuration)
+    assert completed.returncode == 3, completed.stderr
+    assert f"no papa kernel answers at {port}" in completed.stderr
+    assert not kernel_answers(port)
