@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import re
 import shlex
+import time
 
 from ..errors import Error
 from . import tools
@@ -20,6 +21,8 @@ from .timespec import INFINITE, format_time, parse_time
 
 log = logging.getLogger(__name__)
 
+# Requests are checked against an sinfo answer at most this old.
+LIMITS_MAX_AGE_SECONDS = 10.0
 REQUEST_KEYS = (
     "partition",
     "nprocs",
@@ -159,6 +162,7 @@ class SlurmSettings:
         self.partitions: dict[str, Partition] = {p.name: p for p in partitions}
         self.environments: dict[str, Environment] = {e.name: e for e in environments}
         self.query_sinfo = tools.sinfo
+        self._live: tuple[float, dict[str, PartitionInfo]] | None = None
 
     @classmethod
     def from_config(cls, section) -> SlurmSettings:
@@ -194,8 +198,19 @@ class SlurmSettings:
             partitions.append(partition)
         return cls(partitions, environments)
 
-    def live(self) -> dict[str, PartitionInfo]:
-        return parse_sinfo(self.query_sinfo())
+    def live(self, max_age: float = 0.0) -> dict[str, PartitionInfo]:
+        """sinfo's partitions; an answer up to ``max_age`` seconds old may do.
+
+        Checking requests reuses a recent answer (limits rarely change, and
+        one sinfo per submission halved the submission rate); ``list
+        partitions`` always asks afresh for its live resources.
+        """
+        now = time.monotonic()
+        if max_age > 0 and self._live is not None and now - self._live[0] < max_age:
+            return self._live[1]
+        live = parse_sinfo(self.query_sinfo())
+        self._live = (now, live)
+        return live
 
     def table(self) -> list[dict]:
         """``list partitions``: configured descriptions with live resources."""
@@ -357,7 +372,7 @@ class _Limits:
     def info(self) -> PartitionInfo:
         if self._info is None:
             try:
-                live = self.settings.live()
+                live = self.settings.live(max_age=LIMITS_MAX_AGE_SECONDS)
             except tools.SlurmCommandError as exc:
                 raise Error(f"cannot read the partition limits from sinfo: {exc}")
             if self.requested is None:
