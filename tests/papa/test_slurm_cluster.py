@@ -328,6 +328,41 @@ def test_restarted_kernel_readopts_its_job(slurm_kernels, tmp_path):
     assert out.endswith(b"after\n")
 
 
+@pytest.mark.slow
+def test_a_job_purged_while_no_kernel_ran_ends_from_the_jobcomp_log(
+    slurm_kernels, tmp_path
+):
+    # Cancelled while no kernel watched, the script never wrote its status;
+    # once Slurm purged the job (MinJobAge) only the jobcomp log knows.
+    state_dir = tmp_path / "kept-state"
+    first = slurm_kernels(state_dir=state_dir)
+    with papa.Papa(first.port_or_path, connection_timeout=JOB_DEADLINE) as client:
+        info = client.make_process("orphan", "/bin/sleep", ["300"], slurm={})
+        wait_for(
+            lambda: job_state(client, "orphan") == "RUNNING",
+            timeout=JOB_DEADLINE,
+            message="RUNNING",
+        )
+    wait_for(lambda: (state_dir / "state.json").exists(), message="state written")
+    first.kill()
+    job_id = info["slurm_job"]
+    subprocess.run(["scancel", str(job_id)], check=True)
+    wait_for(
+        lambda: squeue_state(job_id) == "",
+        timeout=JOB_DEADLINE * 2,
+        message="Slurm to purge the job",
+    )
+    second = slurm_kernels(state_dir=state_dir)
+    with papa.Papa(second.port_or_path, connection_timeout=JOB_DEADLINE) as client:
+        wait_for(
+            lambda: not client.list_processes("orphan")["orphan"]["running"],
+            timeout=JOB_DEADLINE,
+            message="the adopted job to end",
+        )
+        assert job_state(client, "orphan") == "CANCELLED"
+        assert read_all(client.watch_processes("orphan"))[2] == {"orphan": -15}
+
+
 def slurmctld_alive() -> bool:
     try:
         with open(SLURMCTLD_PID_FILE) as pid_file:

@@ -189,6 +189,15 @@ class SlurmJob(ManagedProcess):
                 slurm_codes = {}
             for task, code in slurm_codes.items():
                 codes.setdefault(task, code)
+        if rows is None and not codes:
+            # Purged without a status file (it ended while no kernel watched,
+            # cancelled or timed out): the job completion log still knows.
+            records = await self.poller.call(tools.jobcomp_records, self.job_id)
+            if records:
+                states = [state for state, _ in records.values()]
+                failed = [state for state in states if state != "COMPLETED"]
+                self._set_state(failed[0] if failed else "COMPLETED")
+                codes = {task: code for task, (_, code) in records.items()}
         if not self.running:
             return  # closed meanwhile
         if rows is None and self.state not in tools.TERMINAL_STATES:

@@ -151,12 +151,73 @@ def job_exit_codes(job_id: int) -> dict[str, int]:
         task = fields.get("JobId", "")
         if fields.get("ArrayTaskId"):
             task = f"{fields.get('ArrayJobId')}_{fields['ArrayTaskId']}"
-        status, _, signal = fields.get("ExitCode", "0:0").partition(":")
         try:
-            codes[task] = -int(signal) if int(signal or 0) else int(status)
+            codes[task] = _exit_code(fields.get("ExitCode", "0:0"))
         except ValueError:
             continue
     return codes
+
+
+def _exit_code(text: str) -> int:
+    """Slurm's ``STATUS:SIGNAL`` as papa reports it (-SIGNAL for a signal)."""
+    status, _, signal = text.partition(":")
+    return -int(signal) if int(signal or 0) else int(status)
+
+
+_jobcomp_path: str | None = None
+
+
+def jobcomp_path() -> str | None:
+    """The ``jobcomp/filetxt`` log (``JobCompLoc``), or None when not used."""
+    global _jobcomp_path
+    if _jobcomp_path is None:
+        fields = {}
+        for line in run(["scontrol", "show", "config"]).splitlines():
+            key, _, value = line.partition("=")
+            fields[key.strip()] = value.strip()
+        if fields.get("JobCompType") != "jobcomp/filetxt":
+            return None
+        _jobcomp_path = fields.get("JobCompLoc") or None
+    return _jobcomp_path
+
+
+def jobcomp_records(job_id: int) -> dict[str, tuple[str, int]]:
+    """Task id -> ``(state, exit code)`` from the job completion log.
+
+    The log keeps one line per finished job (array tasks under their own
+    id, with ``ArrayJobId``) after Slurm purged it, so it gives the end of a
+    job that ended while no kernel watched and wrote no exit-status file.
+    Its ExitCode is 0:0 for timed-out and cancelled jobs: trust the state.
+    Empty when the cluster keeps no such log or cannot be asked.
+    """
+    try:
+        path = jobcomp_path()
+    except SlurmCommandError as exc:
+        log.info("cannot read Slurm's configuration: %s", exc)
+        return {}
+    if path is None:
+        return {}
+    records = {}
+    wanted = (f"JobId={job_id} ", f"ArrayJobId={job_id} ")
+    try:
+        with open(path, errors="replace") as log_file:
+            for line in log_file:
+                if not any(word in line for word in wanted):
+                    continue
+                fields = dict(w.split("=", 1) for w in line.split() if "=" in w)
+                task = fields.get("JobId", "")
+                if fields.get("ArrayJobId") == str(job_id):
+                    task = f"{job_id}_{fields.get('ArrayTaskId')}"
+                elif task != str(job_id):
+                    continue
+                try:
+                    code = _exit_code(fields.get("ExitCode", "0:0"))
+                except ValueError:
+                    continue
+                records[task] = (fields.get("JobState", "ENDED"), code)
+    except OSError as exc:
+        log.info("cannot read the job completion log %s: %s", path, exc)
+    return records
 
 
 def cancel(job_id: int) -> None:
