@@ -44,8 +44,14 @@ class IteratorRegistry:
         self._ids.clear()
 
 
-class TransactionIterator:
-    """Iterates over transaction records held by the server."""
+class _ServerIterator:
+    """Pulls items one call at a time from an iterator held by the server.
+
+    Subclasses name the server method (``next_method``) and turn what it
+    returns into an item (``_item``); ``None`` from the server ends it.
+    """
+
+    next_method = ""
 
     def __init__(self, storage, iid):
         self._storage = storage
@@ -60,12 +66,24 @@ class TransactionIterator:
             raise StopIteration
         if self.iid is None:
             raise ClientDisconnected("the connection was lost during iteration")
-        tx_data = self._storage._io.call("iterator_next", self.iid)
-        if tx_data is None:
+        data = self._storage._io.call(self.next_method, self.iid)
+        if data is None:
             self._ended = True
             self._storage._iterators.forget(self.iid)
             raise StopIteration
-        return TransactionRecord(self._storage, self, *tx_data)
+        return self._item(data)
+
+    def _item(self, data):
+        raise NotImplementedError
+
+
+class TransactionIterator(_ServerIterator):
+    """Iterates over transaction records held by the server."""
+
+    next_method = "iterator_next"
+
+    def _item(self, data):
+        return TransactionRecord(self._storage, self, *data)
 
     def close(self):
         if not self._ended and self.iid is not None:
@@ -95,25 +113,10 @@ class TransactionRecord(ZODB.BaseStorage.TransactionRecord):
         return self._storage._iterators.add(riid, RecordIterator(self._storage, riid))
 
 
-class RecordIterator:
+class RecordIterator(_ServerIterator):
     """Data records of one transaction."""
 
-    def __init__(self, storage, iid):
-        self._storage = storage
-        self.iid = iid
-        self._ended = False
+    next_method = "iterator_record_next"
 
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self._ended:
-            raise StopIteration
-        if self.iid is None:
-            raise ClientDisconnected("the connection was lost during iteration")
-        item = self._storage._io.call("iterator_record_next", self.iid)
-        if item is None:
-            self._ended = True
-            self._storage._iterators.forget(self.iid)
-            raise StopIteration
-        return ZODB.BaseStorage.DataRecord(*item)
+    def _item(self, data):
+        return ZODB.BaseStorage.DataRecord(*data)
