@@ -5,12 +5,22 @@ own waits on ``dispatch.commands``; ``dispatch service CommandRunner`` (or
 ``dispatch.commandrunner:CommandRunner``) takes each such message, has the
 papa kernel start the program (as a Slurm job when the step has
 ``"slurm": {...}``), follows its output to the end and records the exit code,
-the child's pid and the last lines of output in the attempt.
+the program's pid or Slurm job id and the last lines of output in the
+attempt.
 
 Exit status 0 sends ``{"exit_code", "output_tail"}`` on the step's unnamed
 output and on its ``success`` channel.  Any other status fails the delivery
 (so it is retried with back-off, and dead-lettered after five), keeping the
 exit code and output tail in the attempt for ``dispatch show``.
+
+No program is orphaned or run twice (see :mod:`dispatch.programs`): the papa
+name comes from the message, so a runner given a message again after its
+predecessor died adopts the program still running (or its exit code, kept
+by papa until acknowledged, which happens only after it is committed in
+zeo).  A runner asked to stop (SIGTERM, ``dispatch shutdown``) leaves its
+program running and gives the message back, to be adopted.  When the
+message's run is cancelled, or the message is dead-lettered, while the
+program runs, the program is cancelled (``scancel`` for a Slurm job).
 
 The kernel is ``$DISPATCH_PAPA`` (a TCP port on 127.0.0.1 or a Unix socket
 path), default papa's own default (127.0.0.1:20202, started if absent).
@@ -18,9 +28,14 @@ path), default papa's own default (127.0.0.1:20202, started if absent).
 
 import logging
 import os
+import select
 import shutil
+import threading
+import time
 
-from dispatch import broker
+from ZODB.POSException import ConflictError
+
+from dispatch import broker, model, programs
 from dispatch.service import Service
 
 logger = logging.getLogger(__name__)
@@ -29,6 +44,11 @@ PAPA_VARIABLE = "DISPATCH_PAPA"
 # Lines of output kept in the attempt: enough for a traceback's end.
 OUTPUT_TAIL_LINES = 20
 OUTPUT_TAIL_BYTES = 4096
+# A runner's claim lapses only after this long: a command may run for hours
+# (a Slurm job), and a lapse gives the message to another runner, which
+# adopts the program.  Under ``dispatch supervise`` a dead runner's claims
+# are released at once instead.
+COMMAND_LEASE = 24 * 3600.0
 
 
 class CommandFailed(Exception):
@@ -38,6 +58,15 @@ class CommandFailed(Exception):
         super().__init__(f"command exited with status {exit_code}")
         self.exit_code = exit_code
         self.output_tail = output_tail
+
+
+class ProgramLeftRunning(Exception):
+    """The runner stopped following a program that goes on running (the
+    runner is stopping, or the message went to another runner)."""
+
+
+class ProgramCancelled(Exception):
+    """The program was stopped because its message no longer needs it."""
 
 
 def output_tail(data):
@@ -58,48 +87,217 @@ class CommandRunner(Service):
     """Runs each ``command`` step's program through the papa kernel."""
 
     queue = broker.COMMAND_QUEUE
+    lease = COMMAND_LEASE
+    # The attempt's program record is committed while the program runs,
+    # which a batch of several messages in one transaction cannot allow.
+    batchable = False
+
+    def __init__(self):
+        # Written to wake a runner following a program: a stop request, or
+        # a commit that changed its message or run (zeo watch).
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        self._stopping = threading.Event()
+
+    def initializing(self):
+        self._sweep()
+
+    def in_shutdown(self):
+        for descriptor in (self._wake_read, self._wake_write):
+            os.close(descriptor)
+
+    def stop_requested(self):
+        """Stop following the current program (it goes on running, to be
+        adopted) and give its message back."""
+        self._stopping.set()
+        self._poke()
+
+    def _poke(self, *_arguments):
+        try:
+            os.write(self._wake_write, b"x")
+        except (BlockingIOError, OSError):
+            pass  # already poked, or closed at shutdown
+
+    # -- zeo, through the consumer's connection ------------------------------
+
+    def _dispatch(self):
+        """Dispatch state as of now (a new transaction of the consumer)."""
+        self.consumer.transaction_manager.begin()
+        return self.consumer.connection.root()[model.ROOT_KEY]
+
+    def _message(self, recipe_wrapper):
+        run = self._dispatch().runs[recipe_wrapper.environment["ID"]]
+        return run.messages[recipe_wrapper.message_id]
+
+    def _note(self, recipe_wrapper, **fields):
+        """Commit *fields* into the program record of the current attempt,
+        so they outlive this runner."""
+        manager = self.consumer.transaction_manager
+        for _ in range(5):
+            message = self._message(recipe_wrapper)
+            if not broker.still_claimed_by(message, self.consumer.name):
+                manager.abort()
+                return
+            programs.note_program(message.attempts[-1], **fields)
+            try:
+                manager.commit()
+                return
+            except ConflictError:
+                manager.abort()
+        logger.warning("%r: program record not saved (conflicts)", recipe_wrapper)
+
+    def _sweep(self):
+        consumer = getattr(self, "consumer", None)
+        if consumer is None:
+            return
+        import papa
+
+        try:
+            with papa.Papa(papa_address()) as kernel:
+                programs.sweep(kernel, self._dispatch(), papa.Error)
+        except papa.Error as error:
+            logger.warning("no papa kernel to clean up step programs: %s", error)
+        finally:
+            consumer.transaction_manager.abort()
+
+    # -- one message ---------------------------------------------------------
 
     def handle(self, recipe_wrapper, payload):
         import papa
 
+        self._sweep()
         step = recipe_wrapper.recipe_step
-        argv = [str(arg) for arg in step["command"]]
-        executable = shutil.which(argv[0]) or argv[0]
         run_id = recipe_wrapper.environment.get("ID", "run")
-        name = f"dispatch.{run_id}.{recipe_wrapper.recipe_pointer}"
-        name += f".{recipe_wrapper.message_id}"
-        options = {}
-        if "slurm" in step:
-            options["slurm"] = step["slurm"]
-        output = bytearray()
-        exit_code = None
+        name = programs.program_name(
+            run_id, recipe_wrapper.recipe_pointer, recipe_wrapper.message_id
+        )
+        message = self._message(recipe_wrapper)
+        seed = programs.earlier_output(message, name)
         with papa.Papa(papa_address()) as kernel:
-            try:
-                watcher = kernel.make_process(
-                    name,
-                    executable,
-                    args=argv[1:],
-                    stdout=papa.PIPE,
-                    stderr=papa.STDOUT,
-                    watch_immediately=True,
-                    **options,
+            info = kernel.list_processes(name).get(name)
+            known = programs.unsettled_result(message, name)
+            if info is None and known is not None:
+                logger.info("%s ended before its runner died: status %s", name, known)
+                exit_code, tail = known
+                cancelled = False
+                self._note(recipe_wrapper, name=name, exit_code=exit_code)
+            else:
+                adopted = info is not None
+                if adopted:
+                    logger.info("%s still known to papa: adopting it", name)
+                else:
+                    info = self._start(kernel, papa, name, step)
+                self._note(
+                    recipe_wrapper,
+                    name=name,
+                    pid=info.get("pid") or None,
+                    slurm_job=info.get("slurm_job"),
+                    adopted=adopted,
                 )
-                with watcher:
-                    while watcher:
-                        out, _err, closed = watcher.read()
-                        for record in out:
-                            output.extend(record.data)
-                        for record in closed:
-                            exit_code = record.data
-            finally:
-                try:
-                    kernel.remove_processes(name)
-                except papa.Error:
-                    pass  # already gone once watched to the end
-        tail = output_tail(bytes(output))
-        recipe_wrapper.record(exit_code=exit_code, output_tail=tail)
+                exit_code, tail, cancelled = self._follow(
+                    kernel, papa, name, recipe_wrapper, seed
+                )
+        slurm_job = info.get("slurm_job") if info else None
+        recipe_wrapper.record(
+            exit_code=exit_code, output_tail=tail, slurm_job=slurm_job
+        )
+        if cancelled:
+            raise ProgramCancelled(
+                f"program {name} cancelled (status {exit_code}): its message "
+                "was cancelled or dead-lettered"
+            )
         if exit_code != 0:
             raise CommandFailed(exit_code, tail)
         result = {"exit_code": exit_code, "output_tail": tail}
         recipe_wrapper.send(result)
         recipe_wrapper.send_to("success", result)
+
+    def _start(self, kernel, papa, name, step):
+        argv = [str(argument) for argument in step["command"]]
+        options = {}
+        if "slurm" in step:
+            options["slurm"] = step["slurm"]
+        info = kernel.make_process(
+            name,
+            shutil.which(argv[0]) or argv[0],
+            args=argv[1:],
+            stdout=papa.PIPE,
+            stderr=papa.STDOUT,
+            **options,
+        )
+        where = f"Slurm job {info['slurm_job']}" if info.get("slurm_job") else ""
+        logger.info("%s started: %s", name, where or f"pid {info.get('pid')}")
+        return info
+
+    def _follow(self, kernel, papa, name, recipe_wrapper, seed):
+        """Watch program *name* to its end; ``(exit code, output tail,
+        cancelled)``.
+
+        Each batch is acknowledged only after it was handled, and the one
+        holding the exit code only once the code is committed in the
+        attempt (papa forgets an ended program when its end is
+        acknowledged): a runner killed at any moment loses nothing.
+        """
+        output = bytearray(seed.encode() + b"\n" if seed else b"")
+        message = self._message(recipe_wrapper)
+        run = self._dispatch().runs[message.run_id]
+        storage = self.consumer.database.storage
+        watch = storage.watch(self._poke, oids=[run._p_oid, message._p_oid])
+        watcher = kernel.watch_processes(name)
+        exit_code = None
+        cancelled = False
+        try:
+            while watcher:
+                if not watcher.ready:
+                    readable, _, _ = select.select([watcher, self._wake_read], [], [])
+                    if self._wake_read in readable:
+                        os.read(self._wake_read, 4096)
+                        verdict = self._check(papa, name, recipe_wrapper, cancelled)
+                        if verdict is None:
+                            self._leave(recipe_wrapper, name, output)
+                        cancelled = verdict
+                        if watcher not in readable and not watcher.ready:
+                            continue
+                out, err, closed = watcher.read()
+                for record in out + err:
+                    output.extend(record.data)
+                for record in closed:
+                    exit_code = record.data
+                    self._note(
+                        recipe_wrapper,
+                        exit_code=exit_code,
+                        output_tail=output_tail(bytes(output)),
+                        ended=time.time(),
+                    )
+                watcher.acknowledge()
+        finally:
+            watch.close()
+            watcher.close()
+        return exit_code, output_tail(bytes(output)), cancelled
+
+    def _check(self, papa, name, recipe_wrapper, cancelled):
+        """After a wake-up: False to go on watching, True once the program
+        was cancelled because nobody needs it, None to leave it running."""
+        if cancelled:
+            return True
+        if self._stopping.is_set():
+            return None
+        dispatch = self._dispatch()
+        run = dispatch.runs[recipe_wrapper.environment["ID"]]
+        message = run.messages[recipe_wrapper.message_id]
+        if programs.finished(dispatch, message):
+            logger.warning("%s: %r is %s; cancelling it", name, message, message.state)
+            with papa.Papa(papa_address()) as other:
+                other.cancel_processes(name)
+            return True
+        if not broker.still_claimed_by(message, self.consumer.name):
+            return None  # redelivered: another runner adopts it
+        return False
+
+    def _leave(self, recipe_wrapper, name, output):
+        tail = output_tail(bytes(output))
+        self._note(recipe_wrapper, output_tail=tail, left_running=time.time())
+        recipe_wrapper.record(output_tail=tail)
+        raise ProgramLeftRunning(
+            f"runner stopped following {name}; left running, to be adopted"
+        )

@@ -283,10 +283,10 @@ def run_document(dispatch, run_id):
         for message in step.messages(run):
             attempts = [
                 {
-                    key: getattr(attempt, key)
+                    key: getattr(attempt, key, None)
                     for key in (
                         "number host pid consumer slurm_job started finished "
-                        "outcome exit_code error output_tail"
+                        "outcome exit_code error output_tail program"
                     ).split()
                 }
                 for attempt in message.attempts
@@ -356,12 +356,23 @@ def _show(options):
                     f"    attempt {attempt['number']}: "
                     f"{attempt['outcome'] or 'running'}{code}, {where}"
                 )
+                if attempt["program"] or attempt["slurm_job"]:
+                    print(f"      {_program_line(attempt)}")
                 if attempt["error"]:
                     print(f"      error: {attempt['error']}")
                 if attempt["output_tail"]:
                     for line in str(attempt["output_tail"]).splitlines():
                         print(f"      | {line}")
     return EXIT_OK
+
+
+def _program_line(attempt):
+    """Where a command step's program ran: its Slurm job or its pid."""
+    program = attempt["program"] or {}
+    job = attempt["slurm_job"] or program.get("slurm_job")
+    where = f"Slurm job {job}" if job else f"pid {program.get('pid')}"
+    adopted = ", adopted" if program.get("adopted") else ""
+    return f"program {program.get('name', '?')}: {where}{adopted}"
 
 
 def list_main(argv):

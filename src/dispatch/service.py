@@ -50,6 +50,11 @@ class Service:
     # Messages claimed and committed together (1: one at a time, zocalo's
     # behaviour; more: fewer commits, a wider redelivery window on a crash).
     prefetch = 1
+    # False: the handler commits on its own while it works (CommandRunner),
+    # so its messages are always claimed one at a time.
+    batchable = True
+    # The Consumer feeding this instance (set by make_consumer).
+    consumer = None
 
     def initializing(self):
         """Called once before the first message (open resources here)."""
@@ -60,6 +65,11 @@ class Service:
 
     def in_shutdown(self):
         """Called once after the last message."""
+
+    def stop_requested(self):
+        """Called (from another thread, or a signal handler) when the
+        instance is asked to stop; the current message is finished first
+        unless the service does something about it here."""
 
 
 def known_services():
@@ -99,7 +109,11 @@ def make_consumer(service, database, queue=None, name=None):
     queue = queue or service.queue
     if not queue:
         raise CommandError(f"{type(service).__name__} names no queue", EXIT_USAGE)
-    return Consumer(
+    prefetch = service.prefetch
+    if prefetch > 1 and not service.batchable:
+        logger.warning("%s takes one message at a time", type(service).__name__)
+        prefetch = 1
+    service.consumer = Consumer(
         database,
         queue,
         service.handle,
@@ -107,8 +121,9 @@ def make_consumer(service, database, queue=None, name=None):
         lease=service.lease,
         max_deliveries=service.max_deliveries,
         backoff_base=service.backoff_base,
-        prefetch=service.prefetch,
+        prefetch=prefetch,
     )
+    return service.consumer
 
 
 def run_service(service, consumer, stop):
@@ -150,6 +165,7 @@ def _service(options):
             logger.info("signal %d: stopping after the current message", signal_number)
             stopped_by_signal.set()
             stop.set()
+            service.stop_requested()
             consumer.wake()
 
         signal.signal(signal.SIGTERM, request_stop)
@@ -170,6 +186,7 @@ def _service(options):
             # Only `dispatch shutdown` changes our instance record.
             logger.info("shutdown requested: stopping after the current message")
             stop.set()
+            service.stop_requested()
             consumer.wake()
 
         handle = database.storage.watch(shutdown_requested, oids=[instance_oid])

@@ -1,0 +1,141 @@
+"""The programs of ``command`` steps as papa processes: their names, their
+record in the attempt, and the clean-up of programs nobody needs any more.
+
+A step's program is named after its message (``dispatch-step.RUN.NODE.
+MESSAGE``), so every delivery of one message means the same papa process:
+a runner that gets a message again after its predecessor died finds the
+program still running (or ended, its exit code kept by papa until a watcher
+acknowledges it) and adopts it instead of starting a second copy.
+
+What a delivery did with its program is kept in its attempt, as the plain
+dict ``attempt.program`` (``name``, ``pid`` or ``slurm_job``, ``adopted``,
+and ``exit_code``/``output_tail`` once the end was seen), committed as soon
+as it is known, so ``dispatch show`` tells where a long job runs while it
+runs, and an exit code seen just before a runner died is not lost.
+"""
+
+import logging
+import re
+
+from dispatch import model
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "dispatch-step"
+# papa refuses spaces and ':' in names; dots separate our fields.
+_UNSAFE = re.compile(r"[^A-Za-z0-9_+-]")
+# Outcomes of an attempt whose runner vanished without settling it.
+VANISHED = ("died", "lapsed")
+
+
+def program_name(run_id, node, message_id):
+    """The papa name of the program of one message (stable across its
+    deliveries)."""
+    return f"{PREFIX}.{_UNSAFE.sub('_', str(run_id))}.{node}.{message_id}"
+
+
+def parse_program_name(name):
+    """``(run id as written in the name, node, message id)`` or None when
+    *name* is not a step program's."""
+    head, dot, rest = name.partition(".")
+    if head != PREFIX or not dot:
+        return None
+    parts = rest.rsplit(".", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1]), parts[2]
+
+
+def message_of(dispatch, name):
+    """The message whose program is papa process *name*, or None."""
+    parsed = parse_program_name(name)
+    if parsed is None:
+        return None
+    run_id, node, message_id = parsed
+    run = dispatch.runs.get(run_id)
+    if run is None:
+        return None
+    message = run.messages.get(message_id)
+    if message is None or message.node != node:
+        return None
+    return message
+
+
+def program_of(attempt):
+    """The program record of *attempt* (a dict), or None."""
+    return getattr(attempt, "program", None)
+
+
+def note_program(attempt, **fields):
+    """Add *fields* to the program record of *attempt* (the caller commits).
+    The record is replaced, not mutated, so that ZODB sees the change."""
+    record = dict(program_of(attempt) or {})
+    record.update(fields)
+    attempt.program = record
+    if fields.get("slurm_job"):
+        attempt.slurm_job = fields["slurm_job"]
+
+
+def unsettled_result(message, name):
+    """``(exit_code, output_tail)`` of the program *name* if an earlier
+    delivery saw it end but its runner vanished before settling the
+    message (died or lapsed): the result stands, nothing runs again."""
+    for attempt in reversed(message.attempts[:-1]):
+        record = program_of(attempt)
+        if not record or record.get("name") != name:
+            continue
+        if attempt.outcome in VANISHED and record.get("exit_code") is not None:
+            return record["exit_code"], record.get("output_tail") or ""
+        return None
+    return None
+
+
+def earlier_output(message, name):
+    """The output tail kept by the delivery before this one if it left
+    program *name* running (empty otherwise): the start of an adopter's
+    tail (what papa still holds follows it)."""
+    for attempt in reversed(message.attempts[:-1]):
+        record = program_of(attempt)
+        if not record or record.get("name") != name:
+            continue
+        if record.get("left_running") and record.get("exit_code") is None:
+            return record.get("output_tail") or ""
+        return ""
+    return ""
+
+
+def finished(dispatch, message):
+    """True when nobody will need *message*'s program any more: the message
+    is done, dead or cancelled, or its run is cancelled."""
+    run = dispatch.runs.get(message.run_id)
+    if run is not None and run.cancelled is not None:
+        return True
+    return message.state in (model.DONE, model.DEAD, model.CANCELLED_MESSAGE)
+
+
+def sweep(kernel, dispatch, papa_error):
+    """Stop and forget the step programs in papa whose message is finished
+    (dead-lettered or cancelled while no runner watched it, or left behind
+    by a runner that died after settling it).  Programs of pending and
+    in-progress messages are kept: they are to be adopted.  Returns the
+    names removed."""
+    removed = []
+    for name, info in kernel.list_processes(f"{PREFIX}.*").items():
+        message = message_of(dispatch, name)
+        if message is None or not finished(dispatch, message):
+            continue
+        try:
+            if info.get("running"):
+                logger.warning(
+                    "%s: %r is finished (%s); stopping its program",
+                    name,
+                    message,
+                    message.state,
+                )
+                kernel.cancel_processes(name)
+            kernel.remove_processes(name)
+        except papa_error as error:
+            logger.warning("%s: could not stop or remove it: %s", name, error)
+            continue
+        removed.append(name)
+    return removed
