@@ -1,0 +1,128 @@
+"""A ``slurm`` step through dispatch on the real one-node Slurm cluster:
+real runzeo, a real papa kernel, ``dispatch supervise`` running
+CommandRunner instances, ``dispatch go --wait`` and ``dispatch show``.
+
+A step that exits 0 ends done with its Slurm job id, exit code and output
+in the attempt; a step whose job exits 3 is retried (a new job) and then
+dead-lettered.  Skipped with the reason when no cluster answers (start it
+with ``make slurm-up``), failed instead under ``ZEOPAPA_REQUIRE_SLURM=1``.
+"""
+
+import json
+import os
+import signal
+
+import pytest
+
+import papa
+from dispatch import model, programs
+from dispatch.commandrunner import CommandRunner
+from dispatch.commands import dispatch_state
+from tests.dispatch.test_adopt import database  # noqa: F401
+from tests.dispatch.test_commandrunner import papa_kernel  # noqa: F401
+from tests.dispatch.test_run_cli import TIMEOUT, dispatch
+from tests.dispatch.test_supervise import start_supervise, write_configuration
+from tests.papa.test_slurm_cluster import sinfo_answer
+
+pytestmark = pytest.mark.slurm
+
+
+class QuickRunner(CommandRunner):
+    """Two deliveries, 0.2 s apart: the failure path in seconds."""
+
+    max_deliveries = 2
+    backoff_base = 0.2
+
+
+RECIPE = {
+    "description": "one Slurm step that succeeds, one that fails",
+    "1": {
+        "command": ["/bin/sh", "-c", "echo on $(hostname) in $SLURM_JOB_PARTITION"],
+        "slurm": {"partition": "debug", "runtime": "2"},
+    },
+    "2": {
+        "command": ["/bin/sh", "-c", "echo failing; exit 3"],
+        "slurm": {"partition": "long", "runtime": "1:00"},
+    },
+    "start": [[1, {}], [2, {}]],
+}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = sinfo_answer()
+    if reason is not None:
+        if os.environ.get("ZEOPAPA_REQUIRE_SLURM"):
+            pytest.fail(f"ZEOPAPA_REQUIRE_SLURM is set but {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def kernel(cluster, papa_kernel):  # noqa: F811
+    """The papa kernel; step jobs still known to it are cancelled at the end."""
+    yield papa_kernel
+    with papa.Papa(papa_kernel) as client:
+        if client.list_processes(f"{programs.PREFIX}.*"):
+            client.cancel_processes(f"{programs.PREFIX}.*")
+
+
+def test_slurm_steps_run_as_jobs_and_fail_like_commands(
+    runzeo,
+    kernel,
+    database,  # noqa: F811
+    tmp_path,
+):
+    recipe_path = tmp_path / "slurm.json"
+    recipe_path.write_text(json.dumps(RECIPE))
+    configuration = write_configuration(
+        tmp_path,
+        runzeo,
+        kernel,
+        "<service commandrunner>\n"
+        "  service tests.dispatch.test_slurm_step:QuickRunner\n"
+        "  instances 2\n</service>\n",
+    )
+    supervise = start_supervise(runzeo, configuration)
+    try:
+        go = dispatch(runzeo, "go", recipe_path, "--wait", "--timeout", TIMEOUT - 5)
+    finally:
+        supervise.send_signal(signal.SIGTERM)
+        out, errors = supervise.communicate(timeout=TIMEOUT)
+    assert supervise.returncode == 0, errors
+    assert go.returncode == 1, go.stdout + go.stderr + errors  # the run failed
+    run_id = go.stdout.splitlines()[0].split()[-1]
+    assert go.stdout.splitlines()[-1] == f"run {run_id}: failed"
+
+    with dispatch_state(database) as state:
+        run = state.runs[run_id]
+        assert run.status == model.FAILED
+        (done,) = run.steps[1].messages(run)
+        assert done.state == model.DONE
+        (attempt,) = done.attempts
+        assert attempt.outcome == "done" and attempt.exit_code == 0
+        assert isinstance(attempt.slurm_job, int) and attempt.slurm_job > 0
+        assert attempt.output_tail.startswith("on ")
+        assert attempt.output_tail.endswith(" in debug")
+        program = programs.program_of(attempt)
+        assert (program["slurm_job"], program["pid"]) == (attempt.slurm_job, None)
+        succeeded_job = attempt.slurm_job
+
+        (dead,) = run.steps[2].messages(run)
+        assert dead.state == model.DEAD
+        assert [a.exit_code for a in dead.attempts] == [3, 3]
+        assert [a.output_tail for a in dead.attempts] == ["failing", "failing"]
+        failed_jobs = [a.slurm_job for a in dead.attempts]
+        assert all(isinstance(job, int) for job in failed_jobs)
+        assert len({succeeded_job, *failed_jobs}) == 3  # each delivery a new job
+        assert dead.reason == (
+            "dead-lettered after 2 deliveries; last: "
+            "CommandFailed: command exited with status 3"
+        )
+
+    shown = dispatch(runzeo, "show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Slurm job {succeeded_job}" in shown.stdout
+    for job in failed_jobs:
+        assert f"Slurm job {job}" in shown.stdout
+    with papa.Papa(kernel) as client:
+        assert client.list_processes(f"{programs.PREFIX}.*") == {}
