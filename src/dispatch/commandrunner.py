@@ -121,9 +121,10 @@ class CommandRunner(Service):
     # -- zeo, through the consumer's connection ------------------------------
 
     def _dispatch(self):
-        """Dispatch state as of now (a new transaction of the consumer)."""
+        """Dispatch state as of now (a new transaction of the consumer);
+        None in a database where no run ever started."""
         self.consumer.transaction_manager.begin()
-        return self.consumer.connection.root()[model.ROOT_KEY]
+        return self.consumer.connection.root().get(model.ROOT_KEY)
 
     def _message(self, recipe_wrapper):
         run = self._dispatch().runs[recipe_wrapper.environment["ID"]]
@@ -147,18 +148,22 @@ class CommandRunner(Service):
         logger.warning("%r: program record not saved (conflicts)", recipe_wrapper)
 
     def _sweep(self):
-        consumer = getattr(self, "consumer", None)
-        if consumer is None:
+        """Stop and forget programs whose message is finished (see
+        :func:`dispatch.programs.sweep`): done when a runner starts and
+        before each message it takes."""
+        if self.consumer is None:
             return
         import papa
 
         try:
-            with papa.Papa(papa_address()) as kernel:
-                programs.sweep(kernel, self._dispatch(), papa.Error)
+            dispatch = self._dispatch()
+            if dispatch is not None:
+                with papa.Papa(papa_address()) as kernel:
+                    programs.sweep(kernel, dispatch, papa.Error)
         except papa.Error as error:
             logger.warning("no papa kernel to clean up step programs: %s", error)
         finally:
-            consumer.transaction_manager.abort()
+            self.consumer.transaction_manager.abort()
 
     # -- one message ---------------------------------------------------------
 

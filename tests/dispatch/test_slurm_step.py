@@ -18,11 +18,23 @@ import papa
 from dispatch import model, programs
 from dispatch.commandrunner import CommandRunner
 from dispatch.commands import dispatch_state
-from tests.dispatch.test_adopt import database  # noqa: F401
+from tests.conftest import PYTHON
+from tests.dispatch.conftest import wait_until
+from tests.dispatch.test_adopt import (  # noqa: F401
+    PROGRAM,
+    alive,
+    claimed_by,
+    cleanup,
+    database,
+    program_pids,
+    the_message,
+    wait_for_state,
+)
+from tests.dispatch.test_broker import start
 from tests.dispatch.test_commandrunner import papa_kernel  # noqa: F401
 from tests.dispatch.test_run_cli import TIMEOUT, dispatch
 from tests.dispatch.test_supervise import start_supervise, write_configuration
-from tests.papa.test_slurm_cluster import sinfo_answer
+from tests.papa.test_slurm_cluster import sinfo_answer, squeue_state
 
 pytestmark = pytest.mark.slurm
 
@@ -126,3 +138,100 @@ def test_slurm_steps_run_as_jobs_and_fail_like_commands(
         assert f"Slurm job {job}" in shown.stdout
     with papa.Papa(kernel) as client:
         assert client.list_processes(f"{programs.PREFIX}.*") == {}
+
+
+def waiting_job(tmp_path):
+    """A recipe whose step is a Slurm job that waits for the go file."""
+    pids, go = tmp_path / "pids", tmp_path / "go"
+    return {
+        "1": {
+            "command": [PYTHON, "-c", PROGRAM, str(pids), str(go), "0"],
+            "slurm": {"partition": "debug", "runtime": "2"},
+        },
+        "start": [[1, {}]],
+    }
+
+
+def slurm_job_of(state, run_id):
+    return the_message(state, run_id).attempts[-1].slurm_job
+
+
+def test_a_slurm_job_outlives_a_killed_runner_and_is_adopted(
+    runzeo,
+    kernel,
+    database,  # noqa: F811
+    tmp_path,
+    cleanup,  # noqa: F811
+):
+    configuration = write_configuration(
+        tmp_path, runzeo, kernel, "<service commandrunner>\n  instances 1\n</service>\n"
+    )
+    supervise = start_supervise(runzeo, configuration)
+    try:
+        run_id = start(database, waiting_job(tmp_path), now=None)
+        runner = wait_for_state(database, claimed_by(run_id), what="the job")
+        with dispatch_state(database) as state:
+            job = slurm_job_of(state, run_id)
+        (job_pid,) = wait_until(lambda: program_pids(tmp_path), timeout=TIMEOUT)
+        os.kill(runner, signal.SIGKILL)
+
+        def adopted(state):
+            attempts = the_message(state, run_id).attempts
+            record = programs.program_of(attempts[-1]) if len(attempts) > 1 else None
+            return record and record.get("adopted")
+
+        wait_for_state(database, adopted, what="a new runner to adopt the job")
+        (tmp_path / "go").touch()
+        wait_for_state(
+            database,
+            lambda state: state.runs[run_id].status != model.RUNNING,
+            what="the run to end",
+        )
+    finally:
+        supervise.send_signal(signal.SIGTERM)
+        out, errors = supervise.communicate(timeout=TIMEOUT)
+    assert supervise.returncode == 0, errors
+    assert program_pids(tmp_path) == [job_pid]  # one job, one program, ever
+    with dispatch_state(database) as state:
+        assert state.runs[run_id].status == model.SUCCEEDED
+        first, second = the_message(state, run_id).attempts
+        assert first.outcome == "died" and second.outcome == "done"
+        assert first.slurm_job == second.slurm_job == job
+        assert second.exit_code == 0
+        assert second.output_tail.endswith("finished")
+
+
+def test_cancelling_the_run_cancels_its_slurm_job(
+    runzeo,
+    kernel,
+    database,  # noqa: F811
+    tmp_path,
+    cleanup,  # noqa: F811
+):
+    configuration = write_configuration(
+        tmp_path, runzeo, kernel, "<service commandrunner>\n  instances 1\n</service>\n"
+    )
+    supervise = start_supervise(runzeo, configuration)
+    try:
+        run_id = start(database, waiting_job(tmp_path), now=None)
+        wait_for_state(database, claimed_by(run_id), what="the job")
+        with dispatch_state(database) as state:
+            job = slurm_job_of(state, run_id)
+        (job_pid,) = wait_until(lambda: program_pids(tmp_path), timeout=TIMEOUT)
+        completed = dispatch(runzeo, "cancel", run_id)
+        assert completed.returncode == 0, completed.stderr
+        wait_for_state(
+            database,
+            lambda state: the_message(state, run_id).state != model.IN_PROGRESS,
+            what="the runner to give the message up",
+        )
+    finally:
+        supervise.send_signal(signal.SIGTERM)
+        out, errors = supervise.communicate(timeout=TIMEOUT)
+    assert supervise.returncode == 0, errors
+    assert squeue_state(job) == "CANCELLED"
+    assert not alive(job_pid)
+    with dispatch_state(database) as state:
+        assert state.runs[run_id].status == model.CANCELLED
+        (attempt,) = the_message(state, run_id).attempts
+        assert "ProgramCancelled" in attempt.error and attempt.slurm_job == job
