@@ -12,6 +12,7 @@ their newline and no further, so no batch hides in our buffer where
 
 from __future__ import annotations
 
+import re
 import socket
 
 from .errors import Error
@@ -23,6 +24,38 @@ RECEIVE_SIZE = 64 * 1024
 # Large payloads (watch output) are read in steps of up to this much.
 LARGE_RECEIVE_SIZE = 4 * 1024 * 1024
 PROMPT_END = b"\n> "
+# A character that stops a joined request line from being sent as it is.
+_NEEDS_ENCODING = re.compile(r"[\\\n\r]")
+
+
+def encode_request(words: list, escapes: bool) -> bytes:
+    """One request line from words, for a connection in ``escapes`` mode or
+    in papa 1.0.6's plain mode (empty words are skipped, as in papa)."""
+    try:
+        line = " ".join(words)
+    except TypeError:
+        words = [word if isinstance(word, str) else str(word) for word in words]
+        line = " ".join(words)
+    if _NEEDS_ENCODING.search(line) is None:
+        # No backslash or line break: in either mode only the spaces in
+        # words need escaping, and the kernel drops empty words itself.
+        if line.count(" ") != len(words) - 1:
+            line = " ".join([word.replace(" ", "\\ ") for word in words])
+        return line.encode("utf-8") + b"\n"
+    if escapes:
+        encoded = [escape(word) for word in words if word]
+    else:
+        encoded = []
+        for word in words:
+            if not word:
+                continue
+            if "\n" in word or "\r" in word:
+                raise Error(
+                    "This kernel (papa 1.0.6?) cannot receive newlines in "
+                    "arguments or values; use a zeopapa kernel"
+                )
+            encoded.append(word.replace(" ", "\\ "))
+    return " ".join(encoded).encode("utf-8") + b"\n"
 
 
 class ClientConnection:
@@ -55,22 +88,8 @@ class ClientConnection:
 
     # -- sending ---------------------------------------------------------------
     def encode(self, words: list) -> bytes:
-        """One request line from words (empty words are skipped, as in papa)."""
-        words = [word if isinstance(word, str) else str(word) for word in words]
-        if self.escapes:
-            encoded = [escape(word) for word in words if word]
-        else:
-            encoded = []
-            for word in words:
-                if not word:
-                    continue
-                if "\n" in word or "\r" in word:
-                    raise Error(
-                        "This kernel (papa 1.0.6?) cannot receive newlines in "
-                        "arguments or values; use a zeopapa kernel"
-                    )
-                encoded.append(word.replace(" ", "\\ "))
-        return " ".join(encoded).encode("utf-8") + b"\n"
+        """One request line from words (see :func:`encode_request`)."""
+        return encode_request(words, self.escapes)
 
     def send_words(self, words: list) -> None:
         self.sock.sendall(self.encode(words))
@@ -79,7 +98,8 @@ class ClientConnection:
         self.sock.sendall(data)
 
     def command(self, words: list) -> str:
-        self.send_words(words)
+        """Send one request and return its reply (the per-call hot path)."""
+        self.sock.sendall(self.encode(words))
         return self.read_reply()
 
     # -- receiving ---------------------------------------------------------------
@@ -91,10 +111,19 @@ class ClientConnection:
 
     def read_reply(self) -> str:
         """A whole reply up to the prompt; ``Error:`` replies raise Error."""
-        while not self.buffer.endswith(PROMPT_END):
-            self.buffer += self._receive()
-        data, self.buffer = self.buffer[:-3], b""
-        text = data.decode("utf-8", errors="replace")
+        data = self.buffer
+        if not data.endswith(PROMPT_END):
+            receive = self.sock.recv
+            while True:
+                chunk = receive(RECEIVE_SIZE)
+                if not chunk:
+                    self.buffer = data
+                    raise Error("Lost connection")
+                data += chunk
+                if data.endswith(PROMPT_END):
+                    break
+        self.buffer = b""
+        text = data[:-3].decode("utf-8", errors="replace")
         if text.startswith("Error:"):
             raise Error(text[7:])
         return text

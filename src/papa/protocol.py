@@ -63,6 +63,11 @@ class CommandStream:
         self._buffer = bytearray()
         self._discarding = False
 
+    @property
+    def buffered(self) -> bool:
+        """True while part of a line (or a line being discarded) is held."""
+        return bool(self._buffer) or self._discarding
+
     def receive_data(self, data: bytes) -> list[Line | LineTooLong]:
         """Feed received bytes; return the complete requests they finish."""
         if (
@@ -174,6 +179,9 @@ _NEEDS_ESCAPE = re.compile(r"[\\\n\r ]|^E")
 _NEEDS_MORE_THAN_SPACES = re.compile(r"[\\\n\r]|^E")
 # In escapes mode a line whose only escapes are "\ " splits like papa's.
 _ESCAPE_OTHER_THAN_SPACE = re.compile(r"\\(?! )")
+# One escape sequence that unescape() decodes (scanned left to right, so an
+# escaped backslash is consumed before the character after it).
+_KNOWN_ESCAPE = re.compile(r"\\([n\\ Er])")
 
 
 def escape(text: str) -> str:
@@ -201,17 +209,13 @@ def unescape(text: str) -> str:
     """Undo :func:`escape`; an unknown escape keeps its backslash."""
     if "\\" not in text:
         return text
-    out = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "\\" and index + 1 < len(text) and text[index + 1] in _ESCAPES:
-            out.append(_ESCAPES[text[index + 1]])
-            index += 2
-            continue
-        out.append(char)
-        index += 1
-    return "".join(out)
+    if _ESCAPE_OTHER_THAN_SPACE.search(text) is None:
+        return text.replace("\\ ", " ")  # only escaped spaces: the usual case
+    return _KNOWN_ESCAPE.sub(_unescaped, text)
+
+
+def _unescaped(match: re.Match) -> str:
+    return _ESCAPES[match.group(1)]
 
 
 def format_timestamp(timestamp: float) -> str:

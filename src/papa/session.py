@@ -21,6 +21,7 @@ import collections
 import logging
 
 from . import commands
+from .commands import lookup
 from .errors import Error
 from .output import CLOSED
 from .protocol import (
@@ -30,6 +31,7 @@ from .protocol import (
     batch_parts,
     closed_record,
     output_record_parts,
+    tokenize,
 )
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 # Requests read ahead of the one being handled (during a watch); beyond that
 # reading pauses, so a flooding client is held back by TCP, not our memory.
 QUEUED_REQUESTS = 64
+EMPTY_REPLY = b"\n" + PROMPT
 
 
 class CloseConnection(Exception):
@@ -71,7 +74,30 @@ class Session(asyncio.Protocol):
         transport.write(BANNER)
 
     def data_received(self, data: bytes) -> None:
-        events = self.stream.receive_data(data)
+        stream = self.stream
+        if (
+            data[-1:] == b"\n"
+            and not stream.buffered
+            and not self._busy
+            and not self._pending
+            and data.count(b"\n") == 1
+            and len(data) <= stream.max_line_bytes
+        ):
+            # The common case, one whole request and nothing queued: answer
+            # it at once, without the event list of receive_data().
+            line = data[:-1].decode("utf-8", errors="replace").strip()
+            try:
+                reply = self._handle(line) if line else PROMPT
+            except CloseConnection as close:
+                self._close_with(close.final)
+                return
+            if type(reply) is bytes:
+                self.transport.write(reply)
+            else:
+                self._busy = True
+                self._task = asyncio.ensure_future(self._run_task(reply))
+            return
+        events = stream.receive_data(data)
         if len(events) == 1 and not self._busy and not self._pending:
             # The common case: one request, nothing queued: answer at once.
             try:
@@ -162,7 +188,7 @@ class Session(asyncio.Protocol):
         if not event:
             return PROMPT
         try:
-            command, arguments = commands.lookup(self.stream.tokenize(event))
+            command, arguments = lookup(tokenize(event, self.stream.escapes))
             result = getattr(self, command.method)(arguments)
         except CloseConnection:
             raise
@@ -171,8 +197,12 @@ class Session(asyncio.Protocol):
         except Exception as exc:  # a bug must not take the kernel down
             log.exception("command %r failed", event)
             return self.stream.error(f"{type(exc).__name__}: {exc}")
-        if result is None or type(result) is str:
-            return self.stream.reply(result)
+        if type(result) is str:
+            if result and result[-1] == "\n":
+                return result.encode("utf-8") + PROMPT
+            return (result + "\n").encode("utf-8") + PROMPT
+        if result is None:
+            return EMPTY_REPLY
         return result  # a coroutine (watch)
 
     async def _run_task(self, coroutine) -> None:

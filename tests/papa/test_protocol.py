@@ -3,6 +3,7 @@
 import pytest
 
 from papa import commands
+from papa.connection import encode_request
 from papa.errors import Error
 from papa.output import CLOSED, STDERR, STDOUT, OutputRing
 from papa.process import ProcessSpec, parse_size
@@ -66,6 +67,41 @@ def test_escapes_round_trip_newlines_backslashes_and_error_prefix():
         assert unescape(escape(text)) == text
     assert not escape("Error: x").startswith("Error:")
     assert "\n" not in escape("a\nb")
+
+
+@pytest.mark.parametrize("escapes", [True, False])
+def test_client_request_lines_split_back_into_the_same_words(escapes):
+    """The client's fast path (no escaping when none is needed) and its
+    escaping path both give lines the kernel splits into the words sent."""
+    cases = [
+        ["set", "k", "value 12"],
+        ["get", "k"],
+        ["set", "k", "a  b", "", "c"],
+        ["m", "p", "x", "args=a b", "c"],
+        ["set", "k", "Error: disk full"],
+        ["set", "k", 12],
+    ]
+    if escapes:
+        cases += [["set", "k", "a\nb"], ["set", "k", "x\\y z"], ["set", "k", "a\rb"]]
+    for words in cases:
+        line = encode_request(words, escapes)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1, line
+        event = CommandStream().receive_data(line)[0]
+        expected = [str(word) for word in words if word != ""]
+        assert tokenize(event, escapes=escapes) == expected, line
+
+
+def test_client_refuses_newlines_for_a_plain_papa_kernel():
+    with pytest.raises(Error, match="cannot receive newlines"):
+        encode_request(["set", "k", "a\nb"], escapes=False)
+
+
+def test_unescape_decodes_every_escape_left_to_right():
+    assert unescape("a\\ b") == "a b"
+    assert unescape("a\\\\n") == "a\\n"
+    assert unescape("a\\n\\r\\E\\\\\\ ") == "a\n\rE\\ "
+    assert unescape("keep\\q") == "keep\\q"
+    assert unescape("end\\") == "end\\"
 
 
 def test_watch_records_and_batch_framing():
