@@ -191,6 +191,13 @@ class CommandRunner(Service):
                 if adopted:
                     logger.info("%s still known to papa: adopting it", name)
                 else:
+                    if programs.lost_program(message, name):
+                        logger.warning(
+                            "%s: started by an earlier delivery, unknown to papa "
+                            "now (a kernel restarted without its state dir?); "
+                            "starting it again",
+                            name,
+                        )
                     info = self._start(kernel, papa, name, step)
                 self._note(
                     recipe_wrapper,

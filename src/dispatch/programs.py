@@ -104,6 +104,17 @@ def earlier_output(message, name):
     return ""
 
 
+def lost_program(message, name):
+    """True when an earlier delivery started program *name* and nobody saw
+    it end, yet papa does not know it (the caller checked): it may still
+    run somewhere, or have ended with its exit code lost."""
+    for attempt in reversed(message.attempts[:-1]):
+        record = program_of(attempt)
+        if record and record.get("name") == name:
+            return record.get("exit_code") is None
+    return False
+
+
 def finished(dispatch, message):
     """True when nobody will need *message*'s program any more: the message
     is done, dead or cancelled, or its run is cancelled."""

@@ -107,3 +107,33 @@ def test_output_tail_keeps_the_last_lines():
     data = "".join(f"{n}\n" for n in range(100)).encode()
     assert output_tail(data).splitlines() == [str(n) for n in range(80, 100)]
     assert broker.destination_queue(RECIPE["1"]) == "dispatch.commands"
+
+
+def test_the_attempt_names_the_program_and_its_pid(zeo_database, papa_kernel):
+    from dispatch import programs
+
+    recipe = {
+        "1": {"command": [PYTHON, "-c", "import os; print(os.getpid())"]},
+        "start": [[1, {}]],
+    }
+    run_id = start(zeo_database, recipe, now=None)
+    service = CommandRunner()
+    service.prefetch = 5  # a runner follows one program at a time regardless
+    consumer = make_consumer(service, zeo_database, name="runner")
+    try:
+        assert consumer.prefetch == 1
+        assert consumer.process_one().state == model.DONE
+    finally:
+        consumer.close()
+
+    def check(dispatch):
+        run = dispatch.runs[run_id]
+        (message,) = run.messages.values()
+        (attempt,) = message.attempts
+        record = programs.program_of(attempt)
+        assert record["name"] == programs.program_name(run_id, 1, message.id)
+        assert record["pid"] == int(attempt.output_tail)
+        assert (record["adopted"], record["exit_code"]) == (False, 0)
+        assert attempt.slurm_job is None
+
+    read(zeo_database, check)
