@@ -44,11 +44,13 @@ PAPA_VARIABLE = "DISPATCH_PAPA"
 # Lines of output kept in the attempt: enough for a traceback's end.
 OUTPUT_TAIL_LINES = 20
 OUTPUT_TAIL_BYTES = 4096
-# A runner's claim lapses only after this long: a command may run for hours
-# (a Slurm job), and a lapse gives the message to another runner, which
-# adopts the program.  Under ``dispatch supervise`` a dead runner's claims
+# A runner renews its claim every third of a lease while it follows a
+# program, so a program may run for days; the claim of a runner that died
+# lapses within a lease (the message then goes to another runner, which
+# adopts the program).  Under ``dispatch supervise`` a dead runner's claims
 # are released at once instead.
-COMMAND_LEASE = 24 * 3600.0
+COMMAND_LEASE = 600.0
+RENEW_FRACTION = 1 / 3
 
 
 class CommandFailed(Exception):
@@ -259,17 +261,28 @@ class CommandRunner(Service):
         exit_code = None
         cancelled = False
         try:
+            renewal = time.monotonic() + self.consumer.lease * RENEW_FRACTION
             while watcher:
                 if not watcher.ready:
-                    readable, _, _ = select.select([watcher, self._wake_read], [], [])
+                    readable, _, _ = select.select(
+                        [watcher, self._wake_read],
+                        [],
+                        [],
+                        max(0.0, renewal - time.monotonic()),
+                    )
+                    if time.monotonic() >= renewal:
+                        self._renew(recipe_wrapper)
+                        renewal = time.monotonic() + (
+                            self.consumer.lease * RENEW_FRACTION
+                        )
                     if self._wake_read in readable:
                         os.read(self._wake_read, 4096)
                         verdict = self._check(papa, name, recipe_wrapper, cancelled)
                         if verdict is None:
                             self._leave(recipe_wrapper, name, output)
                         cancelled = verdict
-                        if watcher not in readable and not watcher.ready:
-                            continue
+                    if watcher not in readable and not watcher.ready:
+                        continue
                 out, err, closed = watcher.read()
                 for record in out + err:
                     output.extend(record.data)
@@ -286,6 +299,29 @@ class CommandRunner(Service):
             watch.close()
             watcher.close()
         return exit_code, output_tail(bytes(output)), cancelled
+
+    def _renew(self, recipe_wrapper):
+        """Extend our claim on the message by a lease from now, so that a
+        program may run longer than a lease without the message going to
+        another runner; a runner that died stops renewing, and its claim
+        lapses one lease later at most."""
+        manager = self.consumer.transaction_manager
+        try:
+            dispatch = self._dispatch()
+            run = dispatch.runs[recipe_wrapper.environment["ID"]]
+            message = run.messages[recipe_wrapper.message_id]
+            if not broker.still_claimed_by(message, self.consumer.name):
+                manager.abort()
+                return
+            queue = dispatch.queues[message.queue]
+            if queue.ready.get(message.queue_key) is message:
+                del queue.ready[message.queue_key]
+            message.lease_until = time.time() + self.consumer.lease
+            broker.put_in_queue(queue, message, message.lease_until)
+            manager.commit()
+        except ConflictError:
+            manager.abort()
+            logger.info("%r: claim renewal conflicted; next time", recipe_wrapper)
 
     def _check(self, papa, name, recipe_wrapper, cancelled):
         """After a wake-up: False to go on watching, True once the program

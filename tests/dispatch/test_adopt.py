@@ -365,3 +365,44 @@ def test_a_dead_letter_left_running_is_stopped_by_the_next_runner(
     assert not alive(program_pid)
     with papa.Papa(papa_kernel) as kernel:
         assert kernel.list_processes(f"{programs.PREFIX}.*") == {}
+
+
+def test_a_long_program_keeps_its_claim(
+    runzeo,
+    papa_kernel,  # noqa: F811
+    database,
+    tmp_path,
+    cleanup,
+):
+    class Brief(CommandRunner):
+        lease = 1.0  # renewed every third of a second while it follows
+
+    run_id = start(database, recipe(tmp_path), now=None)
+    consumer = make_consumer(Brief(), database, name="runner.1")
+    handled = []
+    thread = threading.Thread(target=lambda: handled.append(consumer.process_one()))
+    thread.start()
+    try:
+        wait_for_state(database, claimed_by(run_id), what="a claim")
+
+        def renewed(state):
+            message = the_message(state, run_id)
+            return message.lease_until - message.attempts[-1].started > 2.5
+
+        wait_for_state(database, renewed, what="the claim to be renewed")
+        # Well past the first lease: nothing lapsed for another runner.
+        other = make_consumer(Brief(), database, name="runner.2")
+        try:
+            assert other.process_one() is None
+        finally:
+            other.close()
+        (tmp_path / "go").touch()
+    finally:
+        (tmp_path / "go").touch()
+        thread.join(TIMEOUT)
+        consumer.close()
+    assert handled[0].state == model.DONE
+    assert len(program_pids(tmp_path)) == 1
+    with dispatch_state(database) as state:
+        message = the_message(state, run_id)
+        assert message.deliveries == 1 and message.state == model.DONE
