@@ -200,7 +200,7 @@ class CommandRunner(Service):
                             "starting it again",
                             name,
                         )
-                    info = self._start(kernel, papa, name, step)
+                    info = self._start(kernel, papa, name, step, recipe_wrapper)
                 self._note(
                     recipe_wrapper,
                     name=name,
@@ -226,15 +226,25 @@ class CommandRunner(Service):
         recipe_wrapper.send(result)
         recipe_wrapper.send_to("success", result)
 
-    def _start(self, kernel, papa, name, step):
+    def _start(self, kernel, papa, name, step, recipe_wrapper):
+        """Have papa start the step's program (sbatch for a Slurm step) with
+        the runner's environment plus ``DISPATCH_RUN``, ``DISPATCH_STEP`` and
+        ``DISPATCH_MESSAGE`` (papa would otherwise give it an empty one)."""
         argv = [str(argument) for argument in step["command"]]
         options = {}
         if "slurm" in step:
             options["slurm"] = step["slurm"]
+        environment = dict(os.environ)
+        environment.update(
+            DISPATCH_RUN=str(recipe_wrapper.environment.get("ID", "")),
+            DISPATCH_STEP=str(recipe_wrapper.recipe_pointer),
+            DISPATCH_MESSAGE=str(recipe_wrapper.message_id),
+        )
         info = kernel.make_process(
             name,
             shutil.which(argv[0]) or argv[0],
             args=argv[1:],
+            env=environment,
             stdout=papa.PIPE,
             stderr=papa.STDOUT,
             **options,

@@ -113,7 +113,15 @@ def test_the_attempt_names_the_program_and_its_pid(zeo_database, papa_kernel):
     from dispatch import programs
 
     recipe = {
-        "1": {"command": [PYTHON, "-c", "import os; print(os.getpid())"]},
+        "1": {
+            "command": [
+                PYTHON,
+                "-c",
+                "import os; print(os.environ['DISPATCH_RUN'], "
+                "os.environ['DISPATCH_STEP'], os.environ['DISPATCH_PAPA']); "
+                "print(os.getpid())",
+            ]
+        },
         "start": [[1, {}]],
     }
     run_id = start(zeo_database, recipe, now=None)
@@ -132,7 +140,10 @@ def test_the_attempt_names_the_program_and_its_pid(zeo_database, papa_kernel):
         (attempt,) = message.attempts
         record = programs.program_of(attempt)
         assert record["name"] == programs.program_name(run_id, 1, message.id)
-        assert record["pid"] == int(attempt.output_tail)
+        seen, pid = attempt.output_tail.splitlines()
+        # The runner's environment, and which run and step this is.
+        assert seen.split() == [run_id, "1", str(papa_kernel)]
+        assert record["pid"] == int(pid)
         assert (record["adopted"], record["exit_code"]) == (False, 0)
         assert attempt.slurm_job is None
 
