@@ -99,13 +99,16 @@ class CommandRunner(Service):
         # a commit that changed its message or run (zeo watch).
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
+        self._wake_lock = threading.Lock()
         self._stopping = threading.Event()
 
     def initializing(self):
         self._sweep()
 
     def in_shutdown(self):
-        for descriptor in (self._wake_read, self._wake_write):
+        with self._wake_lock:
+            descriptors, self._wake_write = (self._wake_read, self._wake_write), None
+        for descriptor in descriptors:
             os.close(descriptor)
 
     def stop_requested(self):
@@ -115,10 +118,13 @@ class CommandRunner(Service):
         self._poke()
 
     def _poke(self, *_arguments):
-        try:
-            os.write(self._wake_write, b"x")
-        except (BlockingIOError, OSError):
-            pass  # already poked, or closed at shutdown
+        with self._wake_lock:
+            if self._wake_write is None:
+                return  # shut down
+            try:
+                os.write(self._wake_write, b"x")
+            except BlockingIOError:
+                pass  # poked already, not yet read
 
     # -- zeo, through the consumer's connection ------------------------------
 
