@@ -199,6 +199,8 @@ class CommandRunner(Service):
                 if adopted:
                     logger.info("%s still known to papa: adopting it", name)
                 else:
+                    if self._stopping.is_set():
+                        raise ProgramLeftRunning("runner stopping; not started")
                     if programs.lost_program(message, name):
                         logger.warning(
                             "%s: started by an earlier delivery, unknown to papa "
