@@ -12,7 +12,6 @@ their newline and no further, so no batch hides in our buffer where
 
 from __future__ import annotations
 
-import re
 import socket
 
 from .errors import Error
@@ -24,8 +23,6 @@ RECEIVE_SIZE = 64 * 1024
 # Large payloads (watch output) are read in steps of up to this much.
 LARGE_RECEIVE_SIZE = 4 * 1024 * 1024
 PROMPT_END = b"\n> "
-# A character that stops a joined request line from being sent as it is.
-_NEEDS_ENCODING = re.compile(r"[\\\n\r]")
 
 
 def encode_request(words: list, escapes: bool) -> bytes:
@@ -36,7 +33,7 @@ def encode_request(words: list, escapes: bool) -> bytes:
     except TypeError:
         words = [word if isinstance(word, str) else str(word) for word in words]
         line = " ".join(words)
-    if _NEEDS_ENCODING.search(line) is None:
+    if "\\" not in line and "\n" not in line and "\r" not in line:
         # No backslash or line break: in either mode only the spaces in
         # words need escaping, and the kernel drops empty words itself.
         if line.count(" ") != len(words) - 1:

@@ -131,8 +131,11 @@ def tokenize(line: str, escapes: bool = False) -> list[str]:
     ``\\\\`` a backslash and ``\\E`` an ``E`` (see :func:`escape`).
     """
     if "\\" not in line:  # no escape at all: papa's split, fast
+        if line.isprintable():  # no whitespace but spaces: nothing to strip
+            words = line.split(" ")
+            return [word for word in words if word] if "" in words else words
         return [piece.strip() for piece in line.split(" ") if piece]
-    if escapes and _ESCAPE_OTHER_THAN_SPACE.search(line) is None:
+    if escapes and line.count("\\") == line.count("\\ "):
         escapes = False  # only "\\ " escapes: papa's rules give the same words
     words: list[str] = []
     pending = ""
@@ -175,10 +178,6 @@ def _ends_with_open_escape(piece: str, escapes: bool) -> bool:
 _ESCAPES = {"n": "\n", "\\": "\\", " ": " ", "E": "E", "r": "\r"}
 
 
-_NEEDS_ESCAPE = re.compile(r"[\\\n\r ]|^E")
-_NEEDS_MORE_THAN_SPACES = re.compile(r"[\\\n\r]|^E")
-# In escapes mode a line whose only escapes are "\ " splits like papa's.
-_ESCAPE_OTHER_THAN_SPACE = re.compile(r"\\(?! )")
 # One escape sequence that unescape() decodes (scanned left to right, so an
 # escaped backslash is consumed before the character after it).
 _KNOWN_ESCAPE = re.compile(r"\\([n\\ Er])")
@@ -190,10 +189,8 @@ def escape(text: str) -> str:
     Backslash, newline, carriage return and space are escaped, and so is a
     leading ``E`` so that no payload line can begin with ``Error:``.
     """
-    if _NEEDS_ESCAPE.search(text) is None:
-        return text
-    if _NEEDS_MORE_THAN_SPACES.search(text) is None:
-        return text.replace(" ", "\\ ")
+    if "\\" not in text and "\n" not in text and "\r" not in text and text[:1] != "E":
+        return text.replace(" ", "\\ ") if " " in text else text
     out = (
         text.replace("\\", "\\\\")
         .replace("\n", "\\n")
@@ -209,7 +206,7 @@ def unescape(text: str) -> str:
     """Undo :func:`escape`; an unknown escape keeps its backslash."""
     if "\\" not in text:
         return text
-    if _ESCAPE_OTHER_THAN_SPACE.search(text) is None:
+    if text.count("\\") == text.count("\\ "):
         return text.replace("\\ ", " ")  # only escaped spaces: the usual case
     return _KNOWN_ESCAPE.sub(_unescaped, text)
 

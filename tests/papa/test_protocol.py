@@ -91,6 +91,13 @@ def test_client_request_lines_split_back_into_the_same_words(escapes):
         assert tokenize(event, escapes=escapes) == expected, line
 
 
+def test_words_are_stripped_of_other_whitespace_as_papa_does():
+    # papa splits on spaces only and strips each word of other whitespace.
+    assert tokenize("set  k\tx  \xa0v\t") == ["set", "k\tx", "v"]
+    assert tokenize("get  k ") == ["get", "k"]
+    assert tokenize("set k a\\ b\t", escapes=True) == ["set", "k", "a b"]
+
+
 def test_client_refuses_newlines_for_a_plain_papa_kernel():
     with pytest.raises(Error, match="cannot receive newlines"):
         encode_request(["set", "k", "a\nb"], escapes=False)
