@@ -261,19 +261,25 @@ def test_an_exit_code_seen_by_nobody_is_adopted(
         assert second.output_tail.endswith("finished")
 
 
+@pytest.mark.parametrize("how", ["SIGTERM", "dispatch shutdown"])
 def test_a_runner_asked_to_stop_leaves_its_program_to_the_next(
     runzeo,
     papa_kernel,  # noqa: F811
     database,
     tmp_path,
     cleanup,
+    how,
 ):
     runner = Runner(runzeo)
     try:
         run_id = start(database, recipe(tmp_path, status=0), now=None)
         wait_for_state(database, claimed_by(run_id), what="a claim")
         (program_pid,) = wait_until(lambda: program_pids(tmp_path))
-        runner.process.send_signal(signal.SIGTERM)
+        if how == "SIGTERM":
+            runner.process.send_signal(signal.SIGTERM)
+        else:
+            completed = dispatch(runzeo, "shutdown", "CommandRunner")
+            assert completed.returncode == 0, completed.stderr
         runner.process.wait(TIMEOUT)
     finally:
         runner.stop()
