@@ -6,7 +6,12 @@ then measures, printing one JSON line per figure on stdout:
 - ``transitions``: step transitions per second (each one a consume-and-
   produce: claim, then finish plus the next message) through 1 and through 4
   consumer processes sharing one queue, for each ``--prefetch`` (messages
-  claimed and committed together; 1 is one transaction pair per message);
+  claimed and committed together; 1 is one transaction pair per message):
+  the median of ``--rounds`` runs (1 and 4 consumers alternate, so that
+  both meet the same noise), with every run's figure and the ConflictErrors
+  the consumers met (by phase: claim, complete, release);
+- ``scaling``: for each prefetch, the median with 4 consumers divided by
+  the median with 1 (the goal is at least 1);
 - ``go_to_first_step``: median seconds from the commit that starts a run to
   its first step's handler being called, with an idle service waiting on
   zeo ``watch()``.
@@ -45,33 +50,40 @@ def chain_recipe(length, messages):
     return recipe
 
 
-def consume_until_done(address, prefetch):
-    """Consumer process body: say ``ready``, read the run id on stdin, serve
-    the queue until that run is over."""
+def consume_until_told(address, prefetch):
+    """Consumer process body: say ``ready``, serve the queue until a line
+    comes on stdin, then print the ConflictErrors met as JSON."""
     database = zeo.DB(address)
     consumer = Consumer(
         database, "bench", lambda rw, payload: rw.send(payload), prefetch=prefetch
     )
     stop = threading.Event()
-    changed = threading.Event()
-    handle = database.storage.watch(lambda tid, oids: changed.set())
     thread = threading.Thread(target=consumer.serve, args=(stop,))
     thread.start()
     print("ready", flush=True)
-    run_id = sys.stdin.readline().strip()
-    while True:
-        changed.clear()
-        with dispatch_state(database) as dispatch:
-            run = dispatch.runs.get(run_id)
-            if run is not None and run.status != model.RUNNING:
-                break
-        changed.wait()
+    sys.stdin.readline()
     stop.set()
     consumer.wake()
     thread.join()
-    handle.close()
     consumer.close()
     database.close()
+    print(json.dumps(dict(consumer.conflicts)), flush=True)
+
+
+def wait_for_end(database, run_id):
+    """Block until run *run_id* is no longer running (woken by commits)."""
+    changed = threading.Event()
+    handle = database.storage.watch(lambda tid, oids: changed.set())
+    try:
+        while True:
+            changed.clear()
+            with dispatch_state(database) as dispatch:
+                status = dispatch.runs[run_id].status
+            if status != model.RUNNING:
+                return status
+            changed.wait()
+    finally:
+        handle.close()
 
 
 def start_run(database, recipe):
@@ -80,9 +92,11 @@ def start_run(database, recipe):
 
 
 def transitions(address, consumers, length, messages, prefetch):
-    """Consumers start and connect first; the clock runs from the commit
-    that starts the run to the last consumer's exit."""
+    """One run through *consumers* processes: ``(transitions/s, status,
+    conflicts)``.  Consumers start and connect first; the clock runs from
+    the commit that starts the run to the commit that ends it."""
     database = zeo.DB(address)
+    conflicts = {}
     try:
         processes = [
             subprocess.Popen(
@@ -98,32 +112,58 @@ def transitions(address, consumers, length, messages, prefetch):
             assert process.stdout.readline().strip() == "ready"
         began = time.perf_counter()
         run_id = start_run(database, chain_recipe(length, messages))
+        status = wait_for_end(database, run_id)
+        seconds = time.perf_counter() - began
         for process in processes:
-            process.stdin.write(run_id + "\n")
+            process.stdin.write("stop\n")
             process.stdin.flush()
         for process in processes:
+            for phase, count in json.loads(process.stdout.readline()).items():
+                conflicts[phase] = conflicts.get(phase, 0) + count
             process.wait()
-        seconds = time.perf_counter() - began
-        with dispatch_state(database) as dispatch:
-            status = dispatch.runs[run_id].status
     finally:
         database.close()
-    count = length * messages
-    print(
-        json.dumps(
-            {
+    return round(length * messages / seconds, 1), status, conflicts
+
+
+def transition_figures(address, options):
+    """``transitions`` lines (medians of the rounds) and ``scaling`` lines."""
+    for prefetch in options.prefetch:
+        samples = {consumers: [] for consumers in options.consumers}
+        conflicts = {consumers: {} for consumers in options.consumers}
+        statuses = set()
+        for _round in range(options.rounds):
+            for consumers in options.consumers:
+                rate, status, met = transitions(
+                    address, consumers, options.length, options.messages, prefetch
+                )
+                print(f"prefetch {prefetch}, {consumers}: {rate}/s", file=sys.stderr)
+                samples[consumers].append(rate)
+                statuses.add(status)
+                for phase, count in met.items():
+                    conflicts[consumers][phase] = (
+                        conflicts[consumers].get(phase, 0) + count
+                    )
+        medians = {}
+        for consumers in options.consumers:
+            medians[consumers] = statistics.median(samples[consumers])
+            line = {
                 "figure": "transitions",
                 "consumers": consumers,
                 "prefetch": prefetch,
-                "transitions": count,
-                "seconds": round(seconds, 3),
-                "per_second": round(count / seconds, 1),
-                "run": status,
+                "transitions": options.length * options.messages,
+                "rounds": options.rounds,
+                "per_second": medians[consumers],
+                "samples": samples[consumers],
+                "conflicts": conflicts[consumers],
+                "runs": sorted(statuses),
                 "unit": "transitions/s",
             }
-        ),
-        flush=True,
-    )
+            print(json.dumps(line), flush=True)
+        if 1 in medians and 4 in medians:
+            ratio = {"figure": "scaling", "prefetch": prefetch}
+            ratio["four_to_one"] = round(medians[4] / medians[1], 2)
+            print(json.dumps(ratio), flush=True)
 
 
 def go_to_first_step(address, repeat):
@@ -166,8 +206,16 @@ def go_to_first_step(address, repeat):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--length", type=int, default=10, help="steps per chain")
-    parser.add_argument("--messages", type=int, default=50, help="start messages")
+    parser.add_argument("--messages", type=int, default=200, help="start messages")
     parser.add_argument("--repeat", type=int, default=20, help="latency samples")
+    parser.add_argument("--rounds", type=int, default=5, help="runs per figure")
+    parser.add_argument(
+        "--consumers",
+        type=int,
+        nargs="+",
+        default=[1, 4],
+        help="consumer processes (one figure for each)",
+    )
     parser.add_argument(
         "--prefetch",
         type=int,
@@ -179,7 +227,7 @@ def main():
     options = parser.parse_args()
     if options.consume:
         host, port = options.consume[0].rsplit(":", 1)
-        consume_until_done((host, int(port)), int(options.consume[1]))
+        consume_until_told((host, int(port)), int(options.consume[1]))
         return
     with tempfile.TemporaryDirectory() as directory:
         address_file = Path(directory) / "address"
@@ -199,11 +247,7 @@ def main():
             address = (host, int(port))
             print(f"runzeo at {text}", file=sys.stderr)
             go_to_first_step(address, options.repeat)
-            for prefetch in options.prefetch:
-                for consumers in (1, 4):
-                    transitions(
-                        address, consumers, options.length, options.messages, prefetch
-                    )
+            transition_figures(address, options)
         finally:
             server.terminate()
             server.wait()

@@ -20,7 +20,7 @@ import random
 import socket
 import time
 
-from dispatch import model
+from dispatch import model, shards
 from dispatch.recipe import Recipe
 from dispatch.wrapper import RecipeWrapper
 
@@ -41,6 +41,9 @@ HOST = socket.gethostname()
 # How many of the first due messages a claim chooses from after losing a
 # race for the first one (see claim()).
 CLAIM_SPREAD = 8
+# A consumer that lost races lately takes from its own shard a message up
+# to this many seconds younger than the queue's oldest due one (see claim()).
+CLAIM_SLACK = 1.0
 
 
 def get_dispatch(root):
@@ -80,9 +83,13 @@ def destination_queue(step):
     return None
 
 
-def enqueue(dispatch, run, node, payload, path, environment, delay=0.0, now=None):
+def enqueue(
+    dispatch, run, node, payload, path, environment, delay=0.0, now=None, shard=None
+):
     """Create the message for step *node* of *run*; returns it, or None when
-    the step has no destination (dropped silently, as zocalo does)."""
+    the step has no destination (dropped silently, as zocalo does).  Its id,
+    and so its entries in the indexes, are in *shard* (random if None): a
+    consumer passes its own, so that its commits touch its own trees."""
     now = time.time() if now is None else now
     step = run.recipe[str(node)]
     queue_name = destination_queue(step)
@@ -90,7 +97,7 @@ def enqueue(dispatch, run, node, payload, path, environment, delay=0.0, now=None
         logger.debug("run %s: step %s has no queue; message dropped", run.id, node)
         return None
     message = model.Message(
-        model.new_id(),
+        model.new_id(shard),
         run.id,
         node,
         queue_name,
@@ -131,8 +138,12 @@ def start_run(dispatch, recipe, parameters=None, now=None):
     for node, definition in recipe.steps.items():
         run.steps[node] = model.Step(node, copy.deepcopy(definition))
     dispatch.runs[run_id] = run
-    for node, payload in recipe.start:
-        enqueue(dispatch, run, node, payload, [], environment, now=now)
+    # Start messages go round the shards, so that consumers find them in
+    # their own (a fan-out of thousands is shared out without conflicts).
+    first_shard = random.randrange(shards.SHARDS)
+    for number, (node, payload) in enumerate(recipe.start):
+        shard = (first_shard + number) % shards.SHARDS
+        enqueue(dispatch, run, node, payload, [], environment, now=now, shard=shard)
     logger.info("run %s started: %d step(s)", run_id, len(run.steps))
     return run
 
@@ -153,9 +164,18 @@ def claim(
     max_deliveries=MAX_DELIVERIES,
     backoff_base=BACKOFF_BASE,
     spread=1,
+    home=None,
+    slack=CLAIM_SLACK,
 ):
     """Take the first deliverable message of *queue_name* for *consumer*;
     returns it (state in progress, a new Attempt) or None.
+
+    Without *home*, "first" is the oldest due message of the queue (first
+    in, first out).  A consumer that lost races lately passes its *home*
+    shard: it then takes from that shard if it holds a due message at most
+    *slack* seconds younger than the oldest, else from a random shard among
+    those that do; so consumers that share a queue keep to different trees
+    (see :mod:`dispatch.shards`), and order is kept to within *slack*.
 
     A queue keeps each message under the time it next needs attention: a
     pending one under when it may be delivered, a claimed one under when its
@@ -170,15 +190,16 @@ def claim(
     if queue is None:
         return None
     bound = model.ready_bound(now)
-    while queue.ready:
-        # First in, first out; but a consumer that just lost a race (spread
-        # > 1) picks among the first few due messages at random, so that
-        # several consumers stop reaching for the same one.
-        due = list(itertools.islice(queue.ready.keys(max=bound), spread))
-        if not due:
+    ready = queue.ready
+    while True:
+        tree = _choose_tree(ready, bound, home, slack)
+        if tree is None:
             return None
-        key = random.choice(due)
-        message = queue.ready.pop(key)
+        # A consumer that just lost a race (spread > 1) picks among the
+        # first few due messages at random, so that several consumers stop
+        # reaching for the same one.
+        key = random.choice(list(itertools.islice(tree.keys(max=bound), spread)))
+        message = ready.pop(key)
         if message.queue_key != key or message.state not in (
             model.PENDING,
             model.IN_PROGRESS,
@@ -211,7 +232,28 @@ def claim(
         message.attempts = message.attempts + [attempt]
         put_in_queue(queue, message, message.lease_until)
         return message
-    return None
+
+
+def _choose_tree(ready, bound, home, slack):
+    """The tree of *ready* (a :class:`~dispatch.shards.ShardedIndex`) to
+    take the next message from (see :func:`claim`), or None if none is due
+    by ready key *bound*."""
+    heads = []
+    for tree in ready.trees():
+        first = next(iter(tree.keys(max=bound)), None)
+        if first is not None:
+            heads.append((first, tree))
+    if not heads:
+        return None
+    oldest = min(key for key, _tree in heads)
+    if home is None:
+        return next(tree for key, tree in heads if key == oldest)
+    limit = model.ready_bound(model.ready_time(oldest) + slack)
+    recent = [tree for key, tree in heads if key <= limit]
+    home_tree = ready.shard(home)
+    if any(tree is home_tree for tree in recent):
+        return home_tree
+    return random.choice(recent)
 
 
 def finish(dispatch, message, now=None, exit_code=None, output_tail=None):
@@ -293,17 +335,28 @@ def still_claimed_by(message, consumer):
     return message.state == model.IN_PROGRESS and owner.get("consumer") == consumer
 
 
-def complete(dispatch, message, sends, now=None, outcome=None):
+def complete(dispatch, message, sends, now=None, outcome=None, shard=None):
     """Finish claimed *message* and create the messages its handler sent
-    (*sends*: ``(node, payload, path, delay)`` as recorded by the wrapper):
-    zocalo's ack and send, for one commit."""
+    (*sends*: ``(node, payload, path, delay)`` as recorded by the wrapper)
+    in *shard* (the consumer's own; see :func:`enqueue`): zocalo's ack and
+    send, for one commit."""
     run = dispatch.runs[message.run_id]
     if run.cancelled is not None:
         if sends:
             logger.info("run %s is cancelled: %d send(s) dropped", run.id, len(sends))
         sends = []
     created = [
-        enqueue(dispatch, run, node, payload, path, message.environment, delay, now)
+        enqueue(
+            dispatch,
+            run,
+            node,
+            payload,
+            path,
+            message.environment,
+            delay,
+            now,
+            shard=shard,
+        )
         for node, payload, path, delay in sends
     ]
     outcome = outcome or {}

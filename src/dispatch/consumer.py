@@ -4,25 +4,35 @@ with a RecipeWrapper, and commit the outcome with the messages it sent.
 Several consumers (threads or processes, each with its own connection) may
 share a queue: claiming changes the message object, so two consumers that
 reach for the same message conflict, one of them aborts and takes the next.
+Each consumer has a home shard (see :mod:`dispatch.shards`): the messages
+it sends are filed there, and once it has lost a race it claims from there
+first, so that consumers stop writing to the same trees; a consumer whose
+commit conflicts again moves to another shard.
 Waiting for work uses zeo's ``ClientStorage.watch()``: every committed
 transaction wakes the consumer, which otherwise waits exactly until the
 next delayed message or claim lapse is due.
 """
 
+import collections
 import logging
+import random
 import threading
 import time
 
 import transaction
 from ZODB.POSException import ConflictError
 
-from dispatch import broker, model
+from dispatch import broker, model, shards
 
 logger = logging.getLogger(__name__)
 
 # Claim conflicts mean another consumer was faster; after this many in a
 # row we report "no message" and let the caller wait for the next change.
 CONFLICT_RETRIES = 20
+# After a conflict a consumer claims from its home shard first (FIFO to
+# within broker.CLAIM_SLACK) for this many seconds; alone, it keeps strict
+# first-in first-out order.
+CONTENTION_MEMORY = 10.0
 
 
 class Consumer:
@@ -55,6 +65,22 @@ class Consumer:
         self.transaction_manager = transaction.TransactionManager()
         self.connection = database.open(self.transaction_manager)
         self._wake = threading.Event()
+        self.shard = random.randrange(shards.SHARDS)
+        self._carried = []  # claimed with the last batch's results
+        self._contended_until = 0.0
+        # ConflictErrors by phase (claim, complete, release), for benchmarks
+        # and logs: how often this consumer lost a race.
+        self.conflicts = collections.Counter()
+
+    def _conflicted(self, phase, move=True):
+        """Count a ConflictError in *phase*; remember the contention and,
+        if *move*, go to another home shard (another consumer may share it)."""
+        self.conflicts[phase] += 1
+        self._contended_until = time.monotonic() + CONTENTION_MEMORY
+        if move:
+            self.shard = (
+                self.shard + random.randrange(1, shards.SHARDS)
+            ) % shards.SHARDS
 
     def close(self):
         """Abort anything open and close the connection."""
@@ -66,43 +92,70 @@ class Consumer:
         # starting a run on a fresh database does not conflict with them.
         return self.connection.root().get(model.ROOT_KEY) or model.Dispatch()
 
+    def _claim_some(self, now, limit, retry=0):
+        """Claim up to *limit* messages in the open transaction (no commit);
+        returns them.  Once it has lost a race, a consumer claims from its
+        home shard first, and moves home to a shard it had to take from."""
+        contended = time.monotonic() < self._contended_until
+        messages = []
+        while len(messages) < limit:
+            message = broker.claim(
+                self._dispatch(),
+                self.queue,
+                self.name,
+                self.lease,
+                now,
+                max_deliveries=self.max_deliveries,
+                backoff_base=self.backoff_base,
+                spread=broker.CLAIM_SPREAD if retry else 1,
+                home=self.shard if contended else None,
+            )
+            if message is None:
+                break
+            if contended:
+                self.shard = shards.shard_of_id(message.id)
+            messages.append(message)
+        return messages
+
+    def _claim_conflicted(self, messages):
+        """Count a claim conflict; move home if it was all in the home shard."""
+        logger.debug("%s: claim conflict; trying again", self.name)
+        self._conflicted(
+            "claim",
+            move=all(shards.shard_of_id(m.id) == self.shard for m in messages),
+        )
+
     def _claim(self, now, limit=1):
         """Claim and commit up to *limit* messages (one transaction);
         returns them, an empty list when none is due."""
         manager = self.transaction_manager
         for retry in range(CONFLICT_RETRIES):
             manager.begin()
+            messages = []
             try:
-                messages = []
-                while len(messages) < limit:
-                    message = broker.claim(
-                        self._dispatch(),
-                        self.queue,
-                        self.name,
-                        self.lease,
-                        now,
-                        max_deliveries=self.max_deliveries,
-                        backoff_base=self.backoff_base,
-                        spread=broker.CLAIM_SPREAD if retry else 1,
-                    )
-                    if message is None:
-                        break
-                    messages.append(message)
+                messages = self._claim_some(now, limit, retry)
                 # Commits lapsed claims released on the way, if any.
                 manager.commit()
                 return messages
             except ConflictError:
                 manager.abort()
-                logger.debug("%s: claim conflict; trying again", self.name)
+                self._claim_conflicted(messages)
         return []
 
-    def process_batch(self, limit, now=None):
+    def process_batch(self, limit, now=None, claim_next=False):
         """Claim up to *limit* messages in one transaction, handle each, and
         commit all their results (and failed deliveries) in one more: the
         broker's prefetch, trading a wider window of redelivery after a
-        crash for fewer commits.  Returns the messages handled."""
+        crash for fewer commits.  Returns the messages handled.
+
+        With *claim_next* (what :meth:`serve` does), the next batch is
+        claimed in the transaction that commits this one's results, so a
+        busy consumer commits once per batch; it is handled by the next
+        call."""
         now = time.time() if now is None else now
-        messages = self._claim(now, limit)
+        messages, self._carried = self._carried, []
+        if not messages:
+            messages = self._claim(now, limit)
         if not messages:
             return []
         manager = self.transaction_manager
@@ -123,36 +176,47 @@ class Consumer:
                 results.append((message, None, reason, outcome))
                 continue
             results.append((message, sends, None, wrapper.outcome))
-        for _ in range(CONFLICT_RETRIES):
+        for retry in range(CONFLICT_RETRIES):
+            claimed = []
             try:
-                dispatch = self._dispatch()
-                for message, sends, reason, outcome in results:
-                    if not broker.still_claimed_by(message, self.name):
-                        logger.warning("%s: claim on %r lapsed", self.name, message)
-                    elif reason is None:
-                        broker.complete(dispatch, message, sends, now, outcome)
-                    else:
-                        broker.release(
-                            dispatch,
-                            message,
-                            reason,
-                            now=now,
-                            max_deliveries=self.max_deliveries,
-                            backoff_base=self.backoff_base,
-                            exit_code=outcome.get("exit_code"),
-                            output_tail=outcome.get("output_tail"),
-                        )
+                self._apply(results, now)
+                if claim_next:
+                    claimed = self._claim_some(time.time(), limit, retry)
                 manager.commit()
+                self._carried = claimed
                 return messages
             except ConflictError:
                 logger.info(
                     "%s: results of a batch conflicted; applying again", self.name
                 )
+                if claimed:
+                    self._claim_conflicted(claimed)
+                self._conflicted("complete")
                 manager.abort()
                 manager.begin()
         manager.abort()
         logger.error("%s: could not commit a batch; its claims will lapse", self.name)
         return messages
+
+    def _apply(self, results, now):
+        """Complete or release the messages of a handled batch."""
+        dispatch = self._dispatch()
+        for message, sends, reason, outcome in results:
+            if not broker.still_claimed_by(message, self.name):
+                logger.warning("%s: claim on %r lapsed", self.name, message)
+            elif reason is None:
+                broker.complete(dispatch, message, sends, now, outcome, self.shard)
+            else:
+                broker.release(
+                    dispatch,
+                    message,
+                    reason,
+                    now=now,
+                    max_deliveries=self.max_deliveries,
+                    backoff_base=self.backoff_base,
+                    exit_code=outcome.get("exit_code"),
+                    output_tail=outcome.get("output_tail"),
+                )
 
     def process_one(self, now=None):
         """Handle one deliverable message; returns it, or None if none was
@@ -193,10 +257,13 @@ class Consumer:
                     )
                     manager.abort()
                     return message
-                broker.complete(self._dispatch(), message, sends, now, wrapper.outcome)
+                broker.complete(
+                    self._dispatch(), message, sends, now, wrapper.outcome, self.shard
+                )
                 manager.commit()
                 return message
             except ConflictError:
+                self._conflicted("complete")
                 logger.info(
                     "%s: result of %r conflicted; applying again", self.name, message
                 )
@@ -229,6 +296,7 @@ class Consumer:
                 return
             except ConflictError:
                 manager.abort()
+                self._conflicted("release", move=False)
         logger.error(
             "%s: could not release %r; its claim will lapse", self.name, message
         )
@@ -245,8 +313,7 @@ class Consumer:
             key = queue.ready.minKey()
         finally:
             manager.abort()
-        due = int(key.split(":", 1)[0]) / 1_000_000
-        return max(0.0, due - time.time())
+        return max(0.0, model.ready_time(key) - time.time())
 
     def serve(self, stop):
         """Process messages until threading.Event *stop* is set, waiting for
@@ -260,13 +327,15 @@ class Consumer:
                 if stop.is_set():
                     break
                 self._wake.wait(self.next_due())
+            if self._carried:  # claimed already: handle them, claim no more
+                self.process_batch(self.prefetch)
         finally:
             handle.close()
 
     def _process_some(self):
         """One message, or a batch of ``prefetch``; true if any was due."""
         if self.prefetch > 1:
-            return bool(self.process_batch(self.prefetch))
+            return bool(self.process_batch(self.prefetch, claim_next=True))
         return self.process_one() is not None
 
     def wake(self):

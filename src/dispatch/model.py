@@ -7,8 +7,10 @@ and consumers rarely conflict:
 
 - every message is its own object, keyed by a unique time-ordered id, so two
   consumers of one queue touch different objects;
-- indexes are BTrees (concurrent inserts and deletes of different keys in
-  one bucket are resolved by BTrees' conflict resolution);
+- the indexes that every transition writes (a queue's ready messages, a
+  run's and a step's messages) are split into shards (see
+  :mod:`dispatch.shards`): a message's id names its shard, the shard of the
+  consumer that sent it, so consumers write to different BTrees;
 - counters are ``BTrees.Length.Length`` (concurrent increments are summed);
 - a run's status is derived from its counters and messages when read,
   instead of being written by whichever consumer finishes last.
@@ -23,6 +25,8 @@ import time
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
+
+from dispatch.shards import SHARDS, ShardedIndex, shard_of_id, shard_of_ready_key
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +47,34 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 
 
-def new_id():
+def new_id(shard=None):
     """A unique id that sorts by creation time: 16 hex digits of
-    nanoseconds, then 8 random ones (so two machines never collide)."""
-    return f"{time.time_ns():016x}{secrets.token_hex(4)}"
+    nanoseconds, one for its *shard* (random if None; see
+    :mod:`dispatch.shards`), then 7 random ones (so two machines never
+    collide)."""
+    if shard is None:
+        shard = secrets.randbelow(SHARDS)
+    return f"{time.time_ns():016x}{shard % SHARDS:x}{secrets.token_hex(4)[:7]}"
+
+
+def _rename_legacy(state, old, new):
+    """*state* with attribute *old* (a tree of the unsharded layout) moved
+    to *new*; read by ``__setstate__`` of databases made before shards."""
+    if isinstance(state, dict) and old in state:
+        state = dict(state)
+        state[new] = state.pop(old)
+    return state
 
 
 def ready_key(not_before, message_id):
     """Key of a message in a queue's ``ready`` tree: it sorts by the time
     the message may be delivered, then by id (first in, first out)."""
     return f"{int(not_before * 1_000_000):017d}:{message_id}"
+
+
+def ready_time(key):
+    """The time (seconds since the epoch) in ready key *key*."""
+    return int(key.partition(":")[0].rstrip(";")) / 1_000_000
 
 
 def ready_bound(now):
@@ -76,13 +98,27 @@ class Queue(Persistent):
 
     ``ready`` holds each message under :func:`ready_key` of the time it next
     needs attention (delivery of a pending one, lapse of a claimed one; see
-    :func:`dispatch.broker.claim`); ``pending_count`` counts the pending.
+    :func:`dispatch.broker.claim`), in the shard of its id;
+    ``pending_count`` counts the pending.
     """
+
+    ready_shards = None  # shard -> OOBTree; None in databases before shards
+    legacy_ready = None  # the single tree of those databases, until emptied
 
     def __init__(self, name):
         self.name = name
-        self.ready = OOBTree()
+        self.ready_shards = OOBTree()
         self.pending_count = Length()
+
+    def __setstate__(self, state):
+        super().__setstate__(_rename_legacy(state, "ready", "legacy_ready"))
+
+    @property
+    def ready(self):
+        """The ready index: ready key -> Message, over all shards."""
+        return ShardedIndex(
+            self, "ready_shards", "legacy_ready", OOBTree, shard_of_ready_key
+        )
 
     def __repr__(self):
         return f"<Queue {self.name!r}>"
@@ -90,6 +126,9 @@ class Queue(Persistent):
 
 class Run(Persistent):
     """One execution of a recipe: what was asked and what became of it."""
+
+    message_shards = None  # None in databases made before shards
+    legacy_messages = None  # their single tree
 
     def __init__(self, run_id, recipe, parameters, environment, created):
         self.id = run_id
@@ -99,9 +138,19 @@ class Run(Persistent):
         self.created = created
         self.cancelled = None  # time of `dispatch cancel`, or None
         self.steps = OOBTree()  # node id -> Step
-        self.messages = OOBTree()  # message id -> Message
+        self.message_shards = OOBTree()  # shard -> OOBTree(message id -> Message)
         self.open_count = Length()  # messages pending or in progress
         self.dead_count = Length()
+
+    def __setstate__(self, state):
+        super().__setstate__(_rename_legacy(state, "messages", "legacy_messages"))
+
+    @property
+    def messages(self):
+        """message id -> Message, over all shards, oldest first."""
+        return ShardedIndex(
+            self, "message_shards", "legacy_messages", OOBTree, shard_of_id
+        )
 
     @property
     def status(self):
@@ -129,10 +178,23 @@ class Run(Persistent):
 class Step(Persistent):
     """One node of a run's recipe, with the ids of the messages sent to it."""
 
+    message_id_shards = None  # None in databases made before shards
+    legacy_message_ids = None  # their single set
+
     def __init__(self, node, definition):
         self.node = node
         self.definition = definition  # the recipe's step dict
-        self.message_ids = OOTreeSet()
+        self.message_id_shards = OOBTree()  # shard -> OOTreeSet of ids
+
+    def __setstate__(self, state):
+        super().__setstate__(_rename_legacy(state, "message_ids", "legacy_message_ids"))
+
+    @property
+    def message_ids(self):
+        """The ids of this step's messages, over all shards, oldest first."""
+        return ShardedIndex(
+            self, "message_id_shards", "legacy_message_ids", OOTreeSet, shard_of_id
+        )
 
     def messages(self, run):
         """This step's messages, oldest first."""
