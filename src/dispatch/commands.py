@@ -24,7 +24,7 @@ from pathlib import Path
 
 import transaction
 
-from dispatch import broker, model
+from dispatch import broker, model, progress
 from dispatch.recipe import Recipe, RecipeError
 
 logger = logging.getLogger(__name__)
@@ -168,7 +168,9 @@ def _go(options):
         print(run_id, flush=True)
         if not options.wait:
             return EXIT_OK
-        status = wait_for_run(database, run_id, options.timeout, sys.stdout)
+        status = wait_for_run(
+            database, run_id, options.timeout, sys.stdout, live=_is_terminal()
+        )
     finally:
         database.close()
     if status == model.SUCCEEDED:
@@ -180,31 +182,40 @@ def _go(options):
     return EXIT_FAILED
 
 
+def _is_terminal():
+    """True when stdout is a terminal that understands cursor moves."""
+    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+
+
 def step_states(dispatch, run_id):
     """``{node: status}`` of a run's steps."""
     run = dispatch.runs[run_id]
     return {node: step.status(run) for node, step in run.steps.items()}
 
 
-def wait_for_run(database, run_id, timeout, out):
-    """Print each step's status as it changes until the run ends (woken by
-    zeo ``watch``); returns the run's final status, or running at timeout."""
+def wait_for_run(database, run_id, timeout, out, live=False):
+    """Show the run's progress on *out* until it ends, woken by each commit
+    (zeo ``watch``); returns its final status, or running at the timeout.
+
+    *live* (for a terminal): a table of the steps redrawn in place;
+    otherwise a ``step N: STATUS`` line whenever a step's status changes.
+    Both end with ``run ID: STATUS``."""
     changed = threading.Event()
     handle = database.storage.watch(lambda tid, oids: changed.set())
     deadline = None if timeout is None else time.monotonic() + timeout
-    shown = {}
+    display = progress.LiveTable(out) if live else progress.ProgressLines(out)
     try:
         while True:
             changed.clear()
             with dispatch_state(database) as dispatch:
-                states = step_states(dispatch, run_id)
+                rows = progress.step_rows(dispatch, run_id)
                 status = dispatch.runs[run_id].status
-            for node, state in sorted(states.items()):
-                if shown.get(node) != state:
-                    out.write(f"step {node}: {state}\n")
-                    shown[node] = state
-            out.flush()
+            if live:
+                display.draw(progress.render(run_id, status, rows))
+            else:
+                display.draw(rows)
             if status != model.RUNNING:
+                display.close()
                 out.write(f"run {run_id}: {status}\n")
                 return status
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -212,6 +223,8 @@ def wait_for_run(database, run_id, timeout, out):
                 return status
             changed.wait(remaining)
     finally:
+        display.close()
+        out.flush()
         handle.close()
 
 
@@ -235,7 +248,9 @@ def go_main(argv):
         help=f"where NAME.json recipes are (default ${RECIPES_VARIABLE})",
     )
     parser.add_argument(
-        "--wait", action="store_true", help="show progress until the run ends"
+        "--wait",
+        action="store_true",
+        help="show progress until the run ends (a live table on a terminal)",
     )
     parser.add_argument(
         "--timeout", type=float, help="with --wait: give up after this many seconds"
