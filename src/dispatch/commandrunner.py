@@ -17,8 +17,9 @@ No program is orphaned or run twice (see :mod:`dispatch.programs`): the papa
 name comes from the message, so a runner given a message again after its
 predecessor died adopts the program still running (or its exit code, kept
 by papa until acknowledged, which happens only after it is committed in
-zeo).  A runner asked to stop (SIGTERM, ``dispatch shutdown``) leaves its
-program running and gives the message back, to be adopted.  When the
+zeo).  While it follows a program a runner renews its claim, so a job may
+run for days.  A runner asked to stop (SIGTERM, ``dispatch shutdown``)
+leaves its program running and gives the message back, to be adopted.  When the
 message's run is cancelled, or the message is dead-lettered, while the
 program runs, the program is cancelled (``scancel`` for a Slurm job).
 
