@@ -51,6 +51,7 @@ shootout-peer: $(SHOOTOUT_PEER)/.installed
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 
 test: venv peers lint
 	ZEOPAPA_REQUIRE_PEERS=1 $(VENV)/bin/pytest

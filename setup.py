@@ -38,6 +38,8 @@ setup(
             "pytest",
             "pytest-timeout",
             "ruff",
+            # make lint type-checks the public API ([tool.mypy] in pyproject.toml).
+            "mypy",
             "zope.testing",
             "manuel",
         ],

@@ -20,6 +20,8 @@ which step is wrong.
 import copy
 import logging
 import string
+from collections.abc import Mapping
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class _Undefined(LookupError):
 _formatter = string.Formatter()
 
 
-def _field_value(field_name, parameters):
+def _field_value(field_name: str, parameters: Mapping[str, Any]) -> Any:
     """The value of *field_name* (``a``, ``a[k]``, ``a.b``) in *parameters*.
 
     Raises :class:`_Undefined` when the first name is not a parameter.
@@ -59,7 +61,7 @@ def _field_value(field_name, parameters):
     return value
 
 
-def _first_name(field_name):
+def _first_name(field_name: str) -> str:
     """``a`` for ``a``, ``a[k]``, ``a.b`` (the parameter a field starts from)."""
     for index, character in enumerate(field_name):
         if character in ".[":
@@ -67,15 +69,15 @@ def _first_name(field_name):
     return field_name
 
 
-def substitute_string(text, parameters):
+def substitute_string(text: str, parameters: Mapping[str, Any]) -> Any:
     """*text* with its placeholders filled from *parameters* (see module doc).
 
     Returns a new string, or any value for a whole-string ``{$REPLACE:...}``.
     """
     if text.startswith(REPLACE_PREFIX) and text.endswith("}"):
-        field_name = text[len(REPLACE_PREFIX) : -1]
+        replaced_name = text[len(REPLACE_PREFIX) : -1]
         try:
-            return copy.deepcopy(_field_value(field_name, parameters))
+            return copy.deepcopy(_field_value(replaced_name, parameters))
         except _Undefined:
             return None
     if REPLACE_PREFIX in text:
@@ -87,7 +89,7 @@ def substitute_string(text, parameters):
         pieces = list(_formatter.parse(text))
     except ValueError as error:
         raise SubstitutionError(f"{text!r}: {error}") from None
-    output = []
+    output: list[str] = []
     for literal, field_name, format_spec, conversion in pieces:
         # Literal braces come back unescaped; only an escaped pair may
         # surround a literal, so re-escaping is not needed for the result.
@@ -102,16 +104,19 @@ def substitute_string(text, parameters):
         except SubstitutionError as error:
             raise SubstitutionError(f"{text!r}: {error}") from None
         try:
-            if format_spec:
-                format_spec = substitute_string(format_spec, parameters)
+            # The spec may hold placeholders too; $REPLACE may make it a
+            # non-string, which format_field refuses with a TypeError.
+            spec = substitute_string(format_spec, parameters) if format_spec else ""
             value = _formatter.convert_field(value, conversion)
-            output.append(_formatter.format_field(value, format_spec))
+            output.append(_formatter.format_field(value, spec))
         except (ValueError, TypeError) as error:
             raise SubstitutionError(f"{text!r}: {error}") from None
     return "".join(output)
 
 
-def _rebuild_field(field_name, format_spec, conversion):
+def _rebuild_field(
+    field_name: str, format_spec: str | None, conversion: str | None
+) -> str:
     """The original text of a placeholder that stays unsubstituted."""
     text = "{" + field_name
     if conversion:
@@ -121,7 +126,7 @@ def _rebuild_field(field_name, format_spec, conversion):
     return text + "}"
 
 
-def substitute(structure, parameters):
+def substitute(structure: Any, parameters: Mapping[str, Any]) -> Any:
     """A deep copy of *structure* with every string substituted.
 
     Dictionary keys are substituted too (and must stay hashable: a key that

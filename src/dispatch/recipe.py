@@ -19,9 +19,14 @@ and ``"slurm": {...}`` (the same program as a Slurm job, with these request
 keys).  Zocalo recipes never contain them, so they stay valid here.
 """
 
+from __future__ import annotations
+
 import copy
 import json
 import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from dispatch.parameters import SubstitutionError, substitute
 
@@ -36,16 +41,16 @@ LINK_KEYS = ("output", "error")
 class RecipeError(ValueError):
     """An invalid recipe; the message starts with ``Invalid recipe:``."""
 
-    def __init__(self, reason):
+    def __init__(self, reason: str) -> None:
         super().__init__(f"Invalid recipe: {reason}")
         self.reason = reason
 
 
-def _pairs_keeping_last(pairs):
+def _pairs_keeping_last(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     """JSON object hook: the last of duplicate keys wins, as in ``json``,
     but the dropped value is logged, since DLS recipes use a duplicate first
     key as a comment (``"1": ["Recipe for..."], "1": {...}``)."""
-    result = {}
+    result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
             dropped = result[key]
@@ -68,7 +73,7 @@ def _pairs_keeping_last(pairs):
     return result
 
 
-def parse_json(text):
+def parse_json(text: str | bytes) -> dict[str, Any]:
     """A dict from recipe JSON text, tolerating duplicate-key comments."""
     try:
         data = json.loads(text, object_pairs_hook=_pairs_keeping_last)
@@ -79,14 +84,14 @@ def parse_json(text):
     return data
 
 
-def _sanitise(data):
+def _sanitise(data: Mapping[Any, Any]) -> dict[Any, Any]:
     """Workflows' load-time normalisation, on a deep copy of *data*.
 
     Numeric-string keys become int node ids (ids start at 1: ``"0"`` stays a
     string and fails validation), a scalar ``output`` becomes a list,
     ``start`` entries become tuples and a scalar ``error`` a list.
     """
-    result = {}
+    result: dict[Any, Any] = {}
     for key, value in copy.deepcopy(data).items():
         if isinstance(key, str) and key.isdigit() and int(key) > 0:
             key = int(key)
@@ -106,7 +111,7 @@ def _sanitise(data):
     return result
 
 
-def _flatten_links(links):
+def _flatten_links(links: Any) -> list[int]:
     """Node ids of an ``output``/``error`` value: int, list of ints, or a
     dict whose values are those."""
     if links is None:
@@ -117,7 +122,7 @@ def _flatten_links(links):
         if all(isinstance(x, int) and not isinstance(x, bool) for x in links):
             return list(links)
     elif isinstance(links, dict):
-        flat = []
+        flat: list[int] = []
         for value in links.values():
             flat.extend(_flatten_links(value))
         return flat
@@ -132,7 +137,11 @@ class Recipe:
     :meth:`merge` return new recipes.
     """
 
-    def __init__(self, source=None):
+    # int node ids -> step dicts, plus "start", "error", "description".
+    data: dict[Any, Any]
+
+    def __init__(self, source: Recipe | str | bytes | Mapping | None = None) -> None:
+        data: Mapping[Any, Any]
         if source is None:
             data = {}
         elif isinstance(source, Recipe):
@@ -148,53 +157,53 @@ class Recipe:
         self.data = _sanitise(data)
 
     @classmethod
-    def from_file(cls, path):
+    def from_file(cls, path: str | os.PathLike[str]) -> Recipe:
         """Read and sanitise (not validate) the recipe in file *path*."""
         with open(path, encoding="utf-8") as stream:
             return cls(stream.read())
 
     # -- reading -----------------------------------------------------------
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: int | str) -> Any:
         return self.data[key]
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         return key in self.data
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, (str, bytes, dict)):
             other = Recipe(other)
         if not isinstance(other, Recipe):
             return NotImplemented
         return self.data == other.data
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Recipe({self.to_json()})"
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.data)
 
     @property
-    def steps(self):
+    def steps(self) -> dict[int, Any]:
         """``{node id: step dict}`` for the numbered steps."""
         return {k: v for k, v in self.data.items() if isinstance(k, int)}
 
     @property
-    def start(self):
+    def start(self) -> list[tuple[int, Any]]:
         """The ``(node id, payload)`` pairs sent when a run starts."""
         return list(self.data.get("start", []))
 
     @property
-    def error(self):
+    def error(self) -> list[int]:
         """The recipe-wide error node ids."""
         return list(self.data.get("error", []))
 
     @property
-    def description(self):
+    def description(self) -> str | None:
         """The ``description`` (or ``comment``) text, or None."""
         return self.data.get("description", self.data.get("comment"))
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-ready deep copy (string node ids, ``start`` as lists)."""
         result = {}
         for key, value in self.data.items():
@@ -203,13 +212,13 @@ class Recipe:
             result[str(key) if isinstance(key, int) else key] = copy.deepcopy(value)
         return result
 
-    def to_json(self, **options):
+    def to_json(self, **options: Any) -> str:
         """The recipe as JSON text (``json.dumps`` *options* allowed)."""
         return json.dumps(self.to_dict(), **options)
 
     # -- validation --------------------------------------------------------
 
-    def validate(self):
+    def validate(self) -> None:
         """Raise :class:`RecipeError` unless this is a valid recipe.
 
         The checks and their messages are those of workflows'
@@ -245,7 +254,7 @@ class Recipe:
         for node, step in self.steps.items():
             if not isinstance(step, dict):
                 raise RecipeError(f'Node "{node}" is not an object')
-        touched = {"start", "error", "description", "comment"}
+        touched: set[int | str] = {"start", "error", "description", "comment"}
         self._find_cycles_from_roots(touched)
         for node in data:
             if node not in touched:
@@ -253,10 +262,10 @@ class Recipe:
         for node, step in self.steps.items():
             _validate_program_step(node, step)
 
-    def _find_cycles_from_roots(self, touched):
+    def _find_cycles_from_roots(self, touched: set[int | str]) -> None:
         """Depth-first from every start and error target; marks *touched*."""
 
-        def visit(path):
+        def visit(path: list) -> None:
             node = path[-1]
             if (
                 not isinstance(node, int)
@@ -282,7 +291,7 @@ class Recipe:
         for target in self.data.get("error", []):
             visit(["error", target])
 
-    def is_valid(self):
+    def is_valid(self) -> bool:
         """True when :meth:`validate` passes."""
         try:
             self.validate()
@@ -292,13 +301,13 @@ class Recipe:
 
     # -- transformations ---------------------------------------------------
 
-    def apply_parameters(self, parameters):
+    def apply_parameters(self, parameters: Mapping[str, Any]) -> Recipe:
         """A new recipe with every string substituted from *parameters*.
 
         A template that cannot be filled raises :class:`RecipeError`
         naming the step (or ``start``/``error``) it is in.
         """
-        result = {}
+        result: dict[Any, Any] = {}
         for key, value in self.data.items():
             where = f'node "{key}"' if isinstance(key, int) else f'"{key}"'
             try:
@@ -311,7 +320,7 @@ class Recipe:
         recipe.data = result
         return recipe
 
-    def merge(self, other):
+    def merge(self, other: Recipe | str | bytes | Mapping | None) -> Recipe:
         """A new recipe: this one plus *other*'s steps, renumbered after ours.
 
         Neither operand changes.  Both must be valid; *other*'s steps get
@@ -350,7 +359,7 @@ class Recipe:
         return recipe
 
 
-def _translate_links(links, mapping):
+def _translate_links(links: Any, mapping: Mapping[int, int]) -> Any:
     """*links* (int, list or dict of those) with node ids renumbered."""
     if isinstance(links, int):
         return mapping[links]
@@ -359,7 +368,7 @@ def _translate_links(links, mapping):
     return {name: _translate_links(value, mapping) for name, value in links.items()}
 
 
-def _validate_program_step(node, step):
+def _validate_program_step(node: int, step: Mapping[str, Any]) -> None:
     """Our extensions: ``command`` is a non-empty argv list of strings;
     ``slurm`` is a dict of request keys and needs a ``command`` to run."""
     if "command" in step:
@@ -388,7 +397,7 @@ def _validate_program_step(node, step):
             )
 
 
-def validate_file(path):
+def validate_file(path: str | os.PathLike[str]) -> Recipe:
     """The recipe in file *path*, validated; raises :class:`RecipeError`
     (or :class:`OSError` when the file cannot be read)."""
     recipe = Recipe.from_file(path)

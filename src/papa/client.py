@@ -25,6 +25,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
 
 from .connection import ClientConnection
 from .errors import Error
@@ -51,12 +54,18 @@ class Papa:
 
     spawn_lock = threading.Lock()
     spawned = False
-    _kernels: dict = {}  # address -> Popen or Thread this process started
+    # address -> Popen or Thread this process started
+    _kernels: dict[int | str, subprocess.Popen | threading.Thread] = {}
 
-    def __init__(self, port_or_path=None, connection_timeout=None):
+    def __init__(
+        self,
+        port_or_path: int | str | None = None,
+        connection_timeout: float | None = None,
+    ) -> None:
         port_or_path = port_or_path or self._default_port_or_path
         self.port_or_path = port_or_path
         self.connection_timeout = connection_timeout or self._default_connection_timeout
+        self.location: str | tuple[str, int]
         if isinstance(port_or_path, str):
             if not os.path.isabs(port_or_path):
                 raise Error("Path to Unix socket must be absolute.")
@@ -66,13 +75,18 @@ class Papa:
             self.family = socket.AF_INET
             self.location = ("127.0.0.1", int(port_or_path))
         self.connection: ClientConnection | None = None
-        self.t = None
+        self.t: threading.Thread | None = None
         self._connect(allow_spawn=True)
 
-    def __enter__(self):
+    def __enter__(self) -> Papa:
         return self
 
-    def __exit__(self, exc_type, exc_value, traceback):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
         if self._single_connection_mode and self.t is not None:
             self.t.join(self.connection_timeout)
@@ -81,15 +95,16 @@ class Papa:
                 Papa.spawned = False
 
     # -- connecting ------------------------------------------------------------
-    def _connect(self, allow_spawn: bool = False) -> None:
+    def _connect(self, allow_spawn: bool = False) -> ClientConnection:
         deadline = time.monotonic() + self.connection_timeout
         while True:
             try:
-                self.connection = ClientConnection(
+                connection = ClientConnection(
                     self.family, self.location, self.connection_timeout
                 )
-                self.connection.negotiate()
-                return
+                self.connection = connection
+                connection.negotiate()
+                return connection
             except (OSError, Error):
                 self.connection = None
             if time.monotonic() >= deadline:
@@ -116,24 +131,28 @@ class Papa:
                 from .kernel import start_in_thread
 
                 try:
-                    started = start_in_thread(
+                    thread = start_in_thread(
                         self.port_or_path, self._single_connection_mode
                     )
                 except Error as exc:
                     log.info("kernel thread did not start: %s", exc)
                     return
-                self.t = started
+                self.t = started = thread
             else:
                 started = _start_kernel_process(self.port_or_path)
             Papa._kernels[self.port_or_path] = started
             Papa.spawned = True
 
-    def _command(self, words: list) -> str:
+    def _open_connection(self) -> ClientConnection:
+        """The connection to the kernel, connecting first if there is none."""
         if self.connection is None:
-            self._connect()
-        return self.connection.command(words)
+            return self._connect()
+        return self.connection
 
-    def fileno(self):
+    def _command(self, words: list) -> str:
+        return self._open_connection().command(words)
+
+    def fileno(self) -> int | None:
         return self.connection.sock.fileno() if self.connection else None
 
     def close(self) -> None:
@@ -142,31 +161,31 @@ class Papa:
             self.connection = None
 
     # -- sockets ---------------------------------------------------------------
-    def _socket_dict(self, line: str) -> tuple[str, dict]:
-        words = self.connection.split(line)
-        info = dict(word.partition("=")[::2] for word in words[1:])
+    def _socket_dict(self, line: str) -> tuple[str, dict[str, Any]]:
+        words = self._open_connection().split(line)
+        info: dict[str, Any] = dict(word.partition("=")[::2] for word in words[1:])
         for key in ("backlog", "port", "fileno"):
             if key in info:
                 info[key] = int(info[key])
         return words[0], info
 
-    def list_sockets(self, *patterns) -> dict:
+    def list_sockets(self, *patterns: str) -> dict[str, dict[str, Any]]:
         reply = self._command(["l", "s", *patterns])
         return dict(self._socket_dict(line) for line in reply.split("\n") if line)
 
     def make_socket(
         self,
-        name,
-        host=None,
-        port=None,
-        family=None,
-        socket_type=None,
-        backlog=None,
-        path=None,
-        umask=None,
-        interface=None,
-        reuseport=None,
-    ) -> dict:
+        name: str,
+        host: str | None = None,
+        port: int | None = None,
+        family: int | None = None,
+        socket_type: int | None = None,
+        backlog: int | None = None,
+        path: str | None = None,
+        umask: int | None = None,
+        interface: str | None = None,
+        reuseport: bool | None = None,
+    ) -> dict[str, Any]:
         if not name:
             raise Error("Socket requires a name")
         words = ["m", "s", name]
@@ -190,45 +209,46 @@ class Papa:
                 words.append("reuseport=1")
         return self._socket_dict(self._command(words))[1]
 
-    def remove_sockets(self, *patterns) -> bool:
+    def remove_sockets(self, *patterns: str) -> bool:
         self._command(["r", "s", *patterns])
         return True
 
     # -- values ------------------------------------------------------------------
-    def list_values(self, *patterns) -> dict:
+    def list_values(self, *patterns: str) -> dict[str, str]:
         reply = self._command(["l", "v", *patterns])
         result = {}
         for line in reply.split("\n"):
             if not line:
                 continue
-            if self.connection.escapes:
-                words = self.connection.split(line)
+            connection = self._open_connection()
+            if connection.escapes:
+                words = connection.split(line)
                 result[words[0]] = words[1] if len(words) > 1 else ""
             else:
                 name, _, value = line.partition(" ")
                 result[name] = value
         return result
 
-    def set(self, name, value=None) -> None:
+    def set(self, name: str, value: object = None) -> None:
         words = ["set", name]
         if value is not None and value != "":
             words.append(str(value))
         self._command(words)
 
-    def get(self, name):
+    def get(self, name: str) -> str | None:
         reply = self._command(["get", name])
-        if self.connection.escapes:
+        if self._open_connection().escapes:
             reply = unescape(reply)
         return reply or None
 
-    def remove_values(self, *patterns) -> bool:
+    def remove_values(self, *patterns: str) -> bool:
         self._command(["r", "v", *patterns])
         return True
 
     # -- processes -----------------------------------------------------------------
-    def _process_dict(self, line: str) -> tuple[str, dict]:
-        words = self.connection.split(line)
-        info: dict = {}
+    def _process_dict(self, line: str) -> tuple[str, dict[str, Any]]:
+        words = self._open_connection().split(line)
+        info: dict[str, Any] = {}
         for index, word in enumerate(words[1:], start=1):
             key, _, value = word.partition("=")
             if key == "args":
@@ -244,28 +264,31 @@ class Papa:
                 info[key] = value
         return words[0], info
 
-    def list_processes(self, *patterns) -> dict:
+    def list_processes(self, *patterns: str) -> dict[str, dict[str, Any]]:
         reply = self._command(["l", "p", *patterns])
         return dict(self._process_dict(line) for line in reply.split("\n") if line)
 
     def make_process(
         self,
-        name,
-        executable=None,
-        args=None,
-        env=None,
-        working_dir=None,
-        uid=None,
-        gid=None,
-        rlimits=None,
-        stdout=None,
-        stderr=None,
-        bufsize=None,
-        watch_immediately=None,
-        slurm=None,
-    ):
+        name: str,
+        executable: str | None = None,
+        args: str | bytes | Iterable[object] | None = None,
+        env: Mapping[str, object] | None = None,
+        working_dir: str | None = None,
+        uid: int | str | None = None,
+        gid: int | str | None = None,
+        rlimits: Mapping[str, int] | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        bufsize: int | None = None,
+        watch_immediately: bool | None = None,
+        slurm: Mapping[str, object] | None = None,
+    ) -> dict[str, Any] | Watcher:
         """Start a process; with ``slurm`` (a dict of requests, see
-        docs/slurm.rst) submit it as a Slurm batch job instead."""
+        docs/slurm.rst) submit it as a Slurm batch job instead.
+
+        Returns the process's entry as :meth:`list_processes` gives it, or
+        with *watch_immediately* a :class:`Watcher` of it."""
         words = ["m", "p", name]
         if slurm is not None:
             words.append("slurm=1")
@@ -311,25 +334,25 @@ class Papa:
             return self._watch(words)
         return self._process_dict(self._command(words))[1]
 
-    def cancel_processes(self, *patterns) -> dict:
+    def cancel_processes(self, *patterns: str) -> dict[str, int | None]:
         """End processes (scancel, or SIGTERM/SIGKILL); name -> exit code."""
         reply = self._command(["cancel", "processes", *patterns])
-        result = {}
+        result: dict[str, int | None] = {}
         for line in reply.split("\n"):
             if line:
                 name, _, code = line.rpartition(" exit_code=")
                 result[name] = int(code) if code.lstrip("-").isdigit() else None
         return result
 
-    def list_partitions(self) -> dict:
+    def list_partitions(self) -> dict[str, dict[str, Any]]:
         """Slurm partitions: name -> description, limits and free resources."""
         reply = self._command(["list", "partitions"])
         result = {}
         for line in reply.split("\n"):
             if not line:
                 continue
-            words = self.connection.split(line)
-            info: dict = {}
+            words = self._open_connection().split(line)
+            info: dict[str, Any] = {}
             for word in words[1:]:
                 key, _, value = word.partition("=")
                 if value.isdigit():
@@ -341,17 +364,15 @@ class Papa:
             result[words[0]] = info
         return result
 
-    def remove_processes(self, *patterns) -> bool:
+    def remove_processes(self, *patterns: str) -> bool:
         self._command(["r", "p", *patterns])
         return True
 
-    def watch_processes(self, *patterns) -> Watcher:
+    def watch_processes(self, *patterns: str) -> Watcher:
         return self._watch(["w", "p", *patterns])
 
     def _watch(self, words: list) -> Watcher:
-        if self.connection is None:
-            self._connect()
-        connection = self.connection
+        connection = self._open_connection()
         connection.send_words(words)
         connection.read_line_exactly()  # "Watching N" or the process line
         self.connection = None
@@ -362,54 +383,56 @@ class Papa:
 
     # -- process-wide defaults (papa's class-level settings) -----------------------
     @classmethod
-    def set_debug_mode(cls, mode=True, quit_when_connection_closed=False):
+    def set_debug_mode(
+        cls, mode: bool = True, quit_when_connection_closed: bool = False
+    ) -> None:
         cls._debug_mode = mode
         if quit_when_connection_closed:
             cls._single_connection_mode = True
 
     @classmethod
-    def set_default_port(cls, port):
+    def set_default_port(cls, port: int) -> None:
         cls._default_port_or_path = port
 
     @classmethod
-    def set_default_path(cls, path):
+    def set_default_path(cls, path: str) -> None:
         cls._default_port_or_path = path
 
     @classmethod
-    def set_default_connection_timeout(cls, connection_timeout):
+    def set_default_connection_timeout(cls, connection_timeout: float) -> None:
         cls._default_connection_timeout = connection_timeout
 
 
-def _option_value(value) -> str:
+def _option_value(value: object) -> str:
     """An option value the kernel reads back exactly.
 
     Quotes are added around empty values, values ending in a backslash and
     values that are already quoted, since the kernel strips one pair; this
     also works with a real papa kernel, which fails on ``key=``.
     """
-    value = str(value)
+    text = str(value)
     if (
-        value == ""
-        or value.endswith("\\")
-        or (len(value) >= 2 and value[0] == value[-1] == '"')
+        text == ""
+        or text.endswith("\\")
+        or (len(text) >= 2 and text[0] == text[-1] == '"')
     ):
-        return f'"{value}"'
-    return value
+        return f'"{text}"'
+    return text
 
 
-def _append_options(words: list, **options) -> None:
+def _append_options(words: list, **options: object) -> None:
     for key, value in options.items():
         if value is not None:
             words.append(f"{key}={_option_value(value)}")
 
 
-def _alive(started) -> bool:
+def _alive(started: subprocess.Popen | threading.Thread) -> bool:
     if isinstance(started, threading.Thread):
         return started.is_alive()
     return started.poll() is None
 
 
-def _start_kernel_process(port_or_path) -> subprocess.Popen:
+def _start_kernel_process(port_or_path: int | str) -> subprocess.Popen:
     """Start ``python -m papa`` detached from this process's session."""
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
@@ -433,17 +456,23 @@ def _start_kernel_process(port_or_path) -> subprocess.Popen:
     )
 
 
-def set_debug_mode(mode=True, quit_when_connection_closed=False):
+def set_debug_mode(
+    mode: bool = True, quit_when_connection_closed: bool = False
+) -> None:
+    """Start kernels in a thread of this process instead of a child process."""
     return Papa.set_debug_mode(mode, quit_when_connection_closed)
 
 
-def set_default_port(port):
+def set_default_port(port: int) -> None:
+    """The port later ``Papa()`` calls connect to (20202 by default)."""
     return Papa.set_default_port(port)
 
 
-def set_default_path(path):
+def set_default_path(path: str) -> None:
+    """The Unix socket path later ``Papa()`` calls connect to."""
     return Papa.set_default_path(path)
 
 
-def set_default_connection_timeout(connection_timeout):
+def set_default_connection_timeout(connection_timeout: float) -> None:
+    """Seconds a later ``Papa()`` keeps trying to connect (10 by default)."""
     return Papa.set_default_connection_timeout(connection_timeout)

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import select
 from collections import namedtuple
+from collections.abc import Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .connection import ClientConnection
 from .errors import Error
+
+if TYPE_CHECKING:
+    from .client import Papa
 
 ProcessOutput = namedtuple("ProcessOutput", "name timestamp data")
 
@@ -23,7 +29,12 @@ _END_OF_WATCH = ("Nothing left to watch", "Stopped watching")
 class WatchBatch(tuple):
     """``(out, err, closed)``; false when all three are empty (end of watch)."""
 
-    def __new__(cls, out=(), err=(), closed=()):
+    def __new__(
+        cls,
+        out: Iterable[ProcessOutput] = (),
+        err: Iterable[ProcessOutput] = (),
+        closed: Iterable[ProcessOutput] = (),
+    ) -> WatchBatch:
         return super().__new__(cls, (list(out), list(err), list(closed)))
 
     def __bool__(self) -> bool:
@@ -37,16 +48,21 @@ class Watcher:
     makes it usable with ``select``.
     """
 
-    def __init__(self, papa_object, connection: ClientConnection):
+    def __init__(self, papa_object: Papa, connection: ClientConnection) -> None:
         self.papa_object = papa_object
         self.connection: ClientConnection | None = connection
         self.exit_code: dict[str, int] = {}
         self._need_ack = False
 
-    def __enter__(self):
+    def __enter__(self) -> Watcher:
         return self
 
-    def __exit__(self, exc_type, exc_value, traceback):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
     def __bool__(self) -> bool:
@@ -56,6 +72,8 @@ class Watcher:
         return 1 if self.connection is not None else 0
 
     def fileno(self) -> int:
+        if self.connection is None:
+            raise ValueError("the watch has ended: this watcher has no connection")
         return self.connection.sock.fileno()
 
     @property
@@ -81,7 +99,9 @@ class Watcher:
         if self.connection is None:
             return WatchBatch()
         connection = self.connection
-        out, err, closed = [], [], []
+        out: list[ProcessOutput] = []
+        err: list[ProcessOutput] = []
+        closed: list[ProcessOutput] = []
         while True:
             line = connection.read_line(b"] ")
             if line == "] ":
@@ -130,8 +150,11 @@ class Watcher:
             self.connection = None
 
     def _hand_back(self) -> None:
+        connection = self.connection
+        if connection is None:
+            return
         if self.papa_object.connection is None:
-            self.papa_object.connection = self.connection
+            self.papa_object.connection = connection
         else:
-            self.connection.close()
+            connection.close()
         self.connection = None

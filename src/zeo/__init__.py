@@ -9,18 +9,30 @@ The public face:
 - ``%import zeo`` in a ZODB config makes ``<clientstorage>`` available.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported lazily at run time (see __getattr__)
+    import ZODB
+    import ZODB.Connection
+
+    from .clientstorage.storage import ClientStorage
+    from .storageserver.adhoc import Address
+
 __all__ = ["DB", "ClientStorage", "client", "connection", "server"]
 
 
 def server(
-    path=None,
-    blob_dir=None,
-    storage_conf=None,
-    zeo_conf=None,
-    port=0,
-    threaded=True,
-    **kw,
-):
+    path: str | None = None,
+    blob_dir: str | None = None,
+    storage_conf: str | None = None,
+    zeo_conf: dict[str, Any] | None = None,
+    port: int = 0,
+    threaded: bool = True,
+    **kw: Any,
+) -> tuple[Address, Callable[[], None]]:
     """Start a server; return ``(address, stop)``.
 
     Without *path* the server keeps its data in memory; with it, in a
@@ -40,28 +52,28 @@ def server(
     )
 
 
-def client(*args, **kw):
+def client(*args: Any, **kw: Any) -> ClientStorage:
     """Return a :class:`ClientStorage` connected to the server at *addr*."""
     from .clientstorage.api import client as make
 
     return make(*args, **kw)
 
 
-def DB(*args, **kw):
+def DB(*args: Any, **kw: Any) -> ZODB.DB:
     """Return a ``ZODB.DB`` on a :class:`ClientStorage` (same arguments)."""
     from .clientstorage.api import DB as make
 
     return make(*args, **kw)
 
 
-def connection(*args, **kw):
+def connection(*args: Any, **kw: Any) -> ZODB.Connection.Connection:
     """Return an open connection of a new :func:`DB` (closed with the DB)."""
     from .clientstorage.api import connection as make
 
     return make(*args, **kw)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     # Imported lazily so that `import zeo` stays cheap for servers and tools.
     if name == "ClientStorage":
         from .clientstorage.storage import ClientStorage

@@ -6,11 +6,14 @@ registering as a client (PROTOCOL.md section 9).
 
 import json
 import socket
+from typing import Any
 
 from .protocol import FrameDecoder, frame
 
 
-def parse_address(address):
+def parse_address(
+    address: str | int | tuple[str, int] | list,
+) -> str | tuple[str, int]:
     """``'host:port'``, ``(host, port)``, an int port or a Unix socket path."""
     if isinstance(address, int):
         return ("127.0.0.1", address)
@@ -22,14 +25,16 @@ def parse_address(address):
     return address
 
 
-def ruok(address, timeout=10.0):
+def ruok(
+    address: str | int | tuple[str, int] | list, timeout: float = 10.0
+) -> dict[str, dict[str, Any]]:
     """Return the server's status: ``{storage_name: {figure: value}}``."""
     address = parse_address(address)
     family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
     if family == socket.AF_INET and ":" in address[0]:
         family = socket.AF_INET6
     decoder = FrameDecoder()
-    frames = []
+    frames: list[bytes] = []
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(address)

@@ -14,17 +14,41 @@ database (zeo) as it starts and as it ends, so a run killed half-way resumes
 in a new process without re-running what succeeded.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 
 from . import graph as graph_module
-from .attempt import attempt_job
+from .attempt import AttemptOutcome, attempt_job
 from .graph import JobConfigurationError, JobGraph
+from .job import Job
 from .threaded import walk_phase_threaded
+
+if TYPE_CHECKING:
+    from .persist import RunStore
+
+# What _attempt_arguments() gives attempt_job(), in its parameter order.
+AttemptArguments = tuple[
+    str,  # name
+    type[Job],  # job_class
+    int,  # number
+    int,  # phase
+    tuple,  # args
+    dict[str, Any],  # kwargs
+    dict[str, Any],  # storage
+    dict[str, Any],  # global_storage
+    str | None,  # directory
+    bool,  # no_act
+    bool,  # verbose
+    bool,  # debug
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +75,13 @@ class DoJobber:
     lives in the database (see :mod:`dispatch.jobs.persist`).
     """
 
-    def __init__(self, dojobber_loglevel=None, db=None, run_name=None, **unknown):
+    def __init__(
+        self,
+        dojobber_loglevel: int | str | None = None,
+        db: Any = None,
+        run_name: str | None = None,
+        **unknown: Any,
+    ) -> None:
         if unknown:
             raise TypeError(
                 f"DoJobber() got unexpected arguments {sorted(unknown)}; it accepts "
@@ -63,44 +93,45 @@ class DoJobber:
             raise TypeError(f"run_name must be a non-empty string, got {run_name!r}")
         if dojobber_loglevel:
             _configure_package_logging(dojobber_loglevel)
-        self.graph = None
-        self.nodestatus = {}
-        self.nodeexceptions = {}
-        self.noderesults = {}
-        self.nodereasons = {}
-        self.nodeattempts = {}
-        self.cleanup_errors = []
-        self.global_storage = {}
+        self.graph: JobGraph | None = None
+        # name -> True (succeeded), False (failed) or None (not attempted)
+        self.nodestatus: dict[str, bool | None] = {}
+        self.nodeexceptions: dict[str, BaseException | None] = {}
+        self.noderesults: dict[str, Any] = {}
+        self.nodereasons: dict[str, dict[str, Any]] = {}
+        self.nodeattempts: dict[str, int] = {}
+        self.cleanup_errors: list[tuple[str, Exception]] = []
+        self.global_storage: dict[str, Any] = {}
         self._db = db
         self._run_name = run_name
-        self._store = None
+        self._store: RunStore | None = None
         self._session_open = False
         self._phase = 0
         self._phase_used = False
-        self._books = {}
-        self._args = ()
-        self._kwargs = {}
-        self._objects = []
-        self._directory = None
+        self._books: dict[str, RetryBook] = {}
+        self._args: tuple = ()
+        self._kwargs: dict[str, Any] = {}
+        self._objects: list[Job] = []
+        self._directory: str | None = None
         self._no_act = False
         self._verbose = False
         self._debug = False
         self._cleanup = True
         self._output_lock = threading.Lock()
-        self._last_decided_by = {}
+        self._last_decided_by: dict[str, str] = {}
 
     # -- set-up -----------------------------------------------------------------
 
     def configure(
         self,
-        root,
-        no_act=False,
-        verbose=False,
-        debug=False,
-        cleanup=True,
-        default_tries=3,
-        default_retry_delay=1,
-    ):
+        root: type[Job],
+        no_act: bool = False,
+        verbose: bool = False,
+        debug: bool = False,
+        cleanup: bool = True,
+        default_tries: int = 3,
+        default_retry_delay: float = 1,
+    ) -> None:
         """Build and validate the graph of *root*; no job runs yet.
 
         Raises :class:`JobConfigurationError` (a RuntimeError) for bad TRIES
@@ -111,44 +142,46 @@ class DoJobber:
                 "configure() was already called on this DoJobber; "
                 "create a new DoJobber for another graph."
             )
-        self.graph = JobGraph(root, default_tries, default_retry_delay)
+        graph = self.graph = JobGraph(root, default_tries, default_retry_delay)
         self._no_act = bool(no_act)
         self._debug = bool(debug)
         self._verbose = self._debug or bool(verbose)
         self._cleanup = bool(cleanup)
         now = time.monotonic()
         self._books = {
-            name: RetryBook(self.graph.tries[name], self.graph.retry_delay[name], now)
-            for name in self.graph.deps
+            name: RetryBook(graph.tries[name], graph.retry_delay[name], now)
+            for name in graph.deps
         }
-        self.nodeattempts = dict.fromkeys(self.graph.deps, 0)
+        self.nodeattempts = dict.fromkeys(graph.deps, 0)
         if self._db is not None:
             from .persist import RunStore
 
             self._store = RunStore(self._db, self._run_name)
 
-    def set_args(self, *args, **kwargs):
+    def set_args(self, *args: Any, **kwargs: Any) -> None:
         """Arguments passed to every Check and Run."""
         self._args = args
         self._kwargs = kwargs
 
     # -- results ----------------------------------------------------------------
 
-    def success(self):
+    def success(self) -> bool:
         """True when every job reachable from the start node succeeded."""
         return bool(self.nodestatus) and all(self.nodestatus.values())
 
-    def partial_success(self):
+    def partial_success(self) -> bool:
         """True when at least one job succeeded."""
         return bool(self.nodestatus) and any(self.nodestatus.values())
 
-    def failure(self):
+    def failure(self) -> bool:
         """``not success()``."""
         return not self.success()
 
     # -- running ----------------------------------------------------------------
 
-    def checknrun(self, node=None, parallel=None):
+    def checknrun(
+        self, node: str | type[Job] | None = None, parallel: int | None = None
+    ) -> None:
         """Run the phases from *node* (default: the root) until done.
 
         With ``parallel=N`` (N > 1) ready jobs are attempted in up to N
@@ -206,7 +239,7 @@ class DoJobber:
         if self._store is not None:
             self._store.finish_call(self)
 
-    def _begin(self, order):
+    def _begin(self, order: Sequence[str]) -> None:
         reachable = set(order)
         if self._store is None:
             self.global_storage = {}
@@ -218,10 +251,11 @@ class DoJobber:
             else:
                 self._store.continue_session(self)
             # Success is sticky in a persisted run; failures get retried.
+            store = self._store
             self.nodestatus = {
                 name: status
                 for name, status in self.nodestatus.items()
-                if name in reachable and (status is True or self._store.adopted)
+                if name in reachable and (status is True or store.adopted)
             }
             self._store.adopted = False
         self.nodeexceptions = {
@@ -236,15 +270,21 @@ class DoJobber:
         }
         self.nodereasons = {}
 
-    def _attemptable(self, name):
+    def _attemptable(self, name: str) -> bool:
         if self.nodestatus.get(name) is True:
             return False
         book = self._books[name]
         return book.last_phase < self._phase and book.tries_left > 0
 
-    def _walk_phase(self, order):
-        complete = {}  # name -> it and everything under it succeeded
-        deps = self.graph.deps
+    def _configured_graph(self) -> JobGraph:
+        """The graph; raises :class:`JobConfigurationError` before configure()."""
+        if self.graph is None:
+            raise JobConfigurationError("call configure(root) first.")
+        return self.graph
+
+    def _walk_phase(self, order: Sequence[str]) -> None:
+        complete: dict[str, bool] = {}  # it and everything under it succeeded
+        deps = self._configured_graph().deps
         for name in order:
             blocked = not all(complete[child] for child in deps[name])
             self.nodestatus.setdefault(name, None)
@@ -257,7 +297,7 @@ class DoJobber:
                 self._record(outcome)
             complete[name] = not blocked and self.nodestatus[name] is True
 
-    def _book_attempt(self, name):
+    def _book_attempt(self, name: str) -> float:
         """Take one try of *name*; return how long to wait before starting.
 
         RETRY_DELAY counts from the previous attempt's *start*, so the wait
@@ -273,11 +313,11 @@ class DoJobber:
             self._store.attempt_started(self, name, delay)
         return delay
 
-    def _flush(self):
+    def _flush(self) -> None:
         if self._store is not None:
             self._store.flush()
 
-    def _start_after(self, name, delay):
+    def _start_after(self, name: str, delay: float) -> None:
         """Wait *delay* seconds, then mark the start the next delay counts from.
 
         Only the thread making this attempt touches ``next_try`` until the
@@ -288,10 +328,10 @@ class DoJobber:
         book = self._books[name]
         book.next_try = time.monotonic() + book.retry_delay
 
-    def _attempt_arguments(self, name):
+    def _attempt_arguments(self, name: str) -> AttemptArguments:
         return (
             name,
-            self.graph.classes[name],
+            self._configured_graph().classes[name],
             self.nodeattempts[name],
             self._phase,
             self._args,
@@ -304,10 +344,10 @@ class DoJobber:
             self._debug,
         )
 
-    def _write_now(self, text):
+    def _write_now(self, text: str) -> None:
         sys.stderr.write(text)
 
-    def _record(self, outcome):
+    def _record(self, outcome: AttemptOutcome) -> None:
         name = outcome.name
         self._last_decided_by[name] = outcome.decided_by
         if outcome.job is not None:
@@ -323,13 +363,13 @@ class DoJobber:
         if self._store is not None:
             self._store.attempt_finished(self, outcome)
 
-    def _explain_untried(self, order):
+    def _explain_untried(self, order: Sequence[str]) -> None:
         """Say why each None job was not attempted (DoJobber cannot)."""
-        causes = {}
-        deps = self.graph.deps
+        causes: dict[str, list[str]] = {}
+        deps = self._configured_graph().deps
         for name in order:
             status = self.nodestatus.get(name)
-            failing = []
+            failing: list[str] = []
             for child in deps[name]:
                 if self.nodestatus.get(child) is not True:
                     failing.extend(causes.get(child) or [child])
@@ -348,7 +388,7 @@ class DoJobber:
             else:
                 self.nodereasons[name] = {"reason": "not_attempted"}
 
-    def close(self):
+    def close(self) -> None:
         """Close the database connection this engine opened (if it did).
 
         A DB passed as ``db=`` stays open: it belongs to the caller.
@@ -358,7 +398,7 @@ class DoJobber:
 
     # -- cleanup ----------------------------------------------------------------
 
-    def cleanup(self):
+    def cleanup(self) -> list[tuple[str, Exception]]:
         """Call ``Cleanup()`` of every job object created so far, LIFO.
 
         One object exists per attempt (even when its Check passed at once
@@ -367,7 +407,7 @@ class DoJobber:
         others still run; statuses are untouched.  Each object is cleaned
         once.  Returns the errors of this call as ``(name, exception)``.
         """
-        errors = []
+        errors: list[tuple[str, Exception]] = []
         while self._objects:
             job = self._objects.pop()
             method = getattr(job, "Cleanup", None)
@@ -390,7 +430,7 @@ class DoJobber:
 
     # -- graphs -----------------------------------------------------------------
 
-    def node_colours(self):
+    def node_colours(self) -> dict[str, str | None]:
         """name -> DOT fill colour for the current statuses (None: unfilled)."""
         colours = {}
         for name in self.graph.deps if self.graph else ():
@@ -401,7 +441,7 @@ class DoJobber:
             )
         return colours
 
-    def write_graph(self, fd, fmt="png"):
+    def write_graph(self, fd: IO[Any], fmt: str = "png") -> None:
         """Write the graph in *fmt* to the open file *fd*.
 
         ``dot`` (DOT text) and ``json`` need nothing; other formats (png,
@@ -413,20 +453,21 @@ class DoJobber:
         data = self.graph_bytes(fmt)
         graph_module.write_bytes_or_text(fd, data, fmt)
 
-    def graph_bytes(self, fmt="dot"):
+    def graph_bytes(self, fmt: str = "dot") -> bytes:
         """The graph rendered in *fmt*, as bytes."""
+        graph = self._configured_graph()
         if fmt == "json":
             nodes = {
                 name: {"status": self.nodestatus.get(name), "colour": colour}
                 for name, colour in self.node_colours().items()
             }
-            return self.graph.to_json(nodes).encode()
-        dot_text = self.graph.to_dot(self.node_colours())
+            return graph.to_json(nodes).encode()
+        dot_text = graph.to_dot(self.node_colours())
         if fmt == "dot":
             return dot_text.encode()
         return graph_module.render(dot_text, fmt)
 
-    def display_graph(self):
+    def display_graph(self) -> None:
         """Show the graph as PNG with ImageMagick's ``display`` (X11)."""
         import shutil
         import subprocess
@@ -440,11 +481,11 @@ class DoJobber:
         subprocess.run([program], input=self.graph_bytes("png"), check=True)
 
 
-def _node_name(node):
+def _node_name(node: str | type[Job]) -> str:
     return node if isinstance(node, str) else node.__name__
 
 
-def _validate_parallel(parallel):
+def _validate_parallel(parallel: object) -> int:
     if parallel is None:
         return 1
     if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
@@ -452,7 +493,7 @@ def _validate_parallel(parallel):
     return parallel
 
 
-def _configure_package_logging(level):
+def _configure_package_logging(level: int | str) -> None:
     """DoJobber's ``dojobber_loglevel``: set the level, add one handler once."""
     global _handler_installed
     package_logger = logging.getLogger(_PACKAGE_LOGGER)

@@ -7,12 +7,16 @@ Everything here is iterative, so a chain of thousands of jobs does not hit
 Python's recursion limit.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import math
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +28,9 @@ COLOUR_BLOCKED = "orange"  # a dependency is not successful
 COLOUR_OUT_OF_TRIES = "gray"  # not attempted: no tries left from earlier
 
 
-def colour_for(status, decided_by=None, reason=None):
+def colour_for(
+    status: bool | None, decided_by: str | None = None, reason: str | None = None
+) -> str | None:
     """The fill colour of a node: DoJobber's three, plus blocked and spent."""
     if status is True:
         return COLOUR_EVENTUALLY_PASSED if decided_by == "recheck" else COLOUR_PASSED
@@ -48,14 +54,14 @@ class GraphRenderError(RuntimeError):
     """A graph could not be rendered (graphviz missing or failing)."""
 
 
-def describe_class(job_class):
+def describe_class(job_class: object) -> str:
     """``module.QualifiedName`` of a class, to tell same-named classes apart."""
     module = getattr(job_class, "__module__", "?")
     qualified = getattr(job_class, "__qualname__", getattr(job_class, "__name__", "?"))
     return f"{module}.{qualified}"
 
 
-def _validate_tries(name, tries):
+def _validate_tries(name: str, tries: object) -> None:
     # bool is an int subclass, and a float like 1.1 would (in DoJobber)
     # pass an int() check yet give two attempts: accept true integers only.
     if isinstance(tries, bool) or not isinstance(tries, int):
@@ -70,7 +76,7 @@ def _validate_tries(name, tries):
         )
 
 
-def _validate_delay(name, delay):
+def _validate_delay(name: str, delay: object) -> None:
     if isinstance(delay, bool) or not isinstance(delay, (int, float)):
         raise JobConfigurationError(
             f'RETRY_DELAY "{delay}" of job {name!r} must be a number of seconds >= 0.'
@@ -81,7 +87,7 @@ def _validate_delay(name, delay):
         )
 
 
-def validate_defaults(default_tries, default_retry_delay):
+def validate_defaults(default_tries: object, default_retry_delay: object) -> None:
     """Check the engine-wide defaults with the same rules as per-job values."""
     _validate_tries("(default_tries)", default_tries)
     _validate_delay("(default_retry_delay)", default_retry_delay)
@@ -94,7 +100,18 @@ class JobGraph:
     which they are walked, so it decides the order of attempts.
     """
 
-    def __init__(self, root, default_tries=3, default_retry_delay=1):
+    # Job classes are typed as plain types: a graph read back from a database
+    # has names only, and DEPS may name jobs by string.
+    classes: dict[str, type]
+    deps: dict[str, tuple[str, ...]]
+    tries: dict[str, int]
+    retry_delay: dict[str, float]
+    root: str
+    _post_orders: dict[str, tuple[str, ...]]
+
+    def __init__(
+        self, root: type, default_tries: int = 3, default_retry_delay: float = 1
+    ) -> None:
         validate_defaults(default_tries, default_retry_delay)
         self.classes = {}
         self.deps = {}
@@ -105,7 +122,7 @@ class JobGraph:
         self._post_orders = {}
 
     @classmethod
-    def from_structure(cls, root, deps):
+    def from_structure(cls, root: str, deps: Mapping[str, Iterable[str]]) -> JobGraph:
         """A graph without classes (read back from a database) for export."""
         graph = cls.__new__(cls)
         graph.classes = {}
@@ -118,13 +135,16 @@ class JobGraph:
 
     # -- building ---------------------------------------------------------------
 
-    def _discover(self, root, default_tries, default_retry_delay):
+    def _discover(
+        self, root: object, default_tries: int, default_retry_delay: float
+    ) -> str:
         if isinstance(root, str) or not isinstance(root, type):
             raise JobConfigurationError(
                 f"the root of a job graph must be a Job class, got {root!r}"
             )
-        string_references = []  # (dependent, name) to resolve once all are known
-        pending = [root]
+        # (dependent, name) to resolve once all are known
+        string_references: list[tuple[str, str]] = []
+        pending: list[type] = [root]
         while pending:
             job_class = pending.pop()
             name = job_class.__name__
@@ -146,7 +166,7 @@ class JobGraph:
             _validate_delay(name, delay)
             self.tries[name] = tries
             self.retry_delay[name] = delay
-            children = []
+            children: list[str] = []
             for dependency in self._deps_of(job_class, name):
                 if isinstance(dependency, str):
                     string_references.append((name, dependency))
@@ -169,7 +189,7 @@ class JobGraph:
         return root.__name__
 
     @staticmethod
-    def _deps_of(job_class, name):
+    def _deps_of(job_class: type, name: str) -> Sequence[str | type]:
         deps = getattr(job_class, "DEPS", ())
         if deps is None:
             return ()
@@ -183,7 +203,7 @@ class JobGraph:
             raise JobConfigurationError(
                 f'DEPS for {name} is not iterable; is "{deps}" (write DEPS = [...]).'
             ) from None
-        seen = set()
+        seen: set[str] = set()
         for item in items:
             if not isinstance(item, (str, type)):
                 raise JobConfigurationError(
@@ -198,10 +218,10 @@ class JobGraph:
             seen.add(key)
         return items
 
-    def _check_cycles(self):
+    def _check_cycles(self) -> None:
         # Colour marking: a dependency that is still on the walk's stack
         # closes a cycle, which is reported as the path around it.
-        finished = set()
+        finished: set[str] = set()
         for start in self.deps:
             if start in finished:
                 continue
@@ -230,7 +250,7 @@ class JobGraph:
 
     # -- walking ----------------------------------------------------------------
 
-    def post_order(self, start=None):
+    def post_order(self, start: str | None = None) -> tuple[str, ...]:
         """Names reachable from *start* (default root), dependencies first.
 
         Depth-first, children in DEPS order, each node listed once, after all
@@ -242,7 +262,7 @@ class JobGraph:
             return cached
         if start not in self.deps:
             raise KeyError(f"no job named {start!r} in this graph")
-        order = []
+        order: list[str] = []
         visited = {start}
         stack = [(start, iter(self.deps[start]))]
         while stack:
@@ -255,19 +275,18 @@ class JobGraph:
             else:
                 stack.pop()
                 order.append(node)
-        order = tuple(order)
-        self._post_orders[start] = order
-        return order
+        self._post_orders[start] = result = tuple(order)
+        return result
 
-    def dependents(self):
+    def dependents(self) -> dict[str, list[str]]:
         """name -> names that list it in DEPS (the reverse edges)."""
-        reverse = {name: [] for name in self.deps}
+        reverse: dict[str, list[str]] = {name: [] for name in self.deps}
         for name, children in self.deps.items():
             for child in children:
                 reverse[child].append(name)
         return reverse
 
-    def edges(self):
+    def edges(self) -> list[tuple[str, str]]:
         """``(dependent, dependency)`` pairs, DoJobber's edge direction."""
         return [
             (name, child) for name, children in self.deps.items() for child in children
@@ -275,7 +294,7 @@ class JobGraph:
 
     # -- export -----------------------------------------------------------------
 
-    def to_dot(self, colours=None):
+    def to_dot(self, colours: Mapping[str, str | None] | None = None) -> str:
         """DOT text; *colours* maps names to a fill colour (None: unfilled)."""
         colours = colours or {}
         lines = ["digraph graphname {"]
@@ -290,7 +309,7 @@ class JobGraph:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
-    def to_json(self, nodes=None):
+    def to_json(self, nodes: Mapping[str, Mapping[str, Any]] | None = None) -> str:
         """JSON text: root, nodes (with whatever *nodes* maps them to), edges."""
         nodes = nodes or {}
         document = {
@@ -306,7 +325,7 @@ _PLAIN_ID = re.compile(
 )
 
 
-def dot_id(name):
+def dot_id(name: str) -> str:
     """A DOT identifier: bare when DOT allows it, else double-quoted."""
     if _PLAIN_ID.fullmatch(name) and name.lower() not in _DOT_KEYWORDS:
         return name
@@ -317,7 +336,7 @@ def dot_id(name):
 _DOT_KEYWORDS = frozenset({"node", "edge", "graph", "digraph", "subgraph", "strict"})
 
 
-def render(dot_text, fmt):
+def render(dot_text: str, fmt: str) -> bytes:
     """Bytes of *dot_text* rendered by graphviz ``dot -T<fmt>``.
 
     ``dot`` and ``json`` are produced by the caller without graphviz; every
@@ -344,7 +363,7 @@ def render(dot_text, fmt):
     return completed.stdout
 
 
-def write_bytes_or_text(stream, data, fmt):
+def write_bytes_or_text(stream: IO[Any], data: bytes, fmt: str) -> None:
     """Write *data* (bytes) to a binary or a text stream without corrupting it.
 
     Text formats are decoded for text streams; binary formats go to the text
@@ -365,7 +384,7 @@ def write_bytes_or_text(stream, data, fmt):
     stream.write(data)
 
 
-def _is_text_stream(stream):
+def _is_text_stream(stream: object) -> bool:
     import io
 
     if isinstance(stream, io.TextIOBase):

@@ -7,7 +7,11 @@ puts in ``global_storage`` on purpose.  The method names (``Check``, ``Run``,
 by changing its import.
 """
 
+from __future__ import annotations
+
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -36,24 +40,24 @@ class Job:
     of the run (persisted with the run when the engine has a database).
     """
 
-    DEPS = ()
-    TRIES = None
-    RETRY_DELAY = None
+    DEPS: Sequence[type[Job]] = ()
+    TRIES: int | None = None
+    RETRY_DELAY: float | None = None
 
     # Class-level defaults so that a subclass whose __init__ forgets to call
     # super().__init__() still has every attribute the engine and
     # RunonlyJob read.
-    storage = None
-    global_storage = None
-    _check_phase = None
-    _check_results = None
-    _check_exception = None
-    _run_results = None
-    _run_exception = None
-    _recheck_results = None
-    _recheck_exception = None
+    storage: dict[str, Any] | None = None
+    global_storage: dict[str, Any] | None = None
+    _check_phase: str | None = None
+    _check_results: Any = None
+    _check_exception: BaseException | None = None
+    _run_results: Any = None
+    _run_exception: BaseException | None = None
+    _recheck_results: Any = None
+    _recheck_exception: BaseException | None = None
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.storage = None
         self.global_storage = None
         self._check_phase = None
@@ -64,16 +68,18 @@ class Job:
         self._recheck_results = None
         self._recheck_exception = None
 
-    def _set_storage(self, storage, global_storage):
+    def _set_storage(
+        self, storage: dict[str, Any], global_storage: dict[str, Any]
+    ) -> None:
         """Give this attempt its private and the run's shared dict."""
         self.storage = storage
         self.global_storage = global_storage
 
-    def Check(self, *args, **kwargs):
+    def Check(self, *args: Any, **kwargs: Any) -> Any:
         """Raise unless the job's end state holds; a subclass must override."""
         raise NotImplementedError(f"{type(self).__name__} defines no Check method")
 
-    def Run(self, *args, **kwargs):
+    def Run(self, *args: Any, **kwargs: Any) -> Any:
         """Try to reach the end state; a subclass must override."""
         raise NotImplementedError(f"{type(self).__name__} defines no Run method")
 
@@ -81,10 +87,10 @@ class Job:
 class DummyJob(Job):
     """A job that succeeds as soon as its dependencies have: a grouping node."""
 
-    def Check(self, *args, **kwargs):
+    def Check(self, *args: Any, **kwargs: Any) -> None:
         """Always pass."""
 
-    def Run(self, *args, **kwargs):
+    def Run(self, *args: Any, **kwargs: Any) -> None:
         """Nothing to do."""
 
 
@@ -97,7 +103,7 @@ class RunonlyJob(Job):
     running it.  Do not define a ``Check`` in a subclass.
     """
 
-    def Check(self, *args, **kwargs):
+    def Check(self, *args: Any, **kwargs: Any) -> Any:
         """Fail first; after Run, report Run's outcome."""
         if self._check_phase == CHECK_PHASE:
             raise RuntimeError("Runonly node check intentionally fails first time.")

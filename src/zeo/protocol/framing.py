@@ -31,7 +31,7 @@ class FrameDecoder:
 
     __slots__ = ("_buf", "_need", "max_size")
 
-    def __init__(self, max_size: int = MAX_FRAME_SIZE):
+    def __init__(self, max_size: int = MAX_FRAME_SIZE) -> None:
         # Leftover bytes of an unfinished frame.  A bytearray so that a large
         # record arriving in many small reads is appended to, not re-copied.
         self._buf = bytearray()
@@ -43,13 +43,14 @@ class FrameDecoder:
         """Bytes received but not yet returned as a frame."""
         return len(self._buf)
 
-    def feed(self, data) -> list:
+    def feed(self, data: bytes | bytearray) -> list[bytes]:
+        buf: bytes | bytearray
         if self._buf:
             self._buf += data
             buf = self._buf
         else:
             buf = data
-        out = []
+        out: list[bytes] = []
         pos = 0
         end = len(buf)
         need = self._need
@@ -76,7 +77,7 @@ class FrameDecoder:
             need = 0
         self._need = need
         if buf is self._buf:
-            del buf[:pos]
+            del self._buf[:pos]
         elif pos < end:
             self._buf = bytearray(buf[pos:])
         return out

@@ -11,6 +11,8 @@ classes legitimate clients send, so a frame naming ``builtins.eval`` or
 import io
 import logging
 import pickle
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 
@@ -22,7 +24,7 @@ PROTOCOL_VERSION = b"5"
 ENCODINGS = (b"M", b"Z")
 
 
-def _allowed_globals():
+def _allowed_globals() -> dict[tuple[str, str], Any]:
     import copyreg
 
     allowed = {
@@ -46,7 +48,8 @@ def _allowed_globals():
         # base themselves pass through this table, so it cannot reach anything
         # that is not listed here.
         ("builtins", "object"): object,
-        ("copyreg", "_reconstructor"): copyreg._reconstructor,
+        # typeshed does not declare this private helper of copyreg.
+        ("copyreg", "_reconstructor"): copyreg._reconstructor,  # type: ignore[attr-defined]
     }
     # Python 2 spellings of the same names.
     for (module, name), value in list(allowed.items()):
@@ -70,7 +73,7 @@ def _allowed_globals():
 ALLOWED_GLOBALS = _allowed_globals()
 
 
-def _client_allowed_globals():
+def _client_allowed_globals() -> dict[tuple[str, str], Any]:
     """The server's names plus the exceptions a server may send back.
 
     A pickling server (real ZEO's included) sends an error whose state holds
@@ -111,7 +114,7 @@ class SafeUnpickler(pickle.Unpickler):
 
     allowed = ALLOWED_GLOBALS
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         try:
             return self.allowed[(module, name)]
         except KeyError:
@@ -124,25 +127,25 @@ class ClientUnpickler(SafeUnpickler):
     allowed = CLIENT_ALLOWED_GLOBALS
 
 
-def _pickle_loads(data):
+def _pickle_loads(data: bytes) -> Any:
     return SafeUnpickler(io.BytesIO(data)).load()
 
 
-def _client_pickle_loads(data):
+def _client_pickle_loads(data: bytes) -> Any:
     return ClientUnpickler(io.BytesIO(data)).load()
 
 
-def _pickle_dumps(message):
+def _pickle_dumps(message: tuple) -> bytes:
     return pickle.dumps(message, 3)
 
 
-def reduce_exception(exc):
+def reduce_exception(exc: BaseException) -> tuple[str, Any]:
     """Return ``(dotted_class_name, exc.__dict__ or exc.args)`` as ZEO does."""
     cls = type(exc)
     return f"{cls.__module__}.{cls.__name__}", (exc.__dict__ or exc.args)
 
 
-def _server_default(obj):
+def _server_default(obj: object) -> Any:
     if isinstance(obj, Exception):
         return reduce_exception(obj)
     if isinstance(obj, (set, frozenset)):
@@ -150,13 +153,13 @@ def _server_default(obj):
     raise TypeError(f"cannot encode {type(obj).__name__} with msgpack")
 
 
-def _client_default(obj):
+def _client_default(obj: object) -> Any:
     if isinstance(obj, (set, frozenset)):
         return tuple(obj)
     raise TypeError(f"cannot encode {type(obj).__name__} with msgpack")
 
 
-def encoder(protocol: bytes, server: bool = False):
+def encoder(protocol: bytes, server: bool = False) -> Callable[..., bytes]:
     """Return ``encode(msgid, async_flag, name, args) -> bytes`` (unframed).
 
     *protocol* is the session protocol (``b'M5'`` or ``b'Z5'``); only its
@@ -167,20 +170,20 @@ def encoder(protocol: bytes, server: bool = False):
         default = _server_default if server else _client_default
         packb = msgpack.packb
 
-        def encode(*message):
+        def encode(*message: Any) -> bytes:
             return packb(message, use_bin_type=True, default=default)
 
         return encode
     if kind == b"Z":
 
-        def encode(*message):
+        def encode(*message: Any) -> bytes:
             return _pickle_dumps(message)
 
         return encode
     raise ProtocolError(f"unknown encoding {kind!r} in protocol {protocol!r}")
 
 
-def decoder(protocol: bytes, client: bool = False):
+def decoder(protocol: bytes, client: bool = False) -> Callable[[bytes], tuple]:
     """Return ``decode(bytes) -> (msgid, async_flag, name, args)``.
 
     Raises :class:`ProtocolError` for anything that is not a well-formed
@@ -189,10 +192,11 @@ def decoder(protocol: bytes, client: bool = False):
     which adds the exception classes servers put in error replies).
     """
     kind = protocol[:1]
+    load: Callable[[bytes], Any]
     if kind == b"M":
         unpackb = msgpack.unpackb
 
-        def load(data):
+        def load(data: bytes) -> Any:
             return unpackb(data, raw=False, use_list=False)
 
     elif kind == b"Z":
@@ -200,7 +204,7 @@ def decoder(protocol: bytes, client: bool = False):
     else:
         raise ProtocolError(f"unknown encoding {kind!r} in protocol {protocol!r}")
 
-    def decode(data):
+    def decode(data: bytes) -> tuple:
         try:
             message = load(data)
         except ForbiddenGlobal as exc:
@@ -222,12 +226,12 @@ def decoder(protocol: bytes, client: bool = False):
     return decode
 
 
-def server_decoder(protocol: bytes):
+def server_decoder(protocol: bytes) -> Callable[[bytes], tuple]:
     """The server's decoder: the strict allow-list."""
     return decoder(protocol)
 
 
-def client_decoder(protocol: bytes):
+def client_decoder(protocol: bytes) -> Callable[[bytes], tuple]:
     """The client's decoder: also admits exceptions inside error replies."""
     return decoder(protocol, client=True)
 
@@ -235,7 +239,7 @@ def client_decoder(protocol: bytes):
 # -- errors coming back from a server ------------------------------------
 
 
-def _lookup_exception(name):
+def _lookup_exception(name: str) -> type[Exception] | None:
     module, _, clsname = name.rpartition(".")
     if module in ("builtins", "exceptions"):
         import builtins
@@ -256,7 +260,7 @@ def _lookup_exception(name):
     return None
 
 
-def exception_from_wire(name, payload):
+def exception_from_wire(name: object, payload: Any) -> Exception:
     """Rebuild the exception a server encoded with :func:`reduce_exception`.
 
     ConflictError and its kin get back ``oid``, ``serials`` and
@@ -268,7 +272,8 @@ def exception_from_wire(name, payload):
         MultipleUndoErrors,
     )
 
-    cls = _lookup_exception(name) if isinstance(name, str) else None
+    # Any: ZODB.POSException is untyped, so issubclass() cannot narrow.
+    cls: Any = _lookup_exception(name) if isinstance(name, str) else None
     if cls is None:
         return ServerException(name, payload)
     try:

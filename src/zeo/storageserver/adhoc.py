@@ -11,6 +11,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from .config import build_server, load_config, open_storages
 from .net import ServerRunner
@@ -19,8 +21,11 @@ from .net import ServerRunner
 # start that imports ZODB takes a second or more on a loaded 2-core machine.
 START_TIMEOUT = 60
 
+# Where a started server listens: ``(host, port)`` or a Unix socket path.
+Address = tuple[str, int] | str
 
-def _zeo_value(value):
+
+def _zeo_value(value: object) -> str:
     if value is True:
         return "true"
     if value is False:
@@ -29,10 +34,14 @@ def _zeo_value(value):
 
 
 def configuration_text(
-    path=None, blob_dir=None, storage_conf=None, zeo_conf=None, port=0
-):
+    path: str | None = None,
+    blob_dir: str | None = None,
+    storage_conf: str | None = None,
+    zeo_conf: dict[str, Any] | None = None,
+    port: int = 0,
+) -> str:
     """The runzeo configuration :func:`server` runs with."""
-    zeo_options = {"address": f"127.0.0.1:{port}"}
+    zeo_options: dict[str, Any] = {"address": f"127.0.0.1:{port}"}
     for key, value in (zeo_conf or {}).items():
         if value is not None:
             zeo_options[key.replace("_", "-")] = value
@@ -56,8 +65,13 @@ def configuration_text(
 
 
 def server(
-    path=None, blob_dir=None, storage_conf=None, zeo_conf=None, port=0, threaded=True
-):
+    path: str | None = None,
+    blob_dir: str | None = None,
+    storage_conf: str | None = None,
+    zeo_conf: dict[str, Any] | None = None,
+    port: int = 0,
+    threaded: bool = True,
+) -> tuple[Address, Callable[[], None]]:
     """Start a server; return ``(address, stop)``.
 
     Without *path* the storage is an in-memory MappingStorage, with it a
@@ -73,14 +87,14 @@ def server(
     return _process_server(text)
 
 
-def _threaded_server(text):
+def _threaded_server(text: str) -> tuple[Address, Callable[[], None]]:
     config = load_config(text=text)
     storages = open_storages(config.storages)
     storage_server = build_server(config.zeo, storages)
     runner = ServerRunner(storage_server, config.zeo.address, config.zeo.ssl)
-    failure = []
+    failure: list[BaseException] = []
 
-    def serve():
+    def serve() -> None:
         try:
             runner.run()
         except BaseException as exc:  # reported to the caller below
@@ -100,14 +114,14 @@ def _threaded_server(text):
             raise failure[0]
         raise RuntimeError("the zeo server thread did not start listening")
 
-    def stop():
+    def stop() -> None:
         runner.stop()
         thread.join(START_TIMEOUT)
 
     return _public_address(runner.bound_address), stop
 
 
-def _process_server(text):
+def _process_server(text: str) -> tuple[Address, Callable[[], None]]:
     directory = tempfile.mkdtemp(prefix="zeo-server-")
     config_path = os.path.join(directory, "zeo.conf")
     address_path = os.path.join(directory, "address")
@@ -137,13 +151,14 @@ def _process_server(text):
         time.sleep(0.02)
     with open(address_path) as file:
         address_text = file.read().strip()
+    address: Address
     if "/" in address_text:
         address = address_text
     else:
         host, _, port = address_text.rpartition(":")
         address = (host, int(port))
 
-    def stop():
+    def stop() -> None:
         if process.poll() is None:
             process.terminate()
             try:
@@ -164,7 +179,7 @@ def _process_server(text):
     return address, stop
 
 
-def _public_address(address):
+def _public_address(address: str | tuple) -> Address:
     if isinstance(address, str):
         return address
     return (address[0], address[1])
