@@ -30,6 +30,7 @@ from .protocol import (
     CommandStream,
     batch_parts,
     closed_record,
+    escape,
     output_record_parts,
     tokenize,
 )
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 # reading pauses, so a flooding client is held back by TCP, not our memory.
 QUEUED_REQUESTS = 64
 EMPTY_REPLY = b"\n" + PROMPT
+# Command -> the Session function that runs it (filled on first use).
+_HANDLERS: dict = {}
 
 
 class CloseConnection(Exception):
@@ -189,7 +192,10 @@ class Session(asyncio.Protocol):
             return PROMPT
         try:
             command, arguments = lookup(tokenize(event, self.stream.escapes))
-            result = getattr(self, command.method)(arguments)
+            handler = _HANDLERS.get(command)
+            if handler is None:
+                handler = _HANDLERS[command] = getattr(Session, command.method)
+            result = handler(self, arguments)
         except CloseConnection:
             raise
         except Error as exc:
@@ -301,7 +307,9 @@ class Session(asyncio.Protocol):
         if not arguments:
             raise Error("Value requires a name")
         value = self.kernel.values.get(arguments[0])
-        return None if value is None else self.stream.quote(value)
+        if value is None or not self.stream.escapes:
+            return value
+        return escape(value)
 
     def do_list_values(self, arguments: list[str]) -> str:
         quote = self.stream.quote
