@@ -34,20 +34,10 @@ from .threaded import walk_phase_threaded
 if TYPE_CHECKING:
     from .persist import RunStore
 
-# What _attempt_arguments() gives attempt_job(), in its parameter order.
+# attempt_job()'s arguments but *write*, in order: name, job_class, number,
+# phase, args, kwargs, storage, global_storage, directory, no_act, verbose, debug.
 AttemptArguments = tuple[
-    str,  # name
-    type[Job],  # job_class
-    int,  # number
-    int,  # phase
-    tuple,  # args
-    dict[str, Any],  # kwargs
-    dict[str, Any],  # storage
-    dict[str, Any],  # global_storage
-    str | None,  # directory
-    bool,  # no_act
-    bool,  # verbose
-    bool,  # debug
+    str, type[Job], int, int, tuple, dict, dict, dict, str | None, bool, bool, bool
 ]
 
 logger = logging.getLogger(__name__)
