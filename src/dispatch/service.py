@@ -42,8 +42,8 @@ class Service:
     ``max_deliveries``.
     """
 
-    queue = None
-    service_name = None
+    queue: str | None = None
+    service_name: str | None = None
     lease = broker.DEFAULT_LEASE
     max_deliveries = broker.MAX_DELIVERIES
     backoff_base = broker.BACKOFF_BASE
