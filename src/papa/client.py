@@ -22,13 +22,13 @@ import os
 import shlex
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
+from .autostart import kernel_alive, start_kernel_process, start_kernel_thread
 from .connection import ClientConnection
 from .errors import Error
 from .protocol import unescape
@@ -125,21 +125,17 @@ class Papa:
         """
         with Papa.spawn_lock:
             started = Papa._kernels.get(self.port_or_path)
-            if started is not None and _alive(started):
+            if started is not None and kernel_alive(started):
                 return
             if self._debug_mode:
-                from .kernel import start_in_thread
-
-                try:
-                    thread = start_in_thread(
-                        self.port_or_path, self._single_connection_mode
-                    )
-                except Error as exc:
-                    log.info("kernel thread did not start: %s", exc)
+                thread = start_kernel_thread(
+                    self.port_or_path, self._single_connection_mode
+                )
+                if thread is None:
                     return
                 self.t = started = thread
             else:
-                started = _start_kernel_process(self.port_or_path)
+                started = start_kernel_process(self.port_or_path)
             Papa._kernels[self.port_or_path] = started
             Papa.spawned = True
 
@@ -268,6 +264,59 @@ class Papa:
         reply = self._command(["l", "p", *patterns])
         return dict(self._process_dict(line) for line in reply.split("\n") if line)
 
+    # With watch_immediately=True (keyword) a Watcher, else the process's dict.
+    @overload
+    def make_process(
+        self,
+        name: str,
+        executable: str | None = None,
+        args: str | bytes | Iterable[object] | None = None,
+        env: Mapping[str, object] | None = None,
+        working_dir: str | None = None,
+        uid: int | str | None = None,
+        gid: int | str | None = None,
+        rlimits: Mapping[str, int] | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        bufsize: int | None = None,
+        *,
+        watch_immediately: Literal[True],
+        slurm: Mapping[str, object] | None = None,
+    ) -> Watcher: ...
+    @overload
+    def make_process(
+        self,
+        name: str,
+        executable: str | None = None,
+        args: str | bytes | Iterable[object] | None = None,
+        env: Mapping[str, object] | None = None,
+        working_dir: str | None = None,
+        uid: int | str | None = None,
+        gid: int | str | None = None,
+        rlimits: Mapping[str, int] | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        bufsize: int | None = None,
+        watch_immediately: Literal[False] | None = None,
+        slurm: Mapping[str, object] | None = None,
+    ) -> dict[str, Any]: ...
+    @overload
+    def make_process(
+        self,
+        name: str,
+        executable: str | None = None,
+        args: str | bytes | Iterable[object] | None = None,
+        env: Mapping[str, object] | None = None,
+        working_dir: str | None = None,
+        uid: int | str | None = None,
+        gid: int | str | None = None,
+        rlimits: Mapping[str, int] | None = None,
+        stdout: int | None = None,
+        stderr: int | None = None,
+        bufsize: int | None = None,
+        watch_immediately: bool | None = None,
+        slurm: Mapping[str, object] | None = None,
+    ) -> dict[str, Any] | Watcher: ...
     def make_process(
         self,
         name: str,
@@ -424,36 +473,6 @@ def _append_options(words: list, **options: object) -> None:
     for key, value in options.items():
         if value is not None:
             words.append(f"{key}={_option_value(value)}")
-
-
-def _alive(started: subprocess.Popen | threading.Thread) -> bool:
-    if isinstance(started, threading.Thread):
-        return started.is_alive()
-    return started.poll() is None
-
-
-def _start_kernel_process(port_or_path: int | str) -> subprocess.Popen:
-    """Start ``python -m papa`` detached from this process's session."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [package_parent, *filter(None, [env.get("PYTHONPATH")])]
-    )
-    if isinstance(port_or_path, str):
-        where = ["-u", port_or_path]
-    else:
-        where = ["-p", str(port_or_path)]
-    log.info("starting a papa kernel on %s", port_or_path)
-    return subprocess.Popen(
-        [sys.executable, "-m", "papa", *where],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd="/",
-        env=env,
-        start_new_session=True,
-        close_fds=True,
-    )
 
 
 def set_debug_mode(

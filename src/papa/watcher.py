@@ -26,7 +26,7 @@ ProcessOutput = namedtuple("ProcessOutput", "name timestamp data")
 _END_OF_WATCH = ("Nothing left to watch", "Stopped watching")
 
 
-class WatchBatch(tuple):
+class WatchBatch(tuple[list[ProcessOutput], list[ProcessOutput], list[ProcessOutput]]):
     """``(out, err, closed)``; false when all three are empty (end of watch)."""
 
     def __new__(
