@@ -31,6 +31,7 @@ import logging
 import os
 import select
 import shutil
+import signal
 import threading
 import time
 
@@ -52,24 +53,49 @@ OUTPUT_TAIL_BYTES = 4096
 # are released at once instead.
 COMMAND_LEASE = 600.0
 RENEW_FRACTION = 1 / 3
+# Commits of the program record and of claim renewals, tried again at once
+# when they conflict.
+COMMIT_RETRIES = 10
 
 
 class CommandFailed(Exception):
-    """A command step's program ended with a non-zero status."""
+    """A command step's program ended with a non-zero status (or, for a
+    Slurm job, in a state other than COMPLETED or FAILED)."""
 
-    def __init__(self, exit_code, output_tail):
-        super().__init__(f"command exited with status {exit_code}")
+    def __init__(self, exit_code, output_tail, slurm_state=None):
+        super().__init__(describe_end(exit_code, slurm_state))
         self.exit_code = exit_code
         self.output_tail = output_tail
+        self.slurm_state = slurm_state
 
 
 class ProgramLeftRunning(Exception):
-    """The runner stopped following a program that goes on running (the
-    runner is stopping, or the message went to another runner)."""
+    """The runner stopped following a program that goes on running, or whose
+    exit code papa keeps (the runner is stopping, or the message went to
+    another runner)."""
 
 
 class ProgramCancelled(Exception):
     """The program was stopped because its message no longer needs it."""
+
+
+class ProgramVanished(Exception):
+    """papa forgot the program before its end was seen (removed by hand?)."""
+
+
+def describe_end(exit_code, slurm_state=None):
+    """Why a program failed, in words: its status, the signal that killed it
+    (a negative code), or the Slurm state that ended its job (TIMEOUT,
+    OUT_OF_MEMORY, NODE_FAIL, CANCELLED, PREEMPTED ...)."""
+    if slurm_state and slurm_state not in ("COMPLETED", "FAILED"):
+        return f"Slurm job ended {slurm_state} (status {exit_code})"
+    if isinstance(exit_code, int) and exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = "unknown signal"
+        return f"command killed by signal {-exit_code} ({name})"
+    return f"command exited with status {exit_code}"
 
 
 def output_tail(data):
@@ -141,20 +167,22 @@ class CommandRunner(Service):
 
     def _note(self, recipe_wrapper, **fields):
         """Commit *fields* into the program record of the current attempt,
-        so they outlive this runner."""
+        so they outlive this runner; False when they could not be (the
+        message is no longer ours, or commits kept conflicting)."""
         manager = self.consumer.transaction_manager
-        for _ in range(5):
+        for _ in range(COMMIT_RETRIES):
             message = self._message(recipe_wrapper)
             if not broker.still_claimed_by(message, self.consumer.name):
                 manager.abort()
-                return
+                return False
             programs.note_program(message.attempts[-1], **fields)
             try:
                 manager.commit()
-                return
+                return True
             except ConflictError:
                 manager.abort()
         logger.warning("%r: program record not saved (conflicts)", recipe_wrapper)
+        return False
 
     def _sweep(self):
         """Stop and forget programs whose message is finished (see
@@ -187,6 +215,7 @@ class CommandRunner(Service):
         )
         message = self._message(recipe_wrapper)
         seed = programs.earlier_output(message, name)
+        slurm_state = None
         with papa.Papa(papa_address()) as kernel:
             info = kernel.list_processes(name).get(name)
             known = programs.unsettled_result(message, name)
@@ -200,15 +229,7 @@ class CommandRunner(Service):
                 if adopted:
                     logger.info("%s still known to papa: adopting it", name)
                 else:
-                    if self._stopping.is_set():
-                        raise ProgramLeftRunning("runner stopping; not started")
-                    if programs.lost_program(message, name):
-                        logger.warning(
-                            "%s: started by an earlier delivery, unknown to papa "
-                            "now (a kernel restarted without its state dir?); "
-                            "starting it again",
-                            name,
-                        )
+                    self._may_start(name, message)
                     info = self._start(kernel, papa, name, step, recipe_wrapper)
                 self._note(
                     recipe_wrapper,
@@ -217,8 +238,8 @@ class CommandRunner(Service):
                     slurm_job=info.get("slurm_job"),
                     adopted=adopted,
                 )
-                exit_code, tail, cancelled = self._follow(
-                    kernel, papa, name, recipe_wrapper, seed
+                exit_code, tail, cancelled, slurm_state = self._follow(
+                    kernel, papa, name, recipe_wrapper, seed, info.get("slurm_job")
                 )
         slurm_job = info.get("slurm_job") if info else None
         recipe_wrapper.record(
@@ -226,14 +247,28 @@ class CommandRunner(Service):
         )
         if cancelled:
             raise ProgramCancelled(
-                f"program {name} cancelled (status {exit_code}): its message "
-                "was cancelled or dead-lettered"
+                f"program {name} cancelled ({describe_end(exit_code, slurm_state)})"
+                ": its message was cancelled or dead-lettered"
             )
         if exit_code != 0:
-            raise CommandFailed(exit_code, tail)
+            raise CommandFailed(exit_code, tail, slurm_state)
         result = {"exit_code": exit_code, "output_tail": tail}
         recipe_wrapper.send(result)
         recipe_wrapper.send_to("success", result)
+
+    def _may_start(self, name, message):
+        """Refuse to start a program nobody needs (the runner stops, or the
+        run was cancelled since the message was claimed)."""
+        if self._stopping.is_set():
+            raise ProgramLeftRunning("runner stopping; not started")
+        if programs.finished(self._dispatch(), message):
+            raise ProgramCancelled(f"{name} not started: its run is cancelled")
+        if programs.lost_program(message, name):
+            logger.warning(
+                "%s: started by an earlier delivery, unknown to papa now (a "
+                "kernel restarted without its state dir?); starting it again",
+                name,
+            )
 
     def _start(self, kernel, papa, name, step, recipe_wrapper):
         """Have papa start the step's program (sbatch for a Slurm step) with
@@ -262,85 +297,114 @@ class CommandRunner(Service):
         logger.info("%s started: %s", name, where or f"pid {info.get('pid')}")
         return info
 
-    def _follow(self, kernel, papa, name, recipe_wrapper, seed):
+    def _follow(self, kernel, papa, name, recipe_wrapper, seed, slurm_job):
         """Watch program *name* to its end; ``(exit code, output tail,
-        cancelled)``.
+        cancelled, Slurm state)``.
 
         Each batch is acknowledged only after it was handled, and the one
         holding the exit code only once the code is committed in the
         attempt (papa forgets an ended program when its end is
-        acknowledged): a runner killed at any moment loses nothing.
+        acknowledged): a runner killed at any moment, or whose message went
+        to another runner, loses nothing.  Leaving in any other way drops
+        the watch without acknowledging (papa's ``q`` would acknowledge).
         """
         output = bytearray(seed.encode() + b"\n" if seed else b"")
         message = self._message(recipe_wrapper)
         run = self._dispatch().runs[message.run_id]
         storage = self.consumer.database.storage
         watch = storage.watch(self._poke, oids=[run._p_oid, message._p_oid])
+        # A cancel or dead letter committed before the watch began wakes
+        # nobody: look once at the start.
+        self._poke()
         watcher = kernel.watch_processes(name)
-        exit_code = None
+        exit_code = slurm_state = None
         cancelled = False
+        period = self.consumer.lease * RENEW_FRACTION
+        renewal = time.monotonic() + period
         try:
-            renewal = time.monotonic() + self.consumer.lease * RENEW_FRACTION
             while watcher:
-                if not watcher.ready:
-                    readable, _, _ = select.select(
-                        [watcher, self._wake_read],
-                        [],
-                        [],
-                        max(0.0, renewal - time.monotonic()),
-                    )
-                    if time.monotonic() >= renewal:
-                        self._renew(recipe_wrapper)
-                        renewal = time.monotonic() + (
-                            self.consumer.lease * RENEW_FRACTION
-                        )
-                    if self._wake_read in readable:
-                        os.read(self._wake_read, 4096)
-                        verdict = self._check(papa, name, recipe_wrapper, cancelled)
-                        if verdict is None:
-                            self._leave(recipe_wrapper, name, output)
-                        cancelled = verdict
-                    if watcher not in readable and not watcher.ready:
-                        continue
+                # Wake-ups and renewals are looked at on every turn, so that
+                # a program that writes all the time cannot starve them.
+                waiting = watcher.ready
+                timeout = 0.0 if waiting else max(0.0, renewal - time.monotonic())
+                readable, _, _ = select.select(
+                    [watcher, self._wake_read], [], [], timeout
+                )
+                if time.monotonic() >= renewal:
+                    self._renew(recipe_wrapper)
+                    renewal = time.monotonic() + period
+                if self._wake_read in readable:
+                    os.read(self._wake_read, 4096)
+                    verdict = self._check(papa, name, recipe_wrapper, cancelled)
+                    if verdict is None:
+                        self._leave(recipe_wrapper, name, output)
+                    cancelled = verdict
+                if not (waiting or watcher in readable):
+                    continue
                 out, err, closed = watcher.read()
                 for record in out + err:
                     output.extend(record.data)
+                del output[: -2 * OUTPUT_TAIL_BYTES]  # a tail, not all of it
                 for record in closed:
                     exit_code = record.data
-                    self._note(
+                    if slurm_job:
+                        slurm_state = self._slurm_state(papa, name)
+                    if not self._note(
                         recipe_wrapper,
                         exit_code=exit_code,
+                        slurm_state=slurm_state,
                         output_tail=output_tail(bytes(output)),
                         ended=time.time(),
-                    )
+                    ):
+                        raise ProgramLeftRunning(
+                            f"{name} ended but its message is no longer ours: "
+                            "its exit code stays in papa for the runner that has it"
+                        )
                 watcher.acknowledge()
         finally:
             watch.close()
-            watcher.close()
-        return exit_code, output_tail(bytes(output)), cancelled
+            drop_watch(watcher)
+        if exit_code is None:
+            raise ProgramVanished(f"papa forgot {name} before it ended")
+        return exit_code, output_tail(bytes(output)), cancelled, slurm_state
+
+    @staticmethod
+    def _slurm_state(papa, name):
+        """The state papa saw the ended Slurm job of *name* in (TIMEOUT,
+        OUT_OF_MEMORY, ...); asked before its end is acknowledged."""
+        try:
+            with papa.Papa(papa_address()) as other:
+                return other.list_processes(name).get(name, {}).get("state")
+        except papa.Error as error:
+            logger.warning("%s: no Slurm state: %s", name, error)
+            return None
 
     def _renew(self, recipe_wrapper):
         """Extend our claim on the message by a lease from now, so that a
         program may run longer than a lease without the message going to
         another runner; a runner that died stops renewing, and its claim
-        lapses one lease later at most."""
+        lapses one lease later at most.  A conflict (another consumer
+        claimed from the same queue tree) is tried again at once."""
         manager = self.consumer.transaction_manager
-        try:
-            dispatch = self._dispatch()
-            run = dispatch.runs[recipe_wrapper.environment["ID"]]
-            message = run.messages[recipe_wrapper.message_id]
-            if not broker.still_claimed_by(message, self.consumer.name):
-                manager.abort()
+        for _ in range(COMMIT_RETRIES):
+            try:
+                dispatch = self._dispatch()
+                run = dispatch.runs[recipe_wrapper.environment["ID"]]
+                message = run.messages[recipe_wrapper.message_id]
+                if not broker.still_claimed_by(message, self.consumer.name):
+                    manager.abort()
+                    self._poke()  # the wake-up check leaves it to its owner
+                    return
+                queue = dispatch.queues[message.queue]
+                if queue.ready.get(message.queue_key) is message:
+                    del queue.ready[message.queue_key]
+                message.lease_until = time.time() + self.consumer.lease
+                broker.put_in_queue(queue, message, message.lease_until)
+                manager.commit()
                 return
-            queue = dispatch.queues[message.queue]
-            if queue.ready.get(message.queue_key) is message:
-                del queue.ready[message.queue_key]
-            message.lease_until = time.time() + self.consumer.lease
-            broker.put_in_queue(queue, message, message.lease_until)
-            manager.commit()
-        except ConflictError:
-            manager.abort()
-            logger.info("%r: claim renewal conflicted; next time", recipe_wrapper)
+            except ConflictError:
+                manager.abort()
+        logger.warning("%r: claim renewal kept conflicting; next time", recipe_wrapper)
 
     def _check(self, papa, name, recipe_wrapper, cancelled):
         """After a wake-up: False to go on watching, True once the program
@@ -368,3 +432,12 @@ class CommandRunner(Service):
         raise ProgramLeftRunning(
             f"runner stopped following {name}; left running, to be adopted"
         )
+
+
+def drop_watch(watcher):
+    """End a papa watch without acknowledging what it last gave: papa keeps
+    that batch (an exit code above all) for the next watcher, where
+    ``Watcher.close()`` would acknowledge it with ``q``."""
+    connection, watcher.connection = watcher.connection, None
+    if connection is not None:
+        connection.close()

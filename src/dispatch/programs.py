@@ -14,6 +14,7 @@ as it is known, so ``dispatch show`` tells where a long job runs while it
 runs, and an exit code seen just before a runner died is not lost.
 """
 
+import hashlib
 import logging
 import re
 
@@ -22,16 +23,35 @@ from dispatch import model
 logger = logging.getLogger(__name__)
 
 PREFIX = "dispatch-step"
-# papa refuses spaces and ':' in names; dots separate our fields.
+# papa refuses spaces and ':' in names; dots separate our fields; a Slurm
+# job's folder is named after its program (file names end at 255 bytes).
 _UNSAFE = re.compile(r"[^A-Za-z0-9_+-]")
+# A run id longer than this, or with other characters, is written as a
+# readable prefix, "~" and a digest of the whole id (so distinct ids never
+# share a name, and the name can be traced back to its run).
+MAX_RUN_PART = 64
+_READABLE_PREFIX = 40
 # Outcomes of an attempt whose runner vanished without settling it.
 VANISHED = ("died", "lapsed")
+
+
+def run_part(run_id):
+    """*run_id* as written in program names: itself when papa takes it and
+    it is short, else ``PREFIX~DIGEST`` ("~" never occurs in the first
+    form, so the two cannot meet)."""
+    text = str(run_id)
+    safe = _UNSAFE.sub("_", text)
+    if safe == text and len(text) <= MAX_RUN_PART:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return f"{safe[:_READABLE_PREFIX]}~{digest}"
 
 
 def program_name(run_id, node, message_id):
     """The papa name of the program of one message (stable across its
     deliveries)."""
-    return f"{PREFIX}.{_UNSAFE.sub('_', str(run_id))}.{node}.{message_id}"
+    message_part = _UNSAFE.sub("_", str(message_id))
+    return f"{PREFIX}.{run_part(run_id)}.{node}.{message_part}"
 
 
 def parse_program_name(name):
@@ -46,13 +66,29 @@ def parse_program_name(name):
     return parts[0], int(parts[1]), parts[2]
 
 
-def message_of(dispatch, name):
-    """The message whose program is papa process *name*, or None."""
+def message_of(dispatch, name, digested=None):
+    """The message whose program is papa process *name*, or None.
+
+    A run id written with a digest is found among the run ids (once per
+    *digested*, a dict the caller may keep for several names)."""
     parsed = parse_program_name(name)
     if parsed is None:
         return None
-    run_id, node, message_id = parsed
-    run = dispatch.runs.get(run_id)
+    written, node, message_id = parsed
+    if "~" in written:
+        if digested is None:
+            digested = {}
+        if not digested:
+            digested.update(
+                (run_part(run_id), run_id)
+                for run_id in dispatch.runs.keys()
+                if run_part(run_id) != run_id
+            )
+            digested.setdefault(None, None)  # looked once, even if none
+        run_id = digested.get(written)
+        run = None if run_id is None else dispatch.runs.get(run_id)
+    else:
+        run = dispatch.runs.get(written)
     if run is None:
         return None
     message = run.messages.get(message_id)
@@ -131,8 +167,9 @@ def sweep(kernel, dispatch, papa_error):
     in-progress messages are kept: they are to be adopted.  Returns the
     names removed."""
     removed = []
+    digested = {}
     for name, info in kernel.list_processes(f"{PREFIX}.*").items():
-        message = message_of(dispatch, name)
+        message = message_of(dispatch, name, digested)
         if message is None or not finished(dispatch, message):
             continue
         try:

@@ -339,16 +339,20 @@ def test_cancelling_the_run_stops_its_program(
         assert kernel.list_processes(f"{programs.PREFIX}.*") == {}
 
 
+# A run id papa would refuse in a name, and one longer than a file name.
+@pytest.mark.parametrize("guid", [None, "a b:c.d/e", "long" * 100])
 def test_a_dead_letter_left_running_is_stopped_by_the_next_runner(
     runzeo,
     papa_kernel,  # noqa: F811
     database,
     tmp_path,
     cleanup,
+    guid,
 ):
     runner = Runner(runzeo)
     try:
-        run_id = start(database, recipe(tmp_path), now=None)
+        parameters = {"guid": guid} if guid else None
+        run_id = start(database, recipe(tmp_path), parameters, now=None)
         runner_pid = wait_for_state(database, claimed_by(run_id), what="a claim")
         (program_pid,) = wait_until(lambda: program_pids(tmp_path))
         runner.process.kill()
