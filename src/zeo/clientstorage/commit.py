@@ -21,8 +21,13 @@ moves, ZODB's callback runs, and only then does ``lastTransaction()``
 return the new tid.
 """
 
+from __future__ import annotations
+
 import logging
 import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ZODB.POSException import (
     ConflictError,
@@ -32,6 +37,13 @@ from ZODB.POSException import (
 )
 
 from ..exceptions import ClientDisconnected
+
+if TYPE_CHECKING:
+    from .blobs import BlobCache
+    from .cache import ClientCache
+    from .connection import ClientProtocol
+    from .io import ClientIO
+    from .watch import WatchDispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -44,22 +56,29 @@ MAX_RESOLUTION_ROUNDS = 9
 # the storage was closed meanwhile.
 COMMIT_LOCK_POLL_SECONDS = 0.5
 
+# What ZODB passes as the transaction: a ``TransactionMetaData`` (or another
+# ``transaction.interfaces.ITransaction``-like object); ZODB is untyped.
+Transaction = Any
+
 
 class TransactionState:
     """What the client remembers about the transaction being committed."""
 
     __slots__ = ("transaction", "protocol", "stored", "other_oids", "blobs", "undo")
 
-    def __init__(self, transaction, protocol):
+    def __init__(self, transaction: Transaction, protocol: ClientProtocol) -> None:
         self.transaction = transaction
         self.protocol = protocol
-        self.stored = {}  # oid -> data to cache after finish, None: don't
-        self.other_oids = set()  # deleted / restored / undone: invalidate only
-        self.blobs = []  # (oid, uploaded file to move into the blob cache)
+        # oid -> data to cache after finish, None: don't
+        self.stored: dict[bytes, bytes | None] = {}
+        # deleted / restored / undone: invalidate only
+        self.other_oids: set[bytes] = set()
+        # (oid, uploaded file to move into the blob cache)
+        self.blobs: list[tuple[bytes, str | None]] = []
         self.undo = False
 
 
-def _as_bytes(value):
+def _as_bytes(value: str | bytes | None) -> bytes:
     if value is None:
         return b""
     if isinstance(value, str):
@@ -70,7 +89,27 @@ def _as_bytes(value):
 class CommitMixin:
     """tpc_*, store, restore, deleteObject, storeBlob, undo."""
 
-    def _check(self, transaction):
+    # Set by ClientStorage (declared here for the type checker).
+    cache: ClientCache
+    _io: ClientIO
+    _blob_cache: BlobCache | None
+    _transaction: TransactionState | None
+    _commit_lock: threading.Lock
+    _tid_lock: threading.Lock
+    _last_tid: bytes | None
+    _closed: bool
+    _watches: WatchDispatcher
+
+    if TYPE_CHECKING:  # ClientStorage's and ZODB's ConflictResolvingStorage's
+
+        def isReadOnly(self) -> bool: ...
+        def _note_invalidation(self, tid: bytes, oids: Iterable[bytes]) -> None: ...
+        def _collect_iterators(self) -> None: ...
+        def tryToResolveConflict(
+            self, oid: bytes, committed: bytes, read: bytes, data: bytes
+        ) -> bytes: ...
+
+    def _check(self, transaction: Transaction) -> TransactionState:
         if self.isReadOnly():
             raise ReadOnlyError()
         state = self._transaction
@@ -82,7 +121,9 @@ class CommitMixin:
             )
         return state
 
-    def tpc_begin(self, transaction, tid=None, status=" "):
+    def tpc_begin(
+        self, transaction: Transaction, tid: bytes | None = None, status: str = " "
+    ) -> None:
         if self.isReadOnly():
             raise ReadOnlyError()
         state = self._transaction
@@ -120,7 +161,14 @@ class CommitMixin:
             raise
         self._transaction = TransactionState(transaction, protocol)
 
-    def store(self, oid, serial, data, version, transaction):
+    def store(
+        self,
+        oid: bytes,
+        serial: bytes,
+        data: bytes,
+        version: str,
+        transaction: Transaction,
+    ) -> None:
         assert not version, "versions are not supported"
         state = self._check(transaction)
         self._io.send(
@@ -128,7 +176,9 @@ class CommitMixin:
         )
         state.stored[oid] = data
 
-    def checkCurrentSerialInTransaction(self, oid, serial, transaction):
+    def checkCurrentSerialInTransaction(
+        self, oid: bytes, serial: bytes, transaction: Transaction
+    ) -> None:
         state = self._check(transaction)
         self._io.send(
             "checkCurrentSerialInTransaction",
@@ -138,7 +188,7 @@ class CommitMixin:
             protocol=state.protocol,
         )
 
-    def deleteObject(self, oid, serial, transaction):
+    def deleteObject(self, oid: bytes, serial: bytes, transaction: Transaction) -> None:
         state = self._check(transaction)
         self._io.send(
             "deleteObject", oid, serial, id(transaction), protocol=state.protocol
@@ -146,7 +196,15 @@ class CommitMixin:
         state.stored.pop(oid, None)
         state.other_oids.add(oid)
 
-    def restore(self, oid, serial, data, version, prev_txn, transaction):
+    def restore(
+        self,
+        oid: bytes,
+        serial: bytes,
+        data: bytes | None,
+        version: str,
+        prev_txn: bytes | None,
+        transaction: Transaction,
+    ) -> None:
         assert not version, "versions are not supported"
         state = self._check(transaction)
         self._io.send(
@@ -161,7 +219,15 @@ class CommitMixin:
         state.stored.pop(oid, None)
         state.other_oids.add(oid)
 
-    def storeBlob(self, oid, serial, data, blobfilename, version, transaction):
+    def storeBlob(
+        self,
+        oid: bytes,
+        serial: bytes,
+        data: bytes,
+        blobfilename: str,
+        version: str,
+        transaction: Transaction,
+    ) -> None:
         assert not version, "versions are not supported"
         if self._blob_cache is None:
             raise Unsupported("this ClientStorage has no blob_dir")
@@ -178,15 +244,15 @@ class CommitMixin:
         state.stored[oid] = data
         state.blobs.append((oid, kept))
 
-    def undo(self, transaction_id, transaction):
+    def undo(self, transaction_id: bytes, transaction: Transaction) -> None:
         state = self._check(transaction)
         self._io.send("undoa", transaction_id, id(transaction), protocol=state.protocol)
         state.undo = True
         return None  # undone oids are reported by tpc_vote
 
-    def tpc_vote(self, transaction):
+    def tpc_vote(self, transaction: Transaction) -> list[bytes]:
         state = self._check(transaction)
-        resolved = []
+        resolved: list[bytes] = []
         for _ in range(MAX_RESOLUTION_ROUNDS):
             try:
                 result = self._io.call("vote", id(transaction), protocol=state.protocol)
@@ -195,7 +261,7 @@ class CommitMixin:
                     # Our view of that object may be stale: drop it.
                     self.cache.invalidate(exc.oid, None)
                 raise
-            conflicts = []
+            conflicts: list[dict[str, Any]] = []
             for item in result or ():
                 if isinstance(item, dict):
                     conflicts.append(item)
@@ -225,7 +291,9 @@ class CommitMixin:
             f"conflicts still unresolved after {MAX_RESOLUTION_ROUNDS} rounds"
         )
 
-    def tpc_finish(self, transaction, f=None):
+    def tpc_finish(
+        self, transaction: Transaction, f: Callable[[bytes], object] | None = None
+    ) -> bytes:
         state = self._check(transaction)
         try:
             tid = self._io.call(
@@ -235,12 +303,18 @@ class CommitMixin:
                 protocol=state.protocol,
             )
             for oid, filename in state.blobs:
-                self._blob_cache.committed(oid, tid, filename)
+                # storeBlob refused to run without a blob cache
+                self._blob_cache.committed(oid, tid, filename)  # type: ignore[union-attr]
             return tid
         finally:
             self._end_transaction()
 
-    def _apply_commit(self, state, tid, callback):
+    def _apply_commit(
+        self,
+        state: TransactionState,
+        tid: bytes,
+        callback: Callable[[bytes], object] | None,
+    ) -> bytes:
         """Our commit of *tid* succeeded (I/O thread, before later messages)."""
         changed = list(state.stored) + [
             oid for oid in state.other_oids if oid not in state.stored
@@ -266,7 +340,7 @@ class CommitMixin:
         self._watches.notify(tid, changed)
         return tid
 
-    def tpc_abort(self, transaction):
+    def tpc_abort(self, transaction: Transaction) -> None:
         state = self._transaction
         if state is None or state.transaction is not transaction:
             return
@@ -281,11 +355,11 @@ class CommitMixin:
                     os.remove(filename)
             self._end_transaction()
 
-    def _end_transaction(self):
+    def _end_transaction(self) -> None:
         self._transaction = None
         self._commit_lock.release()
         self._collect_iterators()
 
-    def tpc_transaction(self):
+    def tpc_transaction(self) -> Transaction | None:
         state = self._transaction
         return None if state is None else state.transaction

@@ -9,11 +9,15 @@ IMultiCommitStorage are taken from the server's ``get_info()['interfaces']``
 external GC when the served storage has them.
 """
 
-import collections
+from __future__ import annotations
+
 import logging
 import os
+import ssl as ssl_module
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO, Any
 
 import ZODB.BaseStorage
 import ZODB.blob
@@ -29,11 +33,15 @@ from .cache import ClientCache
 from .commit import CommitMixin
 from .io import ClientIO, normalize_addresses
 from .iterators import IteratorRegistry, TransactionIterator
-from .watch import WatchDispatcher
+from .loadrace import InvalidationLog, LoadBeforeResult, LoadHook
+from .watch import Watch, WatchCallback, WatchDispatcher
 
 logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+
+# One server: (host, port), a port on 127.0.0.1, or a Unix socket path.
+ServerAddress = tuple[str, int] | int | str | bytes
 
 # Interfaces we implement and enable when the server's storage has them.
 OPTIONAL_INTERFACES = (
@@ -45,10 +53,6 @@ OPTIONAL_INTERFACES = (
     ZODB.interfaces.IExternalGC,
 )
 
-# How many recent invalidations the load race check remembers; a load whose
-# reply takes longer than this many transactions is not cached as current.
-INVALIDATION_LOG_SIZE = 512
-
 
 @zope.interface.implementer(
     ZODB.interfaces.IStorage, ZODB.interfaces.IMultiCommitStorage
@@ -58,36 +62,36 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
 
     def __init__(
         self,
-        addr,
-        storage="1",
-        cache_size=20 * MB,
-        name="",
-        cache=None,
-        client=None,
-        var=None,
-        blob_dir=None,
-        shared_blob_dir=False,
-        blob_cache_size=None,
-        blob_cache_size_check=10,
-        read_only=False,
-        read_only_fallback=False,
-        server_sync=False,
-        wait=True,
-        wait_timeout=30,
-        client_label=None,
-        disconnect_poll=1,
-        min_disconnect_poll=None,
-        max_disconnect_poll=10,
-        ssl=None,
-        ssl_server_hostname=None,
-        credentials=None,
-        username=None,
-        password=None,
-        realm=None,
-        drop_cache_rather_verify=True,
-        cache_save_interval=60,
-        debug=False,
-    ):
+        addr: ServerAddress | Sequence[ServerAddress],
+        storage: str = "1",
+        cache_size: int = 20 * MB,
+        name: str = "",
+        cache: str | None = None,
+        client: str | None = None,
+        var: str | None = None,
+        blob_dir: str | None = None,
+        shared_blob_dir: bool = False,
+        blob_cache_size: int | None = None,
+        blob_cache_size_check: int = 10,
+        read_only: bool = False,
+        read_only_fallback: bool = False,
+        server_sync: bool = False,
+        wait: bool = True,
+        wait_timeout: float | None = 30,
+        client_label: str | None = None,
+        disconnect_poll: float = 1,
+        min_disconnect_poll: float | None = None,
+        max_disconnect_poll: float | None = 10,
+        ssl: ssl_module.SSLContext | None = None,
+        ssl_server_hostname: str | None = None,
+        credentials: object = None,
+        username: str | None = None,
+        password: str | None = None,
+        realm: str | None = None,
+        drop_cache_rather_verify: bool = True,
+        cache_save_interval: float | None = 60,
+        debug: bool = False,
+    ) -> None:
         if credentials or username or password or realm:
             logger.warning(
                 "credentials are ignored: ZEO 5/6 servers authenticate clients "
@@ -106,28 +110,27 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         self.cache = ClientCache(cache, cache_size)
         # ZEO's name: tools such as zodbshootout empty the cache through it.
         self._cache = self.cache
-        self._blob_cache = None
+        self._blob_cache: BlobCache | None = None
         self.blob_dir = blob_dir
         if blob_dir is not None:
             self._blob_cache = BlobCache(
                 blob_dir, shared_blob_dir, blob_cache_size, blob_cache_size_check
             )
         self.shared_blob_dir = shared_blob_dir
-        self._info = {"length": 0, "size": 0, "name": self._name}
-        self._last_tid = None
+        self._info: dict[str, Any] = {"length": 0, "size": 0, "name": self._name}
+        self._last_tid: bytes | None = None
         self._tid_lock = threading.Lock()
-        self._db = None
+        self._db: Any = None  # the ZODB.DB using this storage
         self._transaction = None
         self._commit_lock = threading.Lock()
-        self._oids = []
+        self._oids: list[bytes] = []
         self._oid_lock = threading.Lock()
         self._iterators = IteratorRegistry()
         self._watches = WatchDispatcher(self._name)
-        self._invalidation_seq = 0
-        self._invalidation_log = collections.deque(maxlen=INVALIDATION_LOG_SIZE)
+        self._invalidations = InvalidationLog()
         self._connected_read_only = False
         self._closed = False
-        self.callbacks = {
+        self.callbacks: dict[str, Callable[..., Any]] = {
             "invalidateTransaction": self._invalidate_transaction,
             "info": self._info.update,
         }
@@ -151,7 +154,7 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
             wait_timeout=wait_timeout if wait_timeout is not None else 30,
         )
         self._saver_stop = threading.Event()
-        self._saver = None
+        self._saver: threading.Thread | None = None
         if self.cache.path and cache_save_interval:
             self._saver = threading.Thread(
                 target=self._save_periodically,
@@ -170,7 +173,7 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
 
     # -- callbacks from the I/O thread --------------------------------------------
 
-    def _invalidate_transaction(self, tid, oids):
+    def _invalidate_transaction(self, tid: bytes, oids: Iterable[bytes]) -> None:
         """Another client committed *tid* (server callback, wire order)."""
         if self._last_tid is not None and tid <= self._last_tid:
             logger.debug("ignoring old invalidation for %s", tid.hex())
@@ -182,11 +185,12 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
             self.cache.set_last_tid(tid)
             self.deliver_invalidations(tid, oids)
 
-    def _note_invalidation(self, tid, oids):
-        self._invalidation_seq += 1
-        self._invalidation_log.append((self._invalidation_seq, tid, frozenset(oids)))
+    def _note_invalidation(self, tid: bytes, oids: Iterable[bytes]) -> None:
+        self._invalidations.note(tid, oids)
 
-    def deliver_invalidations(self, tid, oids, notify_db=True):
+    def deliver_invalidations(
+        self, tid: bytes, oids: Sequence[bytes], notify_db: bool = True
+    ) -> None:
         """Tell ZODB, then move ``lastTransaction``, then wake watchers.
 
         Called on the I/O thread with ``_tid_lock`` held, so that
@@ -199,23 +203,22 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         self.set_last_transaction(tid)
         self._watches.notify(tid, oids)
 
-    def set_last_transaction(self, tid):
+    def set_last_transaction(self, tid: bytes) -> None:
         if self._last_tid is None or tid > self._last_tid:
             self._last_tid = tid
 
-    def last_seen_tid(self):
+    def last_seen_tid(self) -> bytes | None:
         return self._last_tid
 
-    def notify_cache_dropped(self):
-        self._invalidation_seq += 1
-        self._invalidation_log.clear()
+    def notify_cache_dropped(self) -> None:
+        self._invalidations.forget()
         if self._db is not None:
             self._db.invalidateCache()
 
-    def notify_disconnected(self):
+    def notify_disconnected(self) -> None:
         self._iterators.disconnected()
 
-    def set_server_info(self, info, read_only):
+    def set_server_info(self, info: Mapping[str, Any], read_only: bool) -> None:
         self._info.update(info)
         self._connected_read_only = read_only
         offered = {tuple(i) for i in info.get("interfaces", ())}
@@ -228,7 +231,7 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
 
     # -- loads ---------------------------------------------------------------
 
-    def loadBefore(self, oid, tid):
+    def loadBefore(self, oid: bytes, tid: bytes) -> LoadBeforeResult | None:
         result = self.cache.load_before(oid, tid)
         if result is not None:
             return result
@@ -241,36 +244,11 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
             retry=True,
         )
 
-    def _load_hook(self, oid):
-        sequence = self._invalidation_seq
+    def _load_hook(self, oid: bytes) -> LoadHook:
+        """Caches the reply unless already stale (see :mod:`.loadrace`)."""
+        return self._invalidations.cache_hook(self.cache, oid)
 
-        def loaded(result):
-            if result is not None:
-                data, start, end = result
-                if end is not None or not self._invalidated_since(oid, start, sequence):
-                    self.cache.store(oid, start, end, data)
-            return result
-
-        return loaded
-
-    def _invalidated_since(self, oid, start, sequence):
-        """Was *oid* changed after *start* by a transaction applied since
-        *sequence*?  Then a "current" reply is already stale (a server that
-        answers loads out of order with invalidations); such a reply is
-        returned to the caller but not cached."""
-        if sequence == self._invalidation_seq:
-            return False
-        log = self._invalidation_log
-        if not log or log[0][0] > sequence + 1:
-            return True  # the window is not fully remembered: be safe
-        for entry_sequence, tid, oids in reversed(log):
-            if entry_sequence <= sequence:
-                return False
-            if tid > start and oid in oids:
-                return True
-        return False
-
-    def load(self, oid, version=""):
+    def load(self, oid: bytes, version: str = "") -> tuple[bytes, bytes]:
         result = self.cache.load(oid)
         if result is not None:
             return result
@@ -279,15 +257,15 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
             raise POSKeyError(oid)
         return result[:2]
 
-    def loadSerial(self, oid, serial):
+    def loadSerial(self, oid: bytes, serial: bytes) -> bytes:
         # Not from the cache: after a pack the server must say the revision
         # is gone (ZEO behaves the same).
         return self._io.call("loadSerial", oid, serial, retry=True)
 
-    def getTid(self, oid):
+    def getTid(self, oid: bytes) -> bytes:
         return self._io.call("getTid", oid, retry=True)
 
-    def prefetch(self, oids, tid):
+    def prefetch(self, oids: Iterable[bytes], tid: bytes) -> None:
         """Ask for the states of *oids* as of *tid* without waiting."""
         for oid in oids:
             if not self.cache.contains(oid, tid):
@@ -297,7 +275,7 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
 
     # -- other IStorage methods ----------------------------------------------------
 
-    def new_oid(self):
+    def new_oid(self) -> bytes:
         if self.isReadOnly():
             raise ReadOnlyError()
         with self._oid_lock:
@@ -305,49 +283,51 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
                 self._oids = list(reversed(self._io.call("new_oids", retry=True)))
             return self._oids.pop()
 
-    def lastTransaction(self):
+    def lastTransaction(self) -> bytes:
         with self._tid_lock:
             return self._last_tid or z64
 
-    def history(self, oid, size=1):
+    def history(self, oid: bytes, size: int = 1) -> list[dict[str, Any]]:
         return self._io.call("history", oid, size, retry=True)
 
-    def record_iternext(self, next=None):
+    def record_iternext(
+        self, next: bytes | None = None
+    ) -> tuple[bytes, bytes, bytes, bytes | None]:
         return self._io.call("record_iternext", next, retry=True)
 
-    def getName(self):
+    def getName(self) -> str:
         return self._name
 
-    def getSize(self):
+    def getSize(self) -> int:
         return self._info.get("size", 0)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self._info.get("length", 0)
 
-    def sortKey(self):
+    def sortKey(self) -> str:
         return f"zeo:{self._io.addresses}:{self._storage_name}"
 
-    def isReadOnly(self):
+    def isReadOnly(self) -> bool:
         return self._read_only or self._connected_read_only
 
-    def supportsUndo(self):
+    def supportsUndo(self) -> bool:
         return bool(self._info.get("supportsUndo"))
 
-    def registerDB(self, db):
+    def registerDB(self, db: Any) -> None:
         super().registerDB(db)  # record-data transforms for conflict resolution
         self._db = db
 
-    def sync(self):
+    def sync(self) -> None:
         """With ``server_sync``, a round trip so every invalidation the
         server sent before now is applied (read-your-writes across
         processes)."""
         if self._server_sync:
             self.ping()
 
-    def ping(self):
+    def ping(self) -> None:
         self._io.call("ping", retry=True)
 
-    def is_connected(self, test=False):
+    def is_connected(self, test: bool = False) -> bool:
         if test and self._io.is_connected():
             try:
                 self.ping()
@@ -355,10 +335,10 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
                 return False
         return self._io.is_connected()
 
-    def server_status(self):
+    def server_status(self) -> dict[str, Any]:
         return self._io.call("server_status", retry=True)
 
-    def new_addr(self, addr):
+    def new_addr(self, addr: ServerAddress | Sequence[ServerAddress]) -> None:
         """Use *addr* from now on; drop the connection if it is not in it."""
         addresses = normalize_addresses(addr)
         self._io.addresses = addresses
@@ -366,14 +346,21 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         if protocol is not None and protocol.address not in addresses:
             self._io.loop.call_soon_threadsafe(protocol.close)
 
-    def clear_cache(self):
+    def clear_cache(self) -> None:
         """Drop every cached record (the cache's last tid stays)."""
         last_tid = self.cache.last_tid
         self.cache.clear()
         if last_tid is not None:
             self.cache.set_last_tid(last_tid)
 
-    def pack(self, t=None, referencesf=None, wait=1, days=0, gc=True):
+    def pack(
+        self,
+        t: float | None = None,
+        referencesf: Callable[..., Any] | None = None,
+        wait: int = 1,
+        days: float = 0,
+        gc: bool = True,
+    ) -> Any:
         """Pack the server's storage as of *t* (``referencesf`` is unused:
         the server has its own).  ``gc=False`` packs without garbage
         collection; it needs a server with the zeopapa ``pack`` extension
@@ -399,46 +386,60 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
             self._blob_cache.clear()
         return result
 
-    def undoLog(self, first=0, last=-20, filter=None):
+    def undoLog(
+        self,
+        first: int = 0,
+        last: int = -20,
+        filter: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
         log = self._io.call("undoLog", first, last, retry=True)
         if filter is not None:
             log = [entry for entry in log if filter(entry)]
         return list(log)
 
-    def undoInfo(self, first=0, last=-20, specification=None):
+    def undoInfo(
+        self,
+        first: int = 0,
+        last: int = -20,
+        specification: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         return list(self._io.call("undoInfo", first, last, specification, retry=True))
 
-    def iterator(self, start=None, stop=None):
+    def iterator(
+        self, start: bytes | None = None, stop: bytes | None = None
+    ) -> TransactionIterator:
         self._collect_iterators()
         iid = self._io.call("iterator_start", start, stop)
         return self._iterators.add(iid, TransactionIterator(self, iid))
 
-    def _collect_iterators(self):
+    def _collect_iterators(self) -> None:
         dead = self._iterators.collectable()
         if dead:
             self._send_iterator_gc(list(dead))
 
-    def _send_iterator_gc(self, iids):
+    def _send_iterator_gc(self, iids: list[int]) -> None:
         if self._io.protocol is not None:
             try:
                 self._io.send("iterator_gc", iids)
             except ClientDisconnected:
                 pass
 
-    def copyTransactionsFrom(self, other, verbose=0):
+    def copyTransactionsFrom(self, other: Any, verbose: int = 0) -> None:
         ZODB.BaseStorage.copy(other, self, verbose)
 
     # -- blobs ----------------------------------------------------------------------
 
-    def _require_blobs(self):
+    def _require_blobs(self) -> BlobCache:
         if self._blob_cache is None:
             raise Unsupported("this ClientStorage has no blob_dir")
         return self._blob_cache
 
-    def loadBlob(self, oid, serial):
+    def loadBlob(self, oid: bytes, serial: bytes) -> str:
         return self._require_blobs().load(oid, serial, self._io)
 
-    def openCommittedBlobFile(self, oid, serial, blob=None):
+    def openCommittedBlobFile(
+        self, oid: bytes, serial: bytes, blob: Any = None
+    ) -> IO[bytes]:
         for attempt in range(2):
             path = self.loadBlob(oid, serial)
             try:
@@ -450,12 +451,14 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
                     raise  # pruned twice in a row: give up
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def temporaryDirectory(self):
+    def temporaryDirectory(self) -> str:
         return self._require_blobs().temporary_directory()
 
     # -- beyond ZEO ---------------------------------------------------------------
 
-    def watch(self, callback, oids=None):
+    def watch(
+        self, callback: WatchCallback, oids: Iterable[bytes] | None = None
+    ) -> Watch:
         """Call ``callback(tid, oids)`` for every committed transaction seen.
 
         With *oids*, only for transactions that change one of them, and
@@ -466,11 +469,11 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
 
     # -- life cycle -------------------------------------------------------------
 
-    def _save_periodically(self, interval):
+    def _save_periodically(self, interval: float) -> None:
         while not self._saver_stop.wait(interval):
             self.cache.save()
 
-    def close(self):
+    def close(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -482,5 +485,5 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
             self._saver.join(5)
         self.cache.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<ClientStorage {self._name!r} storage {self._storage_name!r}>"

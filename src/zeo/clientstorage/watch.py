@@ -9,52 +9,70 @@ calls the callbacks in tid order.  Callbacks therefore never run on the I/O
 thread: a slow callback delays other callbacks, never the client's I/O.
 """
 
+from __future__ import annotations
+
 import logging
 import queue
 import threading
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import cast
 
 logger = logging.getLogger(__name__)
 
 _STOP = object()
 
+# ``callback(tid, oids)``; what it returns is ignored.
+WatchCallback = Callable[[bytes, list[bytes]], object]
+
 
 class Watch:
     """Handle returned by ``watch()``; ``close()`` (or ``unwatch()``) ends it."""
 
-    def __init__(self, dispatcher, callback, oids):
+    def __init__(
+        self,
+        dispatcher: WatchDispatcher,
+        callback: WatchCallback,
+        oids: Iterable[bytes] | None,
+    ) -> None:
         self._dispatcher = dispatcher
         self.callback = callback
         self.oids = None if oids is None else frozenset(oids)
         self.closed = False
 
-    def close(self):
+    def close(self) -> None:
         self.closed = True
         self._dispatcher.remove(self)
 
     unwatch = close
 
-    def __enter__(self):
+    def __enter__(self) -> Watch:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
 
 class WatchDispatcher:
     """The queue and the thread that call the watchers."""
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self._name = name
-        self._watches = []
+        self._watches: list[Watch] = []
         self._lock = threading.Lock()
-        self._queue = queue.SimpleQueue()
-        self._thread = None
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
     @property
-    def active(self):
+    def active(self) -> bool:
         return bool(self._watches)
 
-    def add(self, callback, oids):
+    def add(self, callback: WatchCallback, oids: Iterable[bytes] | None) -> Watch:
         watch = Watch(self, callback, oids)
         with self._lock:
             self._watches = self._watches + [watch]
@@ -65,21 +83,21 @@ class WatchDispatcher:
                 self._thread.start()
         return watch
 
-    def remove(self, watch):
+    def remove(self, watch: Watch) -> None:
         with self._lock:
             self._watches = [w for w in self._watches if w is not watch]
 
-    def notify(self, tid, oids):
+    def notify(self, tid: bytes, oids: Sequence[bytes]) -> None:
         """Queue one transaction (called on the I/O thread, cheap)."""
         if self._watches:
             self._queue.put((tid, oids))
 
-    def _run(self):
+    def _run(self) -> None:
         while True:
             item = self._queue.get()
             if item is _STOP:
                 return
-            tid, oids = item
+            tid, oids = cast(tuple[bytes, Sequence[bytes]], item)
             for watch in self._watches:
                 if watch.closed:
                     continue
@@ -94,7 +112,7 @@ class WatchDispatcher:
                 except Exception:
                     logger.exception("watch callback %r failed", watch.callback)
 
-    def close(self, timeout=5.0):
+    def close(self, timeout: float = 5.0) -> None:
         with self._lock:
             self._watches = []
             thread, self._thread = self._thread, None
