@@ -61,13 +61,25 @@ def consume_until_told(address, prefetch):
     thread = threading.Thread(target=consumer.serve, args=(stop,))
     thread.start()
     print("ready", flush=True)
+    began = time.process_time()
     sys.stdin.readline()
+    cpu = time.process_time() - began
     stop.set()
     consumer.wake()
     thread.join()
     consumer.close()
     database.close()
-    print(json.dumps(dict(consumer.conflicts)), flush=True)
+    conflicts = dict(getattr(consumer, "conflicts", {}))
+    print(json.dumps({"conflicts": conflicts, "cpu": cpu}), flush=True)
+
+
+def server_cpu(server):
+    """CPU seconds the runzeo process used so far (Linux), or 0."""
+    try:
+        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_end(database, run_id):
@@ -91,14 +103,15 @@ def start_run(database, recipe):
         return broker.start_run(dispatch, recipe).id
 
 
-def transitions(address, consumers, length, messages, prefetch):
+def transitions(server, address, consumers, length, messages, prefetch):
     """One run through *consumers* processes: ``(transitions/s, status,
-    conflicts)``.  Consumers start and connect first; the clock runs from
+    conflicts, CPU ms per transition)``.  Consumers start and connect first; the clock runs from
     the commit that starts the run to the commit that ends it."""
     database = zeo.DB(address)
     conflicts = {}
+    processes = []
     try:
-        processes = [
+        processes += [
             subprocess.Popen(
                 [sys.executable, __file__, "--consume", f"{address[0]}:{address[1]}"]
                 + [str(prefetch)],
@@ -111,33 +124,52 @@ def transitions(address, consumers, length, messages, prefetch):
         for process in processes:
             assert process.stdout.readline().strip() == "ready"
         began = time.perf_counter()
+        cpu = -server_cpu(server)
         run_id = start_run(database, chain_recipe(length, messages))
         status = wait_for_end(database, run_id)
         seconds = time.perf_counter() - began
+        cpu += server_cpu(server)
         for process in processes:
             process.stdin.write("stop\n")
             process.stdin.flush()
         for process in processes:
-            for phase, count in json.loads(process.stdout.readline()).items():
+            report = json.loads(process.stdout.readline())
+            cpu += report["cpu"]
+            for phase, count in report["conflicts"].items():
                 conflicts[phase] = conflicts.get(phase, 0) + count
             process.wait()
     finally:
+        for process in processes:
+            if process.poll() is None:  # interrupted: leave nothing running
+                process.kill()
+                process.wait()
         database.close()
-    return round(length * messages / seconds, 1), status, conflicts
+    count = length * messages
+    return round(count / seconds, 1), status, conflicts, round(cpu * 1000 / count, 3)
 
 
-def transition_figures(address, options):
+def transition_figures(server, address, options):
     """``transitions`` lines (medians of the rounds) and ``scaling`` lines."""
     for prefetch in options.prefetch:
         samples = {consumers: [] for consumers in options.consumers}
         conflicts = {consumers: {} for consumers in options.consumers}
+        cpu = {consumers: [] for consumers in options.consumers}
         statuses = set()
         for _round in range(options.rounds):
             for consumers in options.consumers:
-                rate, status, met = transitions(
-                    address, consumers, options.length, options.messages, prefetch
+                rate, status, met, cpu_ms = transitions(
+                    server,
+                    address,
+                    consumers,
+                    options.length,
+                    options.messages,
+                    prefetch,
                 )
-                print(f"prefetch {prefetch}, {consumers}: {rate}/s", file=sys.stderr)
+                cpu[consumers].append(cpu_ms)
+                print(
+                    f"prefetch {prefetch}, {consumers}: {rate}/s, {cpu_ms} ms CPU",
+                    file=sys.stderr,
+                )
                 samples[consumers].append(rate)
                 statuses.add(status)
                 for phase, count in met.items():
@@ -156,6 +188,7 @@ def transition_figures(address, options):
                 "per_second": medians[consumers],
                 "samples": samples[consumers],
                 "conflicts": conflicts[consumers],
+                "cpu_ms_per_transition": statistics.median(cpu[consumers]),
                 "runs": sorted(statuses),
                 "unit": "transitions/s",
             }
@@ -247,7 +280,7 @@ def main():
             address = (host, int(port))
             print(f"runzeo at {text}", file=sys.stderr)
             go_to_first_step(address, options.repeat)
-            transition_figures(address, options)
+            transition_figures(server, address, options)
         finally:
             server.terminate()
             server.wait()

@@ -168,14 +168,14 @@ def claim(
     slack=CLAIM_SLACK,
 ):
     """Take the first deliverable message of *queue_name* for *consumer*;
-    returns it (state in progress, a new Attempt) or None.
+    returns it (state in progress, a new Delivery) or None.
 
     Without *home*, "first" is the oldest due message of the queue (first
     in, first out).  A consumer that lost races lately passes its *home*
     shard: it then takes from that shard if it holds a due message at most
-    *slack* seconds younger than the oldest, else from a random shard among
-    those that do; so consumers that share a queue keep to different trees
-    (see :mod:`dispatch.shards`), and order is kept to within *slack*.
+    *slack* seconds younger than the oldest, else from the shard with the
+    oldest; so consumers that share a queue keep to different trees (see
+    :mod:`dispatch.shards`), and order is kept to within *slack*.
 
     A queue keeps each message under the time it next needs attention: a
     pending one under when it may be delivered, a claimed one under when its
@@ -192,7 +192,7 @@ def claim(
     bound = model.ready_bound(now)
     ready = queue.ready
     while True:
-        tree = _choose_tree(ready, bound, home, slack)
+        tree = _choose_tree(ready, bound, home, slack, spread)
         if tree is None:
             return None
         # A consumer that just lost a race (spread > 1) picks among the
@@ -228,13 +228,14 @@ def claim(
         pid = os.getpid() if pid is None else pid
         message.claimed_by = {"host": HOST, "pid": pid, "consumer": consumer}
         message.lease_until = now + lease
-        attempt = model.Attempt(message.deliveries, now, HOST, pid, consumer)
-        message.attempts = message.attempts + [attempt]
+        message.add_attempt(
+            model.Delivery(message.deliveries, now, HOST, pid, consumer)
+        )
         put_in_queue(queue, message, message.lease_until)
         return message
 
 
-def _choose_tree(ready, bound, home, slack):
+def _choose_tree(ready, bound, home, slack, spread):
     """The tree of *ready* (a :class:`~dispatch.shards.ShardedIndex`) to
     take the next message from (see :func:`claim`), or None if none is due
     by ready key *bound*."""
@@ -253,7 +254,12 @@ def _choose_tree(ready, bound, home, slack):
     home_tree = ready.shard(home)
     if any(tree is home_tree for tree in recent):
         return home_tree
-    return random.choice(recent)
+    # Another shard: the oldest (an active home's first message is young;
+    # the oldest is likely in a shard nobody sends to), or, after a lost
+    # race, any recent one.
+    if spread > 1:
+        return random.choice(recent)
+    return next(tree for key, tree in heads if key == oldest)
 
 
 def finish(dispatch, message, now=None, exit_code=None, output_tail=None):

@@ -95,7 +95,7 @@ class Consumer:
     def _claim_some(self, now, limit, retry=0):
         """Claim up to *limit* messages in the open transaction (no commit);
         returns them.  Once it has lost a race, a consumer claims from its
-        home shard first, and moves home to a shard it had to take from."""
+        home shard first (see :func:`dispatch.broker.claim`)."""
         contended = time.monotonic() < self._contended_until
         messages = []
         while len(messages) < limit:
@@ -112,8 +112,6 @@ class Consumer:
             )
             if message is None:
                 break
-            if contended:
-                self.shard = shards.shard_of_id(message.id)
             messages.append(message)
         return messages
 
@@ -189,8 +187,6 @@ class Consumer:
                 logger.info(
                     "%s: results of a batch conflicted; applying again", self.name
                 )
-                if claimed:
-                    self._claim_conflicted(claimed)
                 self._conflicted("complete")
                 manager.abort()
                 manager.begin()

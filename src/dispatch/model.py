@@ -235,14 +235,73 @@ class Message(Persistent):
         self.lease_until = None
         self.finished = None
         self.reason = None  # why it was redelivered last, or dead-lettered
-        self.attempts = []  # Attempt, one per delivery
+        self.attempts = []  # Delivery (or, in older databases, Attempt), one each
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for attempt in self.attempts:
+            if isinstance(attempt, Delivery):
+                attempt.belong_to(self)
+
+    def add_attempt(self, attempt):
+        """Record the start of a delivery (*attempt*, a :class:`Delivery`)."""
+        attempt.belong_to(self)
+        self.attempts = [*self.attempts, attempt]
 
     def __repr__(self):
         return f"<Message {self.id} run {self.run_id} step {self.node} {self.state}>"
 
 
+class Delivery:
+    """One delivery of a message: who handled it, where, how it ended.
+
+    Kept inside its message's record rather than as an object of its own,
+    so that a transition stores one object less, twice (the claim creates
+    it, the outcome fills it in, and both write the message anyway).
+    Setting an attribute marks the message changed, so code that updates
+    ``message.attempts[-1]`` alone is still saved.  Databases made before
+    hold :class:`Attempt` objects instead; both have the same attributes.
+    """
+
+    def __init__(self, number, started, host, pid, consumer):
+        self.number = number
+        self.started = started
+        self.host = host
+        self.pid = pid
+        self.consumer = consumer
+        self.slurm_job = None
+        self.finished = None
+        self.outcome = None  # done, error, lapsed
+        self.exit_code = None
+        self.error = None
+        self.output_tail = None
+
+    def belong_to(self, message):
+        """Changes to this delivery now mark *message* changed."""
+        self.__dict__["_message"] = message
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        message = self.__dict__.get("_message")
+        if message is not None:
+            message._p_changed = True
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_message", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def __repr__(self):
+        return f"<Delivery {self.number} {self.outcome or 'running'}>"
+
+
 class Attempt(Persistent):
-    """One delivery of a message: who handled it, where, how it ended."""
+    """One delivery of a message, as an object of its own: what databases
+    made before :class:`Delivery` hold (and ``dispatch wrap`` still
+    makes)."""
 
     def __init__(self, number, started, host, pid, consumer):
         self.number = number
