@@ -79,6 +79,10 @@ class ProgramCancelled(Exception):
     """The program was stopped because its message no longer needs it."""
 
 
+class KernelLost(Exception):
+    """The papa kernel could not be reached, or went away mid-command."""
+
+
 class ProgramVanished(Exception):
     """papa forgot the program before its end was seen (removed by hand?)."""
 
@@ -208,39 +212,21 @@ class CommandRunner(Service):
         import papa
 
         self._sweep()
-        step = recipe_wrapper.recipe_step
         run_id = recipe_wrapper.environment.get("ID", "run")
         name = programs.program_name(
             run_id, recipe_wrapper.recipe_pointer, recipe_wrapper.message_id
         )
         message = self._message(recipe_wrapper)
-        seed = programs.earlier_output(message, name)
-        slurm_state = None
-        with papa.Papa(papa_address()) as kernel:
-            info = kernel.list_processes(name).get(name)
-            known = programs.unsettled_result(message, name)
-            if info is None and known is not None:
-                logger.info("%s ended before its runner died: status %s", name, known)
-                exit_code, tail = known
-                cancelled = False
-                self._note(recipe_wrapper, name=name, exit_code=exit_code)
-            else:
-                adopted = info is not None
-                if adopted:
-                    logger.info("%s still known to papa: adopting it", name)
-                else:
-                    self._may_start(name, message)
-                    info = self._start(kernel, papa, name, step, recipe_wrapper)
-                self._note(
-                    recipe_wrapper,
-                    name=name,
-                    pid=info.get("pid") or None,
-                    slurm_job=info.get("slurm_job"),
-                    adopted=adopted,
+        try:
+            with papa.Papa(papa_address()) as kernel:
+                info, exit_code, tail, cancelled, slurm_state = self._run(
+                    kernel, papa, name, recipe_wrapper, message
                 )
-                exit_code, tail, cancelled, slurm_state = self._follow(
-                    kernel, papa, name, recipe_wrapper, seed, info.get("slurm_job")
-                )
+        except papa.Error as error:
+            raise KernelLost(
+                f"papa kernel {papa_address() or 'default'}: {error} (while "
+                f"running {name}; the program is left as it is)"
+            ) from error
         slurm_job = info.get("slurm_job") if info else None
         recipe_wrapper.record(
             exit_code=exit_code, output_tail=tail, slurm_job=slurm_job
@@ -255,6 +241,39 @@ class CommandRunner(Service):
         result = {"exit_code": exit_code, "output_tail": tail}
         recipe_wrapper.send(result)
         recipe_wrapper.send_to("success", result)
+
+    def _run(self, kernel, papa, name, recipe_wrapper, message):
+        """Adopt, or start, the program and follow it to its end; ``(its
+        entry, exit code, output tail, cancelled, Slurm state)``."""
+        seed = programs.earlier_output(message, name)
+        slurm_state = None
+        info = kernel.list_processes(name).get(name)
+        known = programs.unsettled_result(message, name)
+        if info is None and known is not None:
+            logger.info("%s ended before its runner died: status %s", name, known)
+            exit_code, tail = known
+            cancelled = False
+            self._note(recipe_wrapper, name=name, exit_code=exit_code)
+        else:
+            adopted = info is not None
+            if adopted:
+                logger.info("%s still known to papa: adopting it", name)
+            else:
+                self._may_start(name, message)
+                info, adopted = self._start(
+                    kernel, papa, name, recipe_wrapper.recipe_step, recipe_wrapper
+                )
+            self._note(
+                recipe_wrapper,
+                name=name,
+                pid=info.get("pid") or None,
+                slurm_job=info.get("slurm_job"),
+                adopted=adopted,
+            )
+            exit_code, tail, cancelled, slurm_state = self._follow(
+                kernel, papa, name, recipe_wrapper, seed, info.get("slurm_job")
+            )
+        return info, exit_code, tail, cancelled, slurm_state
 
     def _may_start(self, name, message):
         """Refuse to start a program nobody needs (the runner stops, or the
@@ -273,7 +292,10 @@ class CommandRunner(Service):
     def _start(self, kernel, papa, name, step, recipe_wrapper):
         """Have papa start the step's program (sbatch for a Slurm step) with
         the runner's environment plus ``DISPATCH_RUN``, ``DISPATCH_STEP`` and
-        ``DISPATCH_MESSAGE`` (papa would otherwise give it an empty one)."""
+        ``DISPATCH_MESSAGE`` (papa would otherwise give it an empty one);
+        ``(its entry, adopted)``.  papa's names make the start exclusive:
+        of two runners that start one message's program, one starts it and
+        the other adopts it."""
         argv = [str(argument) for argument in step["command"]]
         options = {}
         if "slurm" in step:
@@ -284,18 +306,27 @@ class CommandRunner(Service):
             DISPATCH_STEP=str(recipe_wrapper.recipe_pointer),
             DISPATCH_MESSAGE=str(recipe_wrapper.message_id),
         )
-        info = kernel.make_process(
-            name,
-            shutil.which(argv[0]) or argv[0],
-            args=argv[1:],
-            env=environment,
-            stdout=papa.PIPE,
-            stderr=papa.STDOUT,
-            **options,
-        )
+        try:
+            info = kernel.make_process(
+                name,
+                shutil.which(argv[0]) or argv[0],
+                args=argv[1:],
+                env=environment,
+                stdout=papa.PIPE,
+                stderr=papa.STDOUT,
+                **options,
+            )
+        except papa.Error:
+            # Another runner, whose claim lapsed as we took the message,
+            # started it a moment ago (with another environment): adopt it.
+            info = kernel.list_processes(name).get(name)
+            if info is None:
+                raise
+            logger.info("%s was started meanwhile by another runner: adopting", name)
+            return info, True
         where = f"Slurm job {info['slurm_job']}" if info.get("slurm_job") else ""
         logger.info("%s started: %s", name, where or f"pid {info.get('pid')}")
-        return info
+        return info, False
 
     def _follow(self, kernel, papa, name, recipe_wrapper, seed, slurm_job):
         """Watch program *name* to its end; ``(exit code, output tail,

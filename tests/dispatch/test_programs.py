@@ -9,8 +9,11 @@ way, a runner subclass holds the moment (named so below); every commit and
 every program is real.
 """
 
+import os
+import signal
 import threading
 import time
+from pathlib import Path
 
 import papa
 from dispatch import admin, broker, model, programs
@@ -132,10 +135,10 @@ def test_a_cancel_between_start_and_watch_stops_the_program(
         after the program started, before the runner watches it."""
 
         def _start(self, *arguments):
-            info = super()._start(*arguments)
+            started = super()._start(*arguments)
             with dispatch_state(zeo_database, write=True) as state:
                 admin.cancel_run(state, state.runs[run_id])
-            return info
+            return started
 
     runner = Follower(CancelledMeanwhile(), zeo_database)
     try:
@@ -183,6 +186,44 @@ def test_a_cancelled_run_starts_no_program(
     with dispatch_state(zeo_database) as state:
         (attempt,) = the_message(state, run_id).attempts
         assert "not started: its run is cancelled" in attempt.error
+    assert step_programs(papa_kernel) == {}
+
+
+def test_of_two_runners_starting_one_message_one_adopts_the_others_program(
+    zeo_database,
+    papa_kernel,  # noqa: F811
+    tmp_path,
+    cleanup,  # noqa: F811
+):
+    steps = recipe(tmp_path)
+    run_id = start(zeo_database, steps, now=None)
+
+    class Overtaken(CommandRunner):
+        """Holds the race: another runner (whose claim lapsed as this one
+        took the message) starts the program, with an environment of its
+        own, between this runner's look in papa and its start."""
+
+        def _may_start(self, name, message):
+            super()._may_start(name, message)
+            program, *arguments = steps["1"]["command"]
+            with papa.Papa(papa_kernel) as other:
+                other.make_process(
+                    name, program, args=arguments, env={"OTHER": "1"}, stdout=papa.PIPE
+                )
+
+    runner = Follower(Overtaken(), zeo_database)
+    try:
+        wait_until(lambda: program_pids(tmp_path))
+        (tmp_path / "go").touch()
+    finally:
+        (tmp_path / "go").touch()
+        runner.join()
+    assert len(program_pids(tmp_path)) == 1
+    with dispatch_state(zeo_database) as state:
+        message = the_message(state, run_id)
+        assert message.state == model.DONE
+        (attempt,) = message.attempts
+        assert programs.program_of(attempt)["adopted"] is True
     assert step_programs(papa_kernel) == {}
 
 
@@ -313,3 +354,42 @@ def test_papa_accepts_a_long_odd_name(
     finally:
         consumer.close()
     assert step_programs(papa_kernel) == {}
+
+
+def test_a_papa_kernel_gone_mid_command_gives_the_message_back(
+    zeo_database,
+    papa_kernel,  # noqa: F811
+    tmp_path,
+    cleanup,  # noqa: F811
+):
+    run_id = start(zeo_database, recipe(tmp_path), now=None)
+    runner = Follower(CommandRunner(), zeo_database)
+    try:
+        wait_for(zeo_database, claimed_by(run_id), "a claim")
+        wait_until(lambda: program_pids(tmp_path))
+        kernel_pid = kernel_process_of(papa_kernel)
+        os.kill(kernel_pid, signal.SIGKILL)
+    finally:
+        runner.join()
+    (handled,) = runner.handled  # the runner itself goes on
+    with dispatch_state(zeo_database) as state:
+        message = the_message(state, run_id)
+        assert message.state == model.PENDING  # to be tried again, not lost
+        (attempt,) = message.attempts
+        assert attempt.outcome == "error"
+        assert attempt.error.startswith(f"KernelLost: papa kernel {papa_kernel}: ")
+        assert "Lost connection" in attempt.error
+
+
+def kernel_process_of(port):
+    """The pid of the papa kernel process listening on *port* (started by
+    the papa_kernel fixture as ``python -m papa -p PORT``)."""
+    wanted = ["-m", "papa", "-p", str(port)]
+    for entry in Path("/proc").iterdir():
+        try:
+            words = (entry / "cmdline").read_bytes().decode().split("\0")
+        except (OSError, ValueError):
+            continue
+        if words[1:5] == wanted:
+            return int(entry.name)
+    raise AssertionError(f"no papa kernel on port {port}")

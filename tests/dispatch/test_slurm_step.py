@@ -11,6 +11,7 @@ with ``make slurm-up``), failed instead under ``ZEOPAPA_REQUIRE_SLURM=1``.
 import json
 import os
 import signal
+import subprocess
 
 import pytest
 
@@ -32,6 +33,7 @@ from tests.dispatch.test_adopt import (  # noqa: F401
 )
 from tests.dispatch.test_broker import start
 from tests.dispatch.test_commandrunner import papa_kernel  # noqa: F401
+from tests.dispatch.test_programs import Follower
 from tests.dispatch.test_run_cli import TIMEOUT, dispatch
 from tests.dispatch.test_supervise import start_supervise, write_configuration
 from tests.papa.test_slurm_cluster import sinfo_answer, squeue_state
@@ -235,3 +237,72 @@ def test_cancelling_the_run_cancels_its_slurm_job(
         assert state.runs[run_id].status == model.CANCELLED
         (attempt,) = the_message(state, run_id).attempts
         assert "ProgramCancelled" in attempt.error and attempt.slurm_job == job
+
+
+class OnceRunner(CommandRunner):
+    """One delivery: the first failure is the dead letter."""
+
+    max_deliveries = 1
+
+
+def follow_in_thread(zodb):
+    """A CommandRunner (one delivery) handling one message in a thread."""
+    return Follower(OnceRunner(), zodb)
+
+
+def dead_attempt(zodb, run_id, timeout=TIMEOUT):
+    wait_for_state(
+        zodb,
+        lambda state: the_message(state, run_id).state == model.DEAD,
+        timeout=timeout,
+        what="the message to be dead-lettered",
+    )
+    with dispatch_state(zodb) as state:
+        (attempt,) = the_message(state, run_id).attempts
+        return attempt.error, attempt.exit_code, programs.program_of(attempt)
+
+
+def test_a_job_cancelled_outside_dispatch_is_recorded_as_cancelled(
+    runzeo,
+    kernel,
+    database,  # noqa: F811
+    tmp_path,
+    cleanup,  # noqa: F811
+):
+    run_id = start(database, waiting_job(tmp_path), now=None)
+    runner = follow_in_thread(database)
+    try:
+        wait_for_state(database, claimed_by(run_id), what="the job")
+        with dispatch_state(database) as state:
+            job = slurm_job_of(state, run_id)
+        subprocess.run(["scancel", str(job)], check=True, timeout=TIMEOUT)
+        error, exit_code, program = dead_attempt(database, run_id)
+    finally:
+        (tmp_path / "go").touch()
+        runner.join()
+    assert program["slurm_state"] == "CANCELLED"
+    assert error == f"CommandFailed: Slurm job ended CANCELLED (status {exit_code})"
+    with papa.Papa(kernel) as client:
+        assert client.list_processes(f"{programs.PREFIX}.*") == {}
+
+
+@pytest.mark.slow
+def test_a_job_over_its_time_limit_is_recorded_as_timeout(
+    runzeo,
+    kernel,
+    database,  # noqa: F811
+    tmp_path,
+    cleanup,  # noqa: F811
+):
+    recipe = waiting_job(tmp_path)
+    recipe["1"]["slurm"]["runtime"] = "1"  # a minute; the program waits longer
+    run_id = start(database, recipe, now=None)
+    runner = follow_in_thread(database)
+    try:
+        # Slurm looks at time limits every half minute or so.
+        error, exit_code, program = dead_attempt(database, run_id, timeout=110)
+    finally:
+        (tmp_path / "go").touch()
+        runner.join()
+    assert program["slurm_state"] == "TIMEOUT"
+    assert error == f"CommandFailed: Slurm job ended TIMEOUT (status {exit_code})"
