@@ -8,8 +8,9 @@ then measures, printing one JSON line per figure on stdout:
   consumer processes sharing one queue, for each ``--prefetch`` (messages
   claimed and committed together; 1 is one transaction pair per message):
   the median of ``--rounds`` runs (1 and 4 consumers alternate, so that
-  both meet the same noise), with every run's figure and the ConflictErrors
-  the consumers met (by phase: claim, complete, release);
+  both meet the same noise), with every run's figure, the ConflictErrors
+  the consumers met (by phase: claim, complete, release) and the CPU time
+  of the consumers and runzeo per transition (median; Linux);
 - ``scaling``: for each prefetch, the median with 4 consumers divided by
   the median with 1 (the goal is at least 1);
 - ``go_to_first_step``: median seconds from the commit that starts a run to

@@ -166,6 +166,7 @@ def claim(
     spread=1,
     home=None,
     slack=CLAIM_SLACK,
+    steal=True,
 ):
     """Take the first deliverable message of *queue_name* for *consumer*;
     returns it (state in progress, a new Delivery) or None.
@@ -174,8 +175,9 @@ def claim(
     in, first out).  A consumer that lost races lately passes its *home*
     shard: it then takes from that shard if it holds a due message at most
     *slack* seconds younger than the oldest, else from the shard with the
-    oldest; so consumers that share a queue keep to different trees (see
-    :mod:`dispatch.shards`), and order is kept to within *slack*.
+    oldest (unless not *steal*: then None); so consumers that share a
+    queue keep to different trees (see :mod:`dispatch.shards`), and order
+    is kept to within *slack*.
 
     A queue keeps each message under the time it next needs attention: a
     pending one under when it may be delivered, a claimed one under when its
@@ -192,7 +194,7 @@ def claim(
     bound = model.ready_bound(now)
     ready = queue.ready
     while True:
-        tree = _choose_tree(ready, bound, home, slack, spread)
+        tree = _choose_tree(ready, bound, home, slack, spread, steal)
         if tree is None:
             return None
         # A consumer that just lost a race (spread > 1) picks among the
@@ -235,7 +237,7 @@ def claim(
         return message
 
 
-def _choose_tree(ready, bound, home, slack, spread):
+def _choose_tree(ready, bound, home, slack, spread, steal):
     """The tree of *ready* (a :class:`~dispatch.shards.ShardedIndex`) to
     take the next message from (see :func:`claim`), or None if none is due
     by ready key *bound*."""
@@ -254,6 +256,8 @@ def _choose_tree(ready, bound, home, slack, spread):
     home_tree = ready.shard(home)
     if any(tree is home_tree for tree in recent):
         return home_tree
+    if not steal:
+        return None
     # Another shard: the oldest (an active home's first message is young;
     # the oldest is likely in a shard nobody sends to), or, after a lost
     # race, any recent one.

@@ -92,10 +92,11 @@ class Consumer:
         # starting a run on a fresh database does not conflict with them.
         return self.connection.root().get(model.ROOT_KEY) or model.Dispatch()
 
-    def _claim_some(self, now, limit, retry=0):
+    def _claim_some(self, now, limit, retry=0, steal=True):
         """Claim up to *limit* messages in the open transaction (no commit);
         returns them.  Once it has lost a race, a consumer claims from its
-        home shard first (see :func:`dispatch.broker.claim`)."""
+        home shard first, and from others only if *steal* (see
+        :func:`dispatch.broker.claim`)."""
         contended = time.monotonic() < self._contended_until
         messages = []
         while len(messages) < limit:
@@ -109,6 +110,7 @@ class Consumer:
                 backoff_base=self.backoff_base,
                 spread=broker.CLAIM_SPREAD if retry else 1,
                 home=self.shard if contended else None,
+                steal=steal,
             )
             if message is None:
                 break
@@ -179,7 +181,9 @@ class Consumer:
             try:
                 self._apply(results, now)
                 if claim_next:
-                    claimed = self._claim_some(time.time(), limit, retry)
+                    # From the home shard only: taking from others, which
+                    # may conflict, is left to a claim of its own.
+                    claimed = self._claim_some(time.time(), limit, retry, steal=False)
                 manager.commit()
                 self._carried = claimed
                 return messages
