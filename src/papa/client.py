@@ -146,7 +146,10 @@ class Papa:
         return self.connection
 
     def _command(self, words: list) -> str:
-        return self._open_connection().command(words)
+        connection = self.connection  # the per-call path: no extra call
+        if connection is None:
+            connection = self._connect()
+        return connection.command(words)
 
     def fileno(self) -> int | None:
         return self.connection.sock.fileno() if self.connection else None
@@ -232,8 +235,9 @@ class Papa:
         self._command(words)
 
     def get(self, name: str) -> str | None:
-        reply = self._command(["get", name])
-        if self._open_connection().escapes:
+        connection = self._open_connection()
+        reply = connection.command(["get", name])
+        if connection.escapes:
             reply = unescape(reply)
         return reply or None
 
