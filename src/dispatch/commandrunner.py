@@ -53,6 +53,9 @@ OUTPUT_TAIL_BYTES = 4096
 # are released at once instead.
 COMMAND_LEASE = 600.0
 RENEW_FRACTION = 1 / 3
+# papa.process.UNKNOWN_EXIT_CODE: the end of a program papa adopted after a
+# restart (no longer its child), or of a job Slurm kept no code for.
+UNKNOWN_EXIT_CODE = -255
 # Commits of the program record and of claim renewals, tried again at once
 # when they conflict.
 COMMIT_RETRIES = 10
@@ -93,6 +96,8 @@ def describe_end(exit_code, slurm_state=None):
     OUT_OF_MEMORY, NODE_FAIL, CANCELLED, PREEMPTED ...)."""
     if slurm_state and slurm_state not in ("COMPLETED", "FAILED"):
         return f"Slurm job ended {slurm_state} (status {exit_code})"
+    if exit_code == UNKNOWN_EXIT_CODE:
+        return "program ended; its exit code is unknown (see papa's log)"
     if isinstance(exit_code, int) and exit_code < 0:
         try:
             name = signal.Signals(-exit_code).name

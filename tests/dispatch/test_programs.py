@@ -15,7 +15,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import papa
+import zeo
 from dispatch import admin, broker, model, programs
 from dispatch.commandrunner import CommandRunner, describe_end
 from dispatch.commands import dispatch_state
@@ -35,6 +38,7 @@ from tests.dispatch.test_adopt import (  # noqa: F401
 from tests.dispatch.test_broker import start
 from tests.dispatch.test_commandrunner import papa_kernel  # noqa: F401
 from tests.dispatch.test_run_cli import TIMEOUT
+from zeo.exceptions import ClientDisconnected
 
 
 def step_programs(port):
@@ -58,10 +62,15 @@ class Follower:
     def __init__(self, service, database, name="runner.1"):
         self.consumer = make_consumer(service, database, name=name)
         self.handled = []
-        self.thread = threading.Thread(
-            target=lambda: self.handled.append(self.consumer.process_one())
-        )
+        self.raised = []
+        self.thread = threading.Thread(target=self._handle_one)
         self.thread.start()
+
+    def _handle_one(self):
+        try:
+            self.handled.append(self.consumer.process_one())
+        except Exception as error:  # the runner would end with it
+            self.raised.append(error)
 
     def join(self):
         self.thread.join(TIMEOUT)
@@ -313,6 +322,7 @@ def test_exit_descriptions():
     assert describe_end(3, "FAILED") == "command exited with status 3"
     assert describe_end(-15, "TIMEOUT") == "Slurm job ended TIMEOUT (status -15)"
     assert describe_end(-9, "OUT_OF_MEMORY").startswith("Slurm job ended OUT_OF_")
+    assert "exit code is unknown" in describe_end(papa.process.UNKNOWN_EXIT_CODE)
 
 
 ODD_RUN_IDS = ["plain-42", "with space:colon.dot/slash", "é" * 10, "x" * 3000]
@@ -393,3 +403,52 @@ def kernel_process_of(port):
         if words[1:5] == wanted:
             return int(entry.name)
     raise AssertionError(f"no papa kernel on port {port}")
+
+
+@pytest.mark.slow
+def test_zeo_gone_mid_command_leaves_the_end_in_papa_for_the_next_runner(
+    papa_kernel,  # noqa: F811
+    tmp_path,
+    cleanup,  # noqa: F811
+):
+    path = str(tmp_path / "Data.fs")
+    address, stop = zeo.server(path=path)
+    database = zeo.DB(address)
+    try:
+        run_id = start(database, recipe(tmp_path), now=None)
+        runner = Follower(CommandRunner(), database)
+        wait_for(database, claimed_by(run_id), "a claim")
+        (program_pid,) = wait_until(lambda: program_pids(tmp_path))
+        stop()
+        (tmp_path / "go").touch()
+        # Each commit waits for the server (30 s) before giving up.
+        runner.thread.join(3 * TIMEOUT)
+        assert not runner.thread.is_alive()
+        (error,) = runner.raised
+        assert isinstance(error, ClientDisconnected)
+    finally:
+        database.close()
+    (info,) = step_programs(papa_kernel).values()
+    assert info["running"] is False  # its end kept, unacknowledged
+
+    address, stop = zeo.server(path=path)
+    database = zeo.DB(address)
+    try:
+        take_over(database)  # the dead runner's claim lapses
+        second = make_consumer(CommandRunner(), database, name="runner.2")
+        try:
+            later = time.time() + 2 * CommandRunner.lease
+            assert second.process_one(now=later).state == model.DONE
+        finally:
+            second.close()
+        with dispatch_state(database) as state:
+            first, adopted = the_message(state, run_id).attempts
+            assert first.outcome == "lapsed"
+            # (output runner.1 had read and acknowledged is not in the tail)
+            assert (adopted.outcome, adopted.exit_code) == ("done", 0)
+            assert programs.program_of(adopted)["adopted"] is True
+    finally:
+        database.close()
+        stop()
+    assert program_pids(tmp_path) == [program_pid]
+    assert step_programs(papa_kernel) == {}
