@@ -167,6 +167,7 @@ def claim(
     home=None,
     slack=CLAIM_SLACK,
     steal=True,
+    glance=True,
 ):
     """Take the first deliverable message of *queue_name* for *consumer*;
     returns it (state in progress, a new Delivery) or None.
@@ -177,7 +178,10 @@ def claim(
     *slack* seconds younger than the oldest, else from the shard with the
     oldest (unless not *steal*: then None); so consumers that share a
     queue keep to different trees (see :mod:`dispatch.shards`), and order
-    is kept to within *slack*.
+    is kept to within *slack*.  Without *glance*, a *home* shard with a due
+    message is taken without looking at the others (whose trees other
+    consumers keep changing, so looking costs a load each): the consumer
+    glances at them now and then.
 
     A queue keeps each message under the time it next needs attention: a
     pending one under when it may be delivered, a claimed one under when its
@@ -194,7 +198,7 @@ def claim(
     bound = model.ready_bound(now)
     ready = queue.ready
     while True:
-        tree = _choose_tree(ready, bound, home, slack, spread, steal)
+        tree = _choose_tree(ready, bound, home, slack, spread, steal, glance)
         if tree is None:
             return None
         # A consumer that just lost a race (spread > 1) picks among the
@@ -237,10 +241,14 @@ def claim(
         return message
 
 
-def _choose_tree(ready, bound, home, slack, spread, steal):
+def _choose_tree(ready, bound, home, slack, spread, steal, glance):
     """The tree of *ready* (a :class:`~dispatch.shards.ShardedIndex`) to
     take the next message from (see :func:`claim`), or None if none is due
     by ready key *bound*."""
+    if home is not None and not glance:
+        home_tree = ready.shard(home)
+        if home_tree and next(iter(home_tree.keys(max=bound)), None) is not None:
+            return home_tree
     heads = []
     for tree in ready.trees():
         first = next(iter(tree.keys(max=bound)), None)
@@ -258,12 +266,15 @@ def _choose_tree(ready, bound, home, slack, spread, steal):
         return home_tree
     if not steal:
         return None
-    # Another shard: the oldest (an active home's first message is young;
-    # the oldest is likely in a shard nobody sends to), or, after a lost
-    # race, any recent one.
+    # Another shard with a message as old: after a lost race any of them,
+    # else the next one round from home, so that consumers with different
+    # homes reach for different shards.
     if spread > 1:
         return random.choice(recent)
-    return next(tree for key, tree in heads if key == oldest)
+    numbers = {id(tree): number for number, tree in ready.numbered_trees()}
+    return min(
+        recent, key=lambda tree: (numbers.get(id(tree), home) - home) % shards.SHARDS
+    )
 
 
 def finish(dispatch, message, now=None, exit_code=None, output_tail=None):

@@ -33,6 +33,9 @@ CONFLICT_RETRIES = 20
 # within broker.CLAIM_SLACK) for this many seconds; alone, it keeps strict
 # first-in first-out order.
 CONTENTION_MEMORY = 10.0
+# A contended consumer with messages in its home shard looks at the other
+# shards (stealing from them if they hold much older messages) this often.
+GLANCE_INTERVAL = 0.25
 
 
 class Consumer:
@@ -68,6 +71,7 @@ class Consumer:
         self.shard = random.randrange(shards.SHARDS)
         self._carried = []  # claimed with the last batch's results
         self._contended_until = 0.0
+        self._next_glance = 0.0
         # ConflictErrors by phase (claim, complete, release), for benchmarks
         # and logs: how often this consumer lost a race.
         self.conflicts = collections.Counter()
@@ -97,7 +101,11 @@ class Consumer:
         returns them.  Once it has lost a race, a consumer claims from its
         home shard first, and from others only if *steal* (see
         :func:`dispatch.broker.claim`)."""
-        contended = time.monotonic() < self._contended_until
+        clock = time.monotonic()
+        contended = clock < self._contended_until
+        glance = clock >= self._next_glance
+        if glance:
+            self._next_glance = clock + GLANCE_INTERVAL
         messages = []
         while len(messages) < limit:
             message = broker.claim(
@@ -111,6 +119,7 @@ class Consumer:
                 spread=broker.CLAIM_SPREAD if retry else 1,
                 home=self.shard if contended else None,
                 steal=steal,
+                glance=glance,
             )
             if message is None:
                 break

@@ -91,6 +91,17 @@ class ShardedIndex:
             found.extend(tree for tree in shards.values() if tree)
         return found
 
+    def numbered_trees(self):
+        """``(shard, tree)`` for every tree; the legacy tree as shard -1."""
+        found = []
+        legacy = self.legacy
+        if legacy is not None:
+            found.append((-1, legacy))
+        shards = self.shards
+        if shards is not None:
+            found.extend(shards.items())
+        return found
+
     def shard(self, number, create=False):
         """The tree of shard *number*; created (and its container) if
         *create*, else None when it does not exist yet."""
