@@ -221,11 +221,10 @@ class CommandRunner(Service):
         name = programs.program_name(
             run_id, recipe_wrapper.recipe_pointer, recipe_wrapper.message_id
         )
-        message = self._message(recipe_wrapper)
         try:
             with papa.Papa(papa_address()) as kernel:
                 info, exit_code, tail, cancelled, slurm_state = self._run(
-                    kernel, papa, name, recipe_wrapper, message
+                    kernel, papa, name, recipe_wrapper
                 )
         except papa.Error as error:
             raise KernelLost(
@@ -247,12 +246,19 @@ class CommandRunner(Service):
         recipe_wrapper.send(result)
         recipe_wrapper.send_to("success", result)
 
-    def _run(self, kernel, papa, name, recipe_wrapper, message):
+    def _run(self, kernel, papa, name, recipe_wrapper):
         """Adopt, or start, the program and follow it to its end; ``(its
         entry, exit code, output tail, cancelled, Slurm state)``."""
-        seed = programs.earlier_output(message, name)
         slurm_state = None
         info = kernel.list_processes(name).get(name)
+        # What an earlier runner committed before papa forgot the program
+        # (it acknowledges the end only after its commit) must be seen now:
+        # a round trip to zeo brings every invalidation sent before it.
+        storage = self.consumer.database.storage
+        if hasattr(storage, "ping"):
+            storage.ping()
+        message = self._message(recipe_wrapper)
+        seed = programs.earlier_output(message, name)
         known = programs.unsettled_result(message, name)
         if info is None and known is not None:
             logger.info("%s ended before its runner died: status %s", name, known)
