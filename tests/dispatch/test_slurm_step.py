@@ -306,3 +306,23 @@ def test_a_job_over_its_time_limit_is_recorded_as_timeout(
         runner.join()
     assert program["slurm_state"] == "TIMEOUT"
     assert error == f"CommandFailed: Slurm job ended TIMEOUT (status {exit_code})"
+
+
+def test_a_run_id_too_long_for_a_file_name_still_runs_its_job(
+    runzeo,
+    kernel,
+    database,  # noqa: F811
+):
+    # The program's name names the job's folder: a file name (255 bytes).
+    run_id = "a run/with:odd characters " * 20
+    recipe = {"1": RECIPE["1"], "start": [[1, {}]]}
+    start(database, recipe, {"guid": run_id}, now=None)
+    runner = follow_in_thread(database)
+    runner.join()
+    with dispatch_state(database) as state:
+        message = the_message(state, run_id)
+        assert message.state == model.DONE, message.reason
+        (attempt,) = message.attempts
+        assert attempt.slurm_job and attempt.output_tail.endswith(" in debug")
+    with papa.Papa(kernel) as client:
+        assert client.list_processes(f"{programs.PREFIX}.*") == {}
