@@ -146,10 +146,8 @@ class Papa:
         return self.connection
 
     def _command(self, words: list) -> str:
-        connection = self.connection  # the per-call path: no extra call
-        if connection is None:
-            connection = self._connect()
-        return connection.command(words)
+        # The per-call path: no call but the command itself.
+        return (self.connection or self._connect()).command(words)
 
     def fileno(self) -> int | None:
         return self.connection.sock.fileno() if self.connection else None
@@ -229,15 +227,16 @@ class Papa:
         return result
 
     def set(self, name: str, value: object = None) -> None:
-        words = ["set", name]
-        if value is not None and value != "":
-            words.append(str(value))
-        self._command(words)
+        connection = self.connection or self._connect()
+        if value is None or value == "":
+            connection.command(["set", name])
+        else:
+            connection.command(["set", name, str(value)])
 
     def get(self, name: str) -> str | None:
-        connection = self._open_connection()
+        connection = self.connection or self._connect()
         reply = connection.command(["get", name])
-        if connection.escapes:
+        if connection.escapes and "\\" in reply:
             reply = unescape(reply)
         return reply or None
 

@@ -95,9 +95,26 @@ class ClientConnection:
         self.sock.sendall(data)
 
     def command(self, words: list) -> str:
-        """Send one request and return its reply (the per-call hot path)."""
-        self.sock.sendall(self.encode(words))
-        return self.read_reply()
+        """Send one request and return its reply.
+
+        The per-call path of every client method, so it is flat: a reply
+        that arrives whole in one ``recv`` (nearly all of them) is decoded
+        here without another call.
+        """
+        sock = self.sock
+        sock.sendall(encode_request(words, self.escapes))
+        if self.buffer:
+            return self.read_reply()
+        data = sock.recv(RECEIVE_SIZE)
+        if data[-3:] != PROMPT_END:
+            self.buffer = data
+            if not data:
+                raise Error("Lost connection")
+            return self.read_reply()
+        text = data[:-3].decode("utf-8", errors="replace")
+        if text[:6] == "Error:":
+            raise Error(text[7:])
+        return text
 
     # -- receiving ---------------------------------------------------------------
     def _receive(self, size: int = RECEIVE_SIZE) -> bytes:
