@@ -46,6 +46,13 @@ CLAIM_SPREAD = 8
 CLAIM_SLACK = 1.0
 
 
+class GiveBack(Exception):
+    """Raised by a handler that stops before finishing its message through no
+    fault of the message (its service is stopping, a program it follows is
+    left running for the next consumer).  The message is queued again at
+    once and this delivery does not count towards ``max_deliveries``."""
+
+
 def get_dispatch(root):
     """The :class:`~dispatch.model.Dispatch` in connection *root*, created
     if missing (the caller commits)."""
@@ -303,10 +310,14 @@ def release(
     backoff_base=BACKOFF_BASE,
     exit_code=None,
     output_tail=None,
+    given_back=False,
 ):
     """A delivery of claimed *message* failed: queue it again after a
     back-off, or make it a dead letter once it was delivered
-    *max_deliveries* times.  Returns the new state."""
+    *max_deliveries* times.  Returns the new state.
+
+    *given_back* (the handler raised :class:`GiveBack`): the delivery is
+    recorded but not counted, and the message is due again at once."""
     now = time.time() if now is None else now
     queue = queue_named(dispatch, message.queue)
     if queue.ready.get(message.queue_key) is message:
@@ -316,12 +327,17 @@ def release(
     attempt = message.attempts[-1]
     attempt.finished, attempt.outcome, attempt.error = now, outcome, reason
     attempt.exit_code, attempt.output_tail = exit_code, output_tail
-    if message.deliveries >= max_deliveries:
+    if given_back:
+        message.given_back += 1
+        attempt.outcome = "given back"
+    elif message.counted_deliveries >= max_deliveries:
         message.queue_key = None
         dead_letter(dispatch, message, reason, now)
         return message.state
     message.state = model.PENDING
-    message.not_before = now + backoff_delay(message.deliveries, backoff_base)
+    message.not_before = now
+    if not given_back:
+        message.not_before += backoff_delay(message.counted_deliveries, backoff_base)
     put_in_queue(queue, message, message.not_before)
     queue.pending_count.change(1)
     logger.info(

@@ -72,7 +72,7 @@ class CommandFailed(Exception):
         self.slurm_state = slurm_state
 
 
-class ProgramLeftRunning(Exception):
+class ProgramLeftRunning(broker.GiveBack):
     """The runner stopped following a program that goes on running, or whose
     exit code papa keeps (the runner is stopping, or the message went to
     another runner)."""

@@ -179,9 +179,11 @@ class Consumer:
                 self.handler(wrapper, wrapper.payload)
             except Exception as error:
                 savepoint.rollback()
-                logger.exception("%s: handling %r failed", self.name, message)
+                _log_failure(self.name, message, error)
                 outcome = wrapper.outcome if wrapper is not None else {}
                 reason = f"{type(error).__name__}: {error}"
+                if isinstance(error, broker.GiveBack):
+                    outcome = dict(outcome, given_back=True)
                 results.append((message, None, reason, outcome))
                 continue
             results.append((message, sends, None, wrapper.outcome))
@@ -225,6 +227,7 @@ class Consumer:
                     backoff_base=self.backoff_base,
                     exit_code=outcome.get("exit_code"),
                     output_tail=outcome.get("output_tail"),
+                    given_back=outcome.get("given_back", False),
                 )
 
     def process_one(self, now=None):
@@ -250,8 +253,10 @@ class Consumer:
             self.handler(wrapper, wrapper.payload)
         except Exception as error:
             manager.abort()
-            logger.exception("%s: handling %r failed", self.name, message)
+            _log_failure(self.name, message, error)
             outcome = wrapper.outcome if wrapper is not None else {}
+            if isinstance(error, broker.GiveBack):
+                outcome = dict(outcome, given_back=True)
             self._release(message, f"{type(error).__name__}: {error}", now, outcome)
             return message
         # Whatever the handler changed besides sending is committed with the
@@ -300,6 +305,7 @@ class Consumer:
                     backoff_base=self.backoff_base,
                     exit_code=(outcome or {}).get("exit_code"),
                     output_tail=(outcome or {}).get("output_tail"),
+                    given_back=(outcome or {}).get("given_back", False),
                 )
                 manager.commit()
                 return
@@ -350,3 +356,12 @@ class Consumer:
     def wake(self):
         """Interrupt :meth:`serve`'s wait (used to stop it promptly)."""
         self._wake.set()
+
+
+def _log_failure(name, message, error):
+    """A handler's exception in the log: a traceback, unless it only gave
+    the message back (:class:`~dispatch.broker.GiveBack`)."""
+    if isinstance(error, broker.GiveBack):
+        logger.info("%s: %r given back: %s", name, message, error)
+    else:
+        logger.exception("%s: handling %r failed", name, message)

@@ -216,6 +216,16 @@ class Message(Persistent):
     """A payload addressed to one step of one run, like a zocalo
     recipe-wrapped message, plus its delivery history."""
 
+    # Deliveries a stopping service handed back unfinished (GiveBack): they
+    # do not count towards dead-lettering.  A class default, so messages
+    # stored before it existed read 0.
+    given_back = 0
+
+    @property
+    def counted_deliveries(self):
+        """Deliveries that count towards ``max_deliveries`` and back-off."""
+        return self.deliveries - self.given_back
+
     def __init__(
         self, message_id, run_id, node, queue, path, environment, payload, created
     ):
@@ -230,7 +240,7 @@ class Message(Persistent):
         self.state = PENDING
         self.not_before = created  # earliest delivery (delay, back-off)
         self.queue_key = None  # its current key in the queue's ready tree
-        self.deliveries = 0
+        self.deliveries = 0  # claims so far (see counted_deliveries)
         self.claimed_by = None  # {"host", "pid", "consumer"} while in progress
         self.lease_until = None
         self.finished = None

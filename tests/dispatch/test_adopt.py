@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -291,6 +292,11 @@ def test_a_runner_asked_to_stop_leaves_its_program_to_the_next(
         (attempt,) = message.attempts
         assert "ProgramLeftRunning" in attempt.error
         assert attempt.output_tail == "started"
+        # Handed back, not failed: due at once, and not counted towards
+        # dead-lettering (a job outliving five runner restarts stays alive).
+        assert attempt.outcome == "given back"
+        assert (message.deliveries, message.counted_deliveries) == (1, 0)
+        assert message.not_before <= time.time()
 
     (tmp_path / "go").touch()
 

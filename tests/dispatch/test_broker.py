@@ -166,6 +166,37 @@ def test_poison_message_is_dead_lettered_after_five_deliveries(zeo_database):
     read(zeo_database, check)
 
 
+def test_a_delivery_given_back_is_due_at_once_and_not_counted(zeo_database):
+    """A handler that stops through no fault of the message (GiveBack) does
+    not bring it closer to the dead-letter queue, however often."""
+    recipe = {"1": {"queue": "stoppy"}, "start": [[1, "work"]]}
+    run_id = start(zeo_database, recipe)
+    stops = []
+
+    def handler(rw, payload):
+        if len(stops) < 7:
+            stops.append(payload)
+            raise broker.GiveBack("service stopping")
+        raise ValueError("a real failure")
+
+    consumer = Consumer(zeo_database, "stoppy", handler, backoff_base=10.0)
+    try:
+        for delivery in range(1, 8):
+            message = consumer.process_one(NOW)  # the same instant: due at once
+            assert message is not None, f"given-back delivery {delivery} not due"
+            assert message.state == model.PENDING
+            assert (message.deliveries, message.given_back) == (delivery, delivery)
+            assert message.not_before == NOW
+            assert message.attempts[-1].outcome == "given back"
+        failed = consumer.process_one(NOW)
+        assert failed.counted_deliveries == 1
+        assert failed.not_before == NOW + 10.0  # back-off for real failures
+    finally:
+        consumer.close()
+    assert len(stops) == 7
+    read(zeo_database, lambda dispatch: dispatch.runs[run_id].status == model.RUNNING)
+
+
 def test_a_bad_recipe_or_parameter_starts_nothing(zeo_database):
     from dispatch.recipe import RecipeError
 
