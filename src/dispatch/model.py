@@ -274,17 +274,7 @@ class Delivery:
     """
 
     def __init__(self, number, started, host, pid, consumer):
-        self.number = number
-        self.started = started
-        self.host = host
-        self.pid = pid
-        self.consumer = consumer
-        self.slurm_job = None
-        self.finished = None
-        self.outcome = None  # done, error, lapsed
-        self.exit_code = None
-        self.error = None
-        self.output_tail = None
+        _start_delivery(self, number, started, host, pid, consumer)
 
     def belong_to(self, message):
         """Changes to this delivery now mark *message* changed."""
@@ -314,17 +304,7 @@ class Attempt(Persistent):
     makes)."""
 
     def __init__(self, number, started, host, pid, consumer):
-        self.number = number
-        self.started = started
-        self.host = host
-        self.pid = pid
-        self.consumer = consumer
-        self.slurm_job = None
-        self.finished = None
-        self.outcome = None  # done, error, lapsed
-        self.exit_code = None
-        self.error = None
-        self.output_tail = None
+        _start_delivery(self, number, started, host, pid, consumer)
 
     def __repr__(self):
         return f"<Attempt {self.number} {self.outcome or 'running'}>"
@@ -353,3 +333,19 @@ class ServiceInstance(Persistent):
 
     def __repr__(self):
         return f"<ServiceInstance {self.service} pid {self.pid} on {self.host}>"
+
+
+def _start_delivery(record, number, started, host, pid, consumer):
+    """The fields of a new delivery record (:class:`Delivery`, or the
+    :class:`Attempt` objects of older databases and ``dispatch wrap``)."""
+    record.number = number
+    record.started = started
+    record.host = host
+    record.pid = pid
+    record.consumer = consumer
+    record.slurm_job = None
+    record.finished = None
+    record.outcome = None  # done, error, lapsed, given back
+    record.exit_code = None
+    record.error = None
+    record.output_tail = None
