@@ -221,6 +221,16 @@ class ClientCache:
                 self._make_noncurrent(record, tid)
                 self._dirty = True
 
+    def drop_older_than(self, oid, tid):
+        """The server says *oid* is at revision *tid*: drop every record of
+        it unless the current one is that revision or newer (*tid* ``None``:
+        drop them all)."""
+        with self._lock:
+            record = self._current.get(oid)
+            if tid is not None and record is not None and record.start >= tid:
+                return
+            self._drop_oid(oid)
+
     def invalidate_many(self, oids, tid):
         """:meth:`invalidate` each oid, under one lock acquisition."""
         with self._lock:

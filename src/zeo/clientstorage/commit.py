@@ -258,8 +258,11 @@ class CommitMixin:
                 result = self._io.call("vote", id(transaction), protocol=state.protocol)
             except ConflictError as exc:
                 if getattr(exc, "oid", None) is not None:
-                    # Our view of that object may be stale: drop it.
-                    self.cache.invalidate(exc.oid, None)
+                    # Our view of that object may be stale: drop it, unless
+                    # the cache already holds the committed revision (the
+                    # usual case: another thread of ours committed it), so
+                    # the retry reads it without a round trip.
+                    self.cache.drop_older_than(exc.oid, exc.get_new_serial())
                 raise
             conflicts: list[dict[str, Any]] = []
             for item in result or ():

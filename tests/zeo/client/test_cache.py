@@ -61,6 +61,23 @@ def test_invalidate_none_drops_every_revision():
     assert len(cache) == 0 and cache.size_in_bytes == 0
 
 
+def test_drop_older_than_keeps_the_named_revision_or_newer():
+    cache = ClientCache(size=1 << 20)
+    cache.store(oid(1), tid(10), tid(20), b"old")
+    cache.store(oid(1), tid(20), None, b"new")
+    cache.drop_older_than(oid(1), tid(20))  # the cache already has it
+    assert cache.load(oid(1)) == (b"new", tid(20))
+    cache.drop_older_than(oid(1), tid(15))  # an older one: still current
+    assert cache.load_before(oid(1), tid(15)) == (b"old", tid(10), tid(20))
+    cache.drop_older_than(oid(1), tid(30))  # newer than ours: all stale
+    assert cache.load(oid(1)) is None
+    assert cache.load_before(oid(1), tid(15)) is None
+    assert len(cache) == 0 and cache.size_in_bytes == 0
+    cache.store(oid(2), tid(10), None, b"v")
+    cache.drop_older_than(oid(2), None)  # revision unknown: drop
+    assert cache.load(oid(2)) is None
+
+
 def test_bounded_by_bytes_and_evicts_least_recently_used():
     record = 1000
     cache = ClientCache(size=10 * (record + RECORD_OVERHEAD))

@@ -125,11 +125,18 @@ import transaction, ZEO
 from BTrees.Length import Length
 
 address = ("127.0.0.1", {port})
-dbs = [ZEO.DB(address, blob_dir={blob_dir!r} + str(i)) for i in range(2)]
+# server_sync: a transaction of the second database must see the first
+# one's commit (its invalidation may otherwise still be on the way).
+dbs = [
+    ZEO.DB(address, blob_dir={blob_dir!r} + str(i), server_sync=True)
+    for i in range(2)
+]
 with dbs[0].transaction() as connection:
     connection.root()["length"] = Length(0)
 managers = [transaction.TransactionManager() for _ in dbs]
 connections = [db.open(manager) for db, manager in zip(dbs, managers)]
+for manager in managers:
+    manager.begin()  # a begin syncs (opening a connection does not)
 # Both read the same state, both change it: the second commit conflicts and
 # Length's _p_resolveConflict merges the two increments.
 for connection in connections:
