@@ -386,6 +386,8 @@ def _program_line(attempt):
     program = attempt["program"] or {}
     job = attempt["slurm_job"] or program.get("slurm_job")
     where = f"Slurm job {job}" if job else f"pid {program.get('pid')}"
+    if job and program.get("slurm_state"):
+        where += f" ({program['slurm_state']})"
     adopted = ", adopted" if program.get("adopted") else ""
     return f"program {program.get('name', '?')}: {where}{adopted}"
 

@@ -273,6 +273,11 @@ class Delivery:
     hold :class:`Attempt` objects instead; both have the same attributes.
     """
 
+    # A command step's program, as :mod:`dispatch.programs` records it (a
+    # dict, replaced whole on change); None for other steps.  A class
+    # default: deliveries stored before it existed read as None.
+    program = None
+
     def __init__(self, number, started, host, pid, consumer):
         _start_delivery(self, number, started, host, pid, consumer)
 
@@ -302,6 +307,8 @@ class Attempt(Persistent):
     """One delivery of a message, as an object of its own: what databases
     made before :class:`Delivery` hold (and ``dispatch wrap`` still
     makes)."""
+
+    program = None  # as :attr:`Delivery.program`
 
     def __init__(self, number, started, host, pid, consumer):
         _start_delivery(self, number, started, host, pid, consumer)

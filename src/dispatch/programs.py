@@ -99,7 +99,7 @@ def message_of(dispatch, name, digested=None):
 
 def program_of(attempt):
     """The program record of *attempt* (a dict), or None."""
-    return getattr(attempt, "program", None)
+    return attempt.program
 
 
 def note_program(attempt, **fields):

@@ -135,9 +135,9 @@ def test_slurm_steps_run_as_jobs_and_fail_like_commands(
 
     shown = dispatch(runzeo, "show", run_id)
     assert shown.returncode == 0, shown.stderr
-    assert f"Slurm job {succeeded_job}" in shown.stdout
+    assert f"Slurm job {succeeded_job} (COMPLETED)" in shown.stdout
     for job in failed_jobs:
-        assert f"Slurm job {job}" in shown.stdout
+        assert f"Slurm job {job} (FAILED)" in shown.stdout
     with papa.Papa(kernel) as client:
         assert client.list_processes(f"{programs.PREFIX}.*") == {}
 
