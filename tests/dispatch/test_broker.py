@@ -4,6 +4,7 @@ server (in a thread) with a FileStorage in tmp_path."""
 import logging
 
 import pytest
+import transaction
 
 from dispatch import broker, model
 from dispatch.consumer import Consumer
@@ -32,12 +33,16 @@ def start(database, recipe, parameters=None, now=NOW):
 
 
 def read(database, function):
-    """*function*(dispatch) on a fresh connection."""
-    connection = database.open()
+    """*function*(dispatch) on a fresh connection, in a transaction begun
+    on it: with ``server_sync`` the begin makes a round trip first, so that
+    what other processes committed is seen (``open()`` alone does not)."""
+    manager = transaction.TransactionManager()
+    connection = database.open(manager)
     try:
+        manager.begin()
         return function(broker.get_dispatch(connection.root()))
     finally:
-        connection.transaction_manager.abort()
+        manager.abort()
         connection.close()
 
 
