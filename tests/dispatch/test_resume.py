@@ -121,8 +121,9 @@ def test_kill_half_way_and_resume_in_a_new_process(runzeo, tmp_path):
 def test_a_reader_process_sees_commits_as_they_happen(runzeo, tmp_path):
     """A second client watching the run (ClientStorage.watch) is told of the
     runner's commits without polling."""
-    # server_sync: opening a connection first makes sure every invalidation
-    # committed before it has reached this client.
+    # server_sync: a transaction begun makes a round trip first, so every
+    # invalidation committed before it has reached this client (opening a
+    # connection alone does not sync).
     database = zeo.DB(parse_address(runzeo.address_text), server_sync=True)
     seen = threading.Event()
     handle = database.storage.watch(lambda tid, oids: seen.set())
@@ -134,10 +135,12 @@ def test_a_reader_process_sees_commits_as_they_happen(runzeo, tmp_path):
         assert seen.wait(RUN_TIMEOUT)
         connection = database.open()
         try:
+            connection.transaction_manager.begin()
             run = persist.load_run(connection, "evening")
             assert run.nodes["Second"].status is True
             assert run.nodes["Blocker"].running is True
         finally:
+            connection.transaction_manager.abort()
             connection.close()
     finally:
         handle.close()
