@@ -78,10 +78,16 @@ def test_quick_verification_sees_changes_made_while_away(
     away.watch(lambda tid, oids: seen.append((tid, list(oids))))
     server.stop()
     wait_until(lambda: not away.is_connected())
-    server.start()
-    other = client_factory(server.addr)
+    # The change goes through a server of the same file on another port:
+    # the away client, which retries every ~6 s, cannot come back before it
+    # however slowly servers start on a loaded machine.
+    elsewhere = start_server("elsewhere", msgpack=msgpack, data_fs=server.data_fs)
+    other = client_factory(elsewhere.addr)
     t3 = commit_record(other, changed, t1, zodb_pickle(MinPO(2)))
+    other.close()
+    elsewhere.stop()
     assert not away.is_connected(), "precondition: the change happened while away"
+    server.start()
     wait_until(away.is_connected, timeout=60, message="reconnect")
     assert away.lastTransaction() == t3
     assert value(away, changed) == 2
@@ -108,12 +114,17 @@ def test_cache_too_old_for_the_queue_is_dropped(start_server, client_factory):
     assert away.cache.load(untouched) is not None
     server.stop()
     wait_until(lambda: not away.is_connected())
-    server.start()
-    other = ZODB.DB(client_factory(server.addr))
+    # Through a server of the same file on another port, so that the away
+    # client cannot come back before the changes (see the test above).
+    elsewhere = start_server("elsewhere", msgpack=True, data_fs=server.data_fs)
+    other = ZODB.DB(client_factory(elsewhere.addr))
     for n in range(2, 6):  # more transactions than the queue holds
         with other.transaction() as other_conn:
             other_conn.root()["value"] = n
+    other.close()
+    elsewhere.stop()
     assert not away.is_connected(), "precondition: the changes happened while away"
+    server.start()
     wait_until(away.is_connected, timeout=60, message="reconnect")
     # Not only the changed root: the whole cache was dropped.
     assert away.cache.load(untouched) is None
@@ -121,7 +132,6 @@ def test_cache_too_old_for_the_queue_is_dropped(start_server, client_factory):
     assert conn.root()["value"] == 5
     conn.close()
     db.close()
-    other.close()
 
 
 def test_persistent_cache_survives_restart(start_server, client_factory, tmp_path):
