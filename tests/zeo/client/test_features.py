@@ -212,8 +212,11 @@ def test_sync_without_server_sync_does_not_touch_the_network(
     start_server, client_factory
 ):
     server = start_server(msgpack=True)
-    quiet = client_factory(server.addr, wait_timeout=1)
-    syncing = client_factory(server.addr, server_sync=True, wait_timeout=1)
+    # Not waited for with the 1 s timeout: a loaded machine may take longer
+    # to connect the first time.
+    quiet = client_factory(server.addr, wait=False, wait_timeout=1)
+    syncing = client_factory(server.addr, server_sync=True, wait=False, wait_timeout=1)
+    wait_until(lambda: quiet.is_connected() and syncing.is_connected())
     server.stop()
     wait_until(lambda: not syncing.is_connected() and not quiet.is_connected())
     quiet.sync()  # no round trip, so no error while disconnected

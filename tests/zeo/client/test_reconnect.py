@@ -38,7 +38,10 @@ def test_calls_wait_for_the_server_to_come_back(start_server, client_factory):
 
 def test_calls_give_up_after_wait_timeout(start_server, client_factory):
     server = start_server(msgpack=False)
-    storage = client_factory(server.addr, wait_timeout=1)
+    # Not waited for with the 1 s timeout: a loaded machine may take longer
+    # to connect the first time.
+    storage = client_factory(server.addr, wait=False, wait_timeout=1)
+    wait_until(storage.is_connected, message="the first connection")
     server.stop()
     wait_until(lambda: not storage.is_connected())
     with pytest.raises(ClientDisconnected, match="after waiting 1 s"):

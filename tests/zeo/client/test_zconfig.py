@@ -10,7 +10,7 @@ from zeo.clientstorage import ClientStorage
 def test_database_from_config(start_server, section, tmp_path):
     server = start_server(msgpack=True)
     extra = (
-        "  server-sync true\n  wait-timeout 5\n" if section == "clientstorage" else ""
+        "  server-sync true\n  wait-timeout 45\n" if section == "clientstorage" else ""
     )
     text = (
         "%import zeo\n"
@@ -32,7 +32,7 @@ def test_database_from_config(start_server, section, tmp_path):
         assert storage.blob_dir == str(tmp_path / "blobs")
         if section == "clientstorage":
             assert storage._server_sync is True
-            assert storage._io.wait_timeout == 5
+            assert storage._io.wait_timeout == 45
         with db.transaction() as conn:
             conn.root()["configured"] = section
         with db.transaction() as conn:
