@@ -121,10 +121,17 @@ def squeue_state(job_id: int) -> str:
 
 
 def test_job_runs_then_completes_with_its_output(client, tmp_path):
+    # The job runs until the test, having seen it RUNNING, creates "go" (a
+    # fixed sleep could end before a loaded machine's poll saw it run).
+    go = tmp_path / "go"
     info = client.make_process(
         "hello",
         "/bin/sh",
-        ["-c", "echo to-out; echo to-err >&2; sleep 2; echo done"],
+        [
+            "-c",
+            "echo to-out; echo to-err >&2; "
+            f"while [ ! -e '{go}' ]; do sleep 0.1; done; echo done",
+        ],
         env={"PATH": "/usr/bin:/bin"},
         slurm={"partition": "debug", "runtime": "5"},
     )
@@ -136,6 +143,7 @@ def test_job_runs_then_completes_with_its_output(client, tmp_path):
     )
     listed = client.list_processes("hello")["hello"]
     assert listed["partition"] == "debug" and listed["running"] is True
+    go.touch()
     out, err, closed = read_all(client.watch_processes("hello"))
     assert out == b"to-out\ndone\n"
     assert err == b"to-err\n"
@@ -299,12 +307,20 @@ def test_array_of_four_tasks(client):
 
 def test_restarted_kernel_readopts_its_job(slurm_kernels, tmp_path):
     state_dir = tmp_path / "kept-state"
+    # The job ends once "go" exists, created after the first kernel is
+    # killed: a fixed sleep could end while it still ran (or before it was
+    # seen RUNNING), and then the state it saved no longer names the job.
+    go = tmp_path / "go"
     first = slurm_kernels(state_dir=state_dir)
     with papa.Papa(first.port_or_path, connection_timeout=JOB_DEADLINE) as client:
         info = client.make_process(
             "survivor",
             "/bin/sh",
-            ["-c", "echo before; sleep 3; echo after; exit 5"],
+            [
+                "-c",
+                f"echo before; while [ ! -e '{go}' ]; do sleep 0.1; done; "
+                "echo after; exit 5",
+            ],
             slurm={},
         )
         wait_for(
@@ -314,6 +330,7 @@ def test_restarted_kernel_readopts_its_job(slurm_kernels, tmp_path):
         )
     wait_for(lambda: (state_dir / "state.json").exists(), message="state written")
     first.kill()
+    go.touch()
     job_id = info["slurm_job"]
     wait_for(
         lambda: squeue_state(job_id) not in ("PENDING", "RUNNING", "COMPLETING"),
