@@ -390,10 +390,19 @@ def slurmctld_alive() -> bool:
         return False
 
 
-def test_controller_outage_is_not_a_gone_job(client):
+def test_controller_outage_is_not_a_gone_job(client, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("stopping slurmctld needs root")
-    client.make_process("steady", "/bin/sh", ["-c", "sleep 6; echo fine"], slurm={})
+    # The job runs until "go" exists, created once slurmctld is back: with a
+    # fixed sleep it could end before a slow slurmctld shutdown let a query
+    # fail, and the failed query would never show.
+    go = tmp_path / "go"
+    client.make_process(
+        "steady",
+        "/bin/sh",
+        ["-c", f"while [ ! -e '{go}' ]; do sleep 0.1; done; echo fine"],
+        slurm={},
+    )
     wait_for(
         lambda: job_state(client, "steady") == "RUNNING",
         timeout=JOB_DEADLINE,
@@ -414,6 +423,7 @@ def test_controller_outage_is_not_a_gone_job(client):
     finally:
         subprocess.run(["slurmctld"], check=True)
     wait_for(slurmctld_alive, message="slurmctld back")
+    go.touch()
     out, _, closed = read_all(client.watch_processes("steady"))
     assert closed == {"steady": 0}
     assert out == b"fine\n"
