@@ -95,6 +95,9 @@ class ClientCache:
         self._last_tid = None
         self._dirty = False
         self._lockfile = None
+        # One writer of the file at a time (the periodic saver and close()),
+        # held while writing: the main lock is not, so readers go on.
+        self._save_lock = threading.Lock()
         self.hits = self.misses = self.evictions = 0
         if path:
             self._lockfile = _lock_cache_file(path)
@@ -334,9 +337,19 @@ class ClientCache:
 
         The snapshot is taken under the lock (a copy of references, cheap)
         and written outside it, so readers are not blocked by disk I/O.
+        Saves never overlap (they share one temporary file), and a cache
+        that was closed is not written again: its file lock is released,
+        another process may own the file now.
         """
         if not self.path:
             return False
+        with self._save_lock:
+            if self._lockfile is None:
+                return False
+            return self._write()
+
+    def _write(self):
+        """:meth:`save`'s work, with ``_save_lock`` held."""
         with self._lock:
             if not self._dirty:
                 return False
@@ -400,10 +413,11 @@ class ClientCache:
 
     def close(self):
         """Save the cache (if persistent) and release its file lock."""
-        if self._lockfile is not None:
-            self.save()
-            self._lockfile.close()
-            self._lockfile = None
+        with self._save_lock:
+            if self._lockfile is not None:
+                self._write()
+                self._lockfile.close()
+                self._lockfile = None
 
 
 def _parse_cache_file(content):

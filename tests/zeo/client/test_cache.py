@@ -1,5 +1,6 @@
 """ClientCache on its own: no server, real files, real threads."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -135,6 +136,51 @@ def test_persistence_across_reopen(tmp_path):
         assert reopened.load(oid(1)) == (b"new", tid(20))
         assert reopened.load_before(oid(1), tid(15)) == (b"old", tid(10), tid(20))
         assert reopened.load(oid(2)) == (b"two", tid(12))
+    finally:
+        reopened.close()
+
+
+def test_a_closed_cache_never_writes_its_file_again(tmp_path):
+    """A periodic save that wakes after close() must not write: the file
+    lock is released and another process may own the file by then."""
+    path = str(tmp_path / "c.zec")
+    cache = ClientCache(path, size=1 << 20)
+    cache.store(oid(1), tid(10), None, b"one")
+    cache.set_last_tid(tid(10))
+    cache.close()
+    saved = open(path, "rb").read()
+    cache.store(oid(2), tid(11), None, b"two")  # a late store: dirty again
+    assert cache.save() is False
+    assert open(path, "rb").read() == saved
+    assert not os.path.exists(path + ".tmp")
+
+
+def test_concurrent_saves_leave_a_valid_file(tmp_path, caplog):
+    """Saves from several threads (the periodic saver, close()) share one
+    temporary file: they must not write it at the same time (each save
+    then fails or, worse, renames a file of mixed writes into place)."""
+    path = str(tmp_path / "c.zec")
+    cache = ClientCache(path, size=1 << 20)
+    for n in range(300):
+        cache.store(oid(n), tid(1), None, bytes(1000))
+    cache.set_last_tid(tid(1))
+
+    def save(first):
+        for n in range(first, first + 30):
+            cache.store(oid(1000 + n), tid(1), None, bytes(1000))  # dirty again
+            cache.save()
+
+    savers = [threading.Thread(target=save, args=(100 * i,)) for i in range(4)]
+    for thread in savers:
+        thread.start()
+    for thread in savers:
+        thread.join()
+    cache.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    reopened = ClientCache(path, size=1 << 20)
+    try:
+        assert not os.path.exists(path + ".bad")
+        assert len(reopened) == 300 + 4 * 30
     finally:
         reopened.close()
 
