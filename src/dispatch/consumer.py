@@ -43,7 +43,11 @@ class Consumer:
 
     The handler sends with the wrapper; raising makes the delivery fail
     (the message comes back after a back-off, or is dead-lettered after
-    *max_deliveries*).  One message at a time, as a zocalo service.
+    *max_deliveries*).  One message at a time, as a zocalo service (or
+    *prefetch* claimed and committed together).  While serving, the next
+    claim rides in the commit of the last results (*chain_claims*), so a
+    busy consumer commits once per message: it never holds more than
+    *prefetch* messages, and it claims them as soon as it is free.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class Consumer:
         max_deliveries=broker.MAX_DELIVERIES,
         backoff_base=broker.BACKOFF_BASE,
         prefetch=1,
+        chain_claims=True,
     ):
         self.database = database
         self.queue = queue
@@ -65,6 +70,11 @@ class Consumer:
         self.max_deliveries = max_deliveries
         self.backoff_base = backoff_base
         self.prefetch = max(1, int(prefetch))
+        # Claim the next message(s) in the commit of the last results (one
+        # commit per message or batch instead of two); False for handlers
+        # that commit on their own while they work.
+        self.chain_claims = chain_claims
+        self._stop = threading.Event()  # set while serve() is stopping
         self.transaction_manager = transaction.TransactionManager()
         self.connection = database.open(self.transaction_manager)
         self._wake = threading.Event()
@@ -160,7 +170,8 @@ class Consumer:
         With *claim_next* (what :meth:`serve` does), the next batch is
         claimed in the transaction that commits this one's results, so a
         busy consumer commits once per batch; it is handled by the next
-        call."""
+        call.  A consumer whose :meth:`serve` is stopping claims no more: it
+        stops after the messages it holds, as a zocalo service does."""
         now = time.time() if now is None else now
         messages, self._carried = self._carried, []
         if not messages:
@@ -191,7 +202,7 @@ class Consumer:
             claimed = []
             try:
                 self._apply(results, now)
-                if claim_next:
+                if claim_next and not self._stop.is_set():
                     # From the home shard only: taking from others, which
                     # may conflict, is left to a claim of its own.
                     claimed = self._claim_some(time.time(), limit, retry, steal=False)
@@ -334,6 +345,7 @@ class Consumer:
         """Process messages until threading.Event *stop* is set, waiting for
         commits (zeo ``watch``) or the next due time in between."""
         handle = self.database.storage.watch(lambda tid, oids: self._wake.set())
+        self._stop = stop
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -349,8 +361,8 @@ class Consumer:
 
     def _process_some(self):
         """One message, or a batch of ``prefetch``; true if any was due."""
-        if self.prefetch > 1:
-            return bool(self.process_batch(self.prefetch, claim_next=True))
+        if self.prefetch > 1 or self.chain_claims:
+            return bool(self.process_batch(self.prefetch, claim_next=self.chain_claims))
         return self.process_one() is not None
 
     def wake(self):

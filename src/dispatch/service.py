@@ -122,6 +122,7 @@ def make_consumer(service, database, queue=None, name=None):
         max_deliveries=service.max_deliveries,
         backoff_base=service.backoff_base,
         prefetch=prefetch,
+        chain_claims=service.batchable,
     )
     return service.consumer
 
