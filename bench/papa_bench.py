@@ -29,13 +29,14 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _kernels import start_listening_kernel
+from _servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER = ROOT / ".peers" / "papa"
@@ -136,12 +137,6 @@ print(json.dumps(results))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def environment(implementation: str) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(PEER if implementation == REAL else ROOT / "src")
@@ -159,22 +154,9 @@ def start_kernel(implementation: str, port: int, folder: str) -> subprocess.Pope
         ]
     else:
         command = [sys.executable, "-m", "papa", "-p", str(port)]
-    kernel = subprocess.Popen(
-        command,
-        env=environment(implementation),
-        cwd=folder,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return start_listening_kernel(
+        command, port, environment(implementation), folder, f"{implementation} kernel"
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return kernel
-        time.sleep(0.02)
-    kernel.kill()
-    raise SystemExit(f"{implementation} kernel did not start")
 
 
 def measure(implementation: str, megabytes: int) -> dict:

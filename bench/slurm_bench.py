@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+
+from _kernels import start_listening_kernel  # noqa: E402
+from _servers import free_port  # noqa: E402
 
 import papa  # noqa: E402
 
@@ -66,30 +68,12 @@ def cluster_problem() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_kernel(port: int, state_dir: str) -> subprocess.Popen:
     environment = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    kernel = subprocess.Popen(
-        [sys.executable, "-m", "papa", "-p", str(port), "--state-dir", state_dir],
-        env=environment,
-        cwd=state_dir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    command = [sys.executable, "-m", "papa", "-p", str(port), "--state-dir", state_dir]
+    return start_listening_kernel(
+        command, port, environment, state_dir, "the papa kernel"
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return kernel
-        time.sleep(0.02)
-    kernel.kill()
-    raise SystemExit("the papa kernel did not start")
 
 
 def ours_once(client: papa.Papa, name: str) -> tuple[float, float]:

@@ -129,6 +129,17 @@ def claimed_by(run_id):
     return condition
 
 
+def adopted(run_id):
+    """Condition: a later delivery adopted the program of the first."""
+
+    def condition(state):
+        attempts = the_message(state, run_id).attempts
+        record = programs.program_of(attempts[-1]) if len(attempts) > 1 else None
+        return record and record.get("adopted")
+
+    return condition
+
+
 class Prompt(CommandRunner):
     """A runner whose failed deliveries come back at once."""
 
@@ -180,12 +191,9 @@ def test_a_runner_killed_mid_command_leaves_one_copy_that_is_adopted(
         (program_pid,) = wait_until(lambda: program_pids(tmp_path))
         os.kill(first_runner, signal.SIGKILL)
 
-        def adopted(state):
-            attempts = the_message(state, run_id).attempts
-            record = programs.program_of(attempts[-1]) if len(attempts) > 1 else None
-            return record and record.get("adopted")
-
-        wait_for_state(database, adopted, what="a new runner to adopt the program")
+        wait_for_state(
+            database, adopted(run_id), what="a new runner to adopt the program"
+        )
         assert alive(program_pid)
         (tmp_path / "go").touch()
         wait_for_state(

@@ -23,6 +23,7 @@ from tests.conftest import PYTHON
 from tests.dispatch.conftest import wait_until
 from tests.dispatch.test_adopt import (  # noqa: F401
     PROGRAM,
+    adopted,
     alive,
     claimed_by,
     cleanup,
@@ -177,12 +178,7 @@ def test_a_slurm_job_outlives_a_killed_runner_and_is_adopted(
         (job_pid,) = wait_until(lambda: program_pids(tmp_path), timeout=TIMEOUT)
         os.kill(runner, signal.SIGKILL)
 
-        def adopted(state):
-            attempts = the_message(state, run_id).attempts
-            record = programs.program_of(attempts[-1]) if len(attempts) > 1 else None
-            return record and record.get("adopted")
-
-        wait_for_state(database, adopted, what="a new runner to adopt the job")
+        wait_for_state(database, adopted(run_id), what="a new runner to adopt the job")
         (tmp_path / "go").touch()
         wait_for_state(
             database,

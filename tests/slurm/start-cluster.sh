@@ -17,30 +17,12 @@
 # Stop with tests/slurm/stop-cluster.sh [--purge].
 set -euo pipefail
 
-RUN_DIR=/run/slurm-local
-SPOOL_DIR=/var/spool/slurm-local
-LOG_DIR=/var/log/slurm-local
-CONF=/etc/slurm/slurm.conf
-MUNGE_PID=/run/munge/munged.pid
+SCRIPT_NAME=start-cluster
+# shellcheck source=cluster-common.sh
+. "$(dirname "$0")/cluster-common.sh"
 DEADLINE_SECONDS=${SLURM_LOCAL_DEADLINE:-60}
 
-say() { echo "start-cluster: $*" >&2; }
-die() { say "ERROR: $*"; exit 1; }
-
 [ "$(id -u)" = 0 ] || die "must run as root (it installs packages and starts daemons)"
-
-# True when the pid in file $1 is a live (non-zombie) process named $2.  The
-# machine's PID 1 reaps orphans lazily, so a dead daemon can linger as a
-# zombie that `kill -0` still finds; a stale pid file can name a reused pid.
-alive() {
-    local pid_file=$1 name=$2 pid state
-    [ -s "$pid_file" ] || return 1
-    pid=$(cat "$pid_file" 2>/dev/null) || return 1
-    [ -r "/proc/$pid/stat" ] || return 1
-    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || return 1
-    state=$(sed 's/.*) \(.\).*/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
-    [ "$state" != Z ]
-}
 
 # Poll "$@" until it succeeds or the deadline passes.
 wait_until() {

@@ -8,15 +8,10 @@
 # the packages stay installed.
 set -euo pipefail
 
-RUN_DIR=/run/slurm-local
-SPOOL_DIR=/var/spool/slurm-local
-LOG_DIR=/var/log/slurm-local
-CONF=/etc/slurm/slurm.conf
-MUNGE_PID=/run/munge/munged.pid
+SCRIPT_NAME=stop-cluster
+# shellcheck source=cluster-common.sh
+. "$(dirname "$0")/cluster-common.sh"
 DEADLINE_SECONDS=${SLURM_LOCAL_DEADLINE:-30}
-
-say() { echo "stop-cluster: $*" >&2; }
-die() { say "ERROR: $*"; exit 1; }
 
 purge=0
 case "${1:-}" in
@@ -25,17 +20,6 @@ case "${1:-}" in
     *) die "usage: $0 [--purge]" ;;
 esac
 [ "$(id -u)" = 0 ] || die "must run as root"
-
-# True when the pid in file $1 is a live (non-zombie) process named $2.
-alive() {
-    local pid_file=$1 name=$2 pid state
-    [ -s "$pid_file" ] || return 1
-    pid=$(cat "$pid_file" 2>/dev/null) || return 1
-    [ -r "/proc/$pid/stat" ] || return 1
-    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || return 1
-    state=$(sed 's/.*) \(.\).*/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
-    [ "$state" != Z ]
-}
 
 no_active_jobs() {
     [ -z "$(squeue -h -t pending,running,completing,configuring,suspended -o %i 2>/dev/null)" ]
