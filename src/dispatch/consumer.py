@@ -358,6 +358,7 @@ class Consumer:
                 self.process_batch(self.prefetch)
         finally:
             handle.close()
+            self._stop = threading.Event()  # a later serve() starts afresh
 
     def _process_some(self):
         """One message, or a batch of ``prefetch``; true if any was due."""
