@@ -53,6 +53,10 @@ OUTPUT_TAIL_BYTES = 4096
 # are released at once instead.
 COMMAND_LEASE = 600.0
 RENEW_FRACTION = 1 / 3
+# While a program writes, its output tail is committed into the attempt at
+# most this often (seconds): ``dispatch show`` shows it while it runs, and a
+# runner that adopts the program after its follower died starts from it.
+TAIL_NOTE_INTERVAL = 5.0
 # papa.process.UNKNOWN_EXIT_CODE: the end of a program papa adopted after a
 # restart (no longer its child), or of a job Slurm kept no code for.
 UNKNOWN_EXIT_CODE = -255
@@ -363,18 +367,27 @@ class CommandRunner(Service):
         cancelled = False
         period = self.consumer.lease * RENEW_FRACTION
         renewal = time.monotonic() + period
+        tail_note = time.monotonic() + TAIL_NOTE_INTERVAL
+        received = noted = 0  # bytes of output read, and when last noted
         try:
             while watcher:
-                # Wake-ups and renewals are looked at on every turn, so that
-                # a program that writes all the time cannot starve them.
+                # Wake-ups, renewals and tail notes are looked at on every
+                # turn, so that a program that writes all the time cannot
+                # starve them.
                 waiting = watcher.ready
-                timeout = 0.0 if waiting else max(0.0, renewal - time.monotonic())
+                due = min(renewal, tail_note) if received != noted else renewal
+                timeout = 0.0 if waiting else max(0.0, due - time.monotonic())
                 readable, _, _ = select.select(
                     [watcher, self._wake_read], [], [], timeout
                 )
                 if time.monotonic() >= renewal:
                     self._renew(recipe_wrapper)
                     renewal = time.monotonic() + period
+                if received != noted and time.monotonic() >= tail_note:
+                    # Only output papa was told we have (acknowledged).
+                    self._note(recipe_wrapper, output_tail=output_tail(bytes(output)))
+                    noted = received
+                    tail_note = time.monotonic() + TAIL_NOTE_INTERVAL
                 if self._wake_read in readable:
                     os.read(self._wake_read, 4096)
                     verdict = self._check(papa, name, recipe_wrapper, cancelled)
@@ -386,6 +399,7 @@ class CommandRunner(Service):
                 out, err, closed = watcher.read()
                 for record in out + err:
                     output.extend(record.data)
+                    received += len(record.data)
                 del output[: -2 * OUTPUT_TAIL_BYTES]  # a tail, not all of it
                 for record in closed:
                     exit_code = record.data

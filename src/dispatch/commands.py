@@ -375,8 +375,12 @@ def _show(options):
                     print(f"      {_program_line(attempt)}")
                 if attempt["error"]:
                     print(f"      error: {attempt['error']}")
-                if attempt["output_tail"]:
-                    for line in str(attempt["output_tail"]).splitlines():
+                # A running program's tail is in its record until it ends.
+                tail = attempt["output_tail"] or (attempt["program"] or {}).get(
+                    "output_tail"
+                )
+                if tail:
+                    for line in str(tail).splitlines():
                         print(f"      | {line}")
     return EXIT_OK
 

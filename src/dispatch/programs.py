@@ -128,13 +128,16 @@ def unsettled_result(message, name):
 
 def earlier_output(message, name):
     """The output tail kept by the delivery before this one if it left
-    program *name* running (empty otherwise): the start of an adopter's
-    tail (what papa still holds follows it)."""
+    program *name* running or vanished while following it (empty
+    otherwise): the start of an adopter's tail (what papa still holds
+    follows it).  A follower that vanished committed its tail every few
+    seconds, so what it read after its last note is missing."""
     for attempt in reversed(message.attempts[:-1]):
         record = program_of(attempt)
         if not record or record.get("name") != name:
             continue
-        if record.get("left_running") and record.get("exit_code") is None:
+        left = record.get("left_running") or attempt.outcome in VANISHED
+        if left and record.get("exit_code") is None:
             return record.get("output_tail") or ""
         return ""
     return ""

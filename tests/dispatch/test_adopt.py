@@ -225,6 +225,59 @@ def test_a_runner_killed_mid_command_leaves_one_copy_that_is_adopted(
     assert f"pid {program_pid}, adopted" in shown.stdout, shown.stdout
 
 
+def test_the_output_tail_shows_while_running_and_survives_a_killed_runner(
+    runzeo,
+    papa_kernel,  # noqa: F811
+    database,
+    tmp_path,
+    cleanup,
+):
+    """The runner commits the tail of what it read every few seconds:
+    ``dispatch show`` shows it while the program runs, and the runner that
+    adopts the program after its follower was killed starts from it (papa
+    had been told the output was read, so it cannot give it again)."""
+    configuration = write_configuration(
+        tmp_path,
+        runzeo,
+        papa_kernel,
+        "<service commandrunner>\n  instances 1\n</service>\n",
+    )
+    supervise = start_supervise(runzeo, configuration)
+    try:
+        run_id = start(database, recipe(tmp_path), now=None)
+        first_runner = wait_for_state(
+            database, claimed_by(run_id), what="the program to start"
+        )
+
+        def tail_noted(state):
+            record = programs.program_of(the_message(state, run_id).attempts[0])
+            return (record or {}).get("output_tail") == "started"
+
+        wait_for_state(database, tail_noted, what="the tail to be committed")
+        shown = dispatch(runzeo, "show", run_id)
+        assert "attempt 1: running" in shown.stdout, shown.stdout
+        assert "      | started" in shown.stdout, shown.stdout
+        os.kill(first_runner, signal.SIGKILL)
+        wait_for_state(
+            database, adopted(run_id), what="a new runner to adopt the program"
+        )
+        (tmp_path / "go").touch()
+        wait_for_state(
+            database,
+            lambda state: state.runs[run_id].status != model.RUNNING,
+            what="the run to end",
+        )
+    finally:
+        supervise.send_signal(signal.SIGTERM)
+        out, errors = supervise.communicate(timeout=TIMEOUT)
+    assert supervise.returncode == 0, errors
+    with dispatch_state(database) as state:
+        first, second = the_message(state, run_id).attempts
+        assert first.outcome == "died"
+        assert (second.outcome, second.exit_code) == ("done", 0)
+        assert second.output_tail == "started\nfinished"
+
+
 def test_an_exit_code_seen_by_nobody_is_adopted(
     runzeo,
     papa_kernel,  # noqa: F811
