@@ -9,6 +9,7 @@ appends its pid to a file (so every copy that ever ran is counted) and
 waits for a "go" file the test creates when it wants the program to end.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -169,6 +170,33 @@ class Runner:
         return self.process.communicate(timeout=TIMEOUT)
 
 
+ONE_RUNNER = "<service commandrunner>\n  instances 1\n</service>\n"
+
+
+@contextlib.contextmanager
+def supervised(runzeo, kernel, tmp_path, services=ONE_RUNNER):
+    """``dispatch supervise`` running *services* (one CommandRunner by
+    default) for the block; stopped after it, and it must exit cleanly."""
+    configuration = write_configuration(tmp_path, runzeo, kernel, services)
+    supervise = start_supervise(runzeo, configuration)
+    try:
+        yield supervise
+    finally:
+        supervise.send_signal(signal.SIGTERM)
+        _out, errors = supervise.communicate(timeout=TIMEOUT)
+    assert supervise.returncode == 0, errors
+
+
+def let_it_finish(database, tmp_path, run_id):
+    """Let the waiting program end (its go file), and wait for the run's end."""
+    (tmp_path / "go").touch()
+    wait_for_state(
+        database,
+        lambda state: state.runs[run_id].status != model.RUNNING,
+        what="the run to end",
+    )
+
+
 def test_a_runner_killed_mid_command_leaves_one_copy_that_is_adopted(
     runzeo,
     papa_kernel,  # noqa: F811
@@ -176,14 +204,7 @@ def test_a_runner_killed_mid_command_leaves_one_copy_that_is_adopted(
     tmp_path,
     cleanup,
 ):
-    configuration = write_configuration(
-        tmp_path,
-        runzeo,
-        papa_kernel,
-        "<service commandrunner>\n  instances 1\n</service>\n",
-    )
-    supervise = start_supervise(runzeo, configuration)
-    try:
+    with supervised(runzeo, papa_kernel, tmp_path):
         run_id = start(database, recipe(tmp_path), now=None)
         first_runner = wait_for_state(
             database, claimed_by(run_id), what="the program to start"
@@ -195,16 +216,7 @@ def test_a_runner_killed_mid_command_leaves_one_copy_that_is_adopted(
             database, adopted(run_id), what="a new runner to adopt the program"
         )
         assert alive(program_pid)
-        (tmp_path / "go").touch()
-        wait_for_state(
-            database,
-            lambda state: state.runs[run_id].status != model.RUNNING,
-            what="the run to end",
-        )
-    finally:
-        supervise.send_signal(signal.SIGTERM)
-        out, errors = supervise.communicate(timeout=TIMEOUT)
-    assert supervise.returncode == 0, errors
+        let_it_finish(database, tmp_path, run_id)
 
     assert program_pids(tmp_path) == [program_pid]  # one copy, ever
     with dispatch_state(database) as state:
@@ -236,14 +248,7 @@ def test_the_output_tail_shows_while_running_and_survives_a_killed_runner(
     ``dispatch show`` shows it while the program runs, and the runner that
     adopts the program after its follower was killed starts from it (papa
     had been told the output was read, so it cannot give it again)."""
-    configuration = write_configuration(
-        tmp_path,
-        runzeo,
-        papa_kernel,
-        "<service commandrunner>\n  instances 1\n</service>\n",
-    )
-    supervise = start_supervise(runzeo, configuration)
-    try:
+    with supervised(runzeo, papa_kernel, tmp_path):
         run_id = start(database, recipe(tmp_path), now=None)
         first_runner = wait_for_state(
             database, claimed_by(run_id), what="the program to start"
@@ -261,16 +266,7 @@ def test_the_output_tail_shows_while_running_and_survives_a_killed_runner(
         wait_for_state(
             database, adopted(run_id), what="a new runner to adopt the program"
         )
-        (tmp_path / "go").touch()
-        wait_for_state(
-            database,
-            lambda state: state.runs[run_id].status != model.RUNNING,
-            what="the run to end",
-        )
-    finally:
-        supervise.send_signal(signal.SIGTERM)
-        out, errors = supervise.communicate(timeout=TIMEOUT)
-    assert supervise.returncode == 0, errors
+        let_it_finish(database, tmp_path, run_id)
     with dispatch_state(database) as state:
         first, second = the_message(state, run_id).attempts
         assert first.outcome == "died"

@@ -34,18 +34,26 @@ def check_states(zeo_database, run_id, done):
     read(zeo_database, check)
 
 
+def stopping_after(count, handled, stop):
+    """A handler that records and sends on each payload, and sets *stop*
+    once *count* were handled."""
+
+    def handler(rw, payload):
+        handled.append(payload)
+        rw.send(payload)
+        if len(handled) == count:
+            stop.set()
+
+    return handler
+
+
 @pytest.mark.parametrize("prefetch", [1, 10])
 def test_stopping_claims_no_more_after_the_messages_held(zeo_database, prefetch):
     run_id = start_chain(zeo_database)
     handled = []
     stop = threading.Event()
-
-    def handler(rw, payload):
-        handled.append(payload)
-        rw.send(payload)
-        if len(handled) == 30:
-            stop.set()  # while holding messages 21-30 (or 30 alone)
-
+    # Stopped while holding messages 21-30 (or 30 alone).
+    handler = stopping_after(30, handled, stop)
     consumer = Consumer(zeo_database, "c", handler, prefetch=prefetch)
     assert consumer.chain_claims
     thread = threading.Thread(target=consumer.serve, args=(stop,))
@@ -102,13 +110,7 @@ def test_a_consumer_whose_handler_commits_claims_one_at_a_time(zeo_database):
     run_id = start_chain(zeo_database)
     handled = []
     stop = threading.Event()
-
-    def handler(rw, payload):
-        handled.append(payload)
-        rw.send(payload)
-        if len(handled) == 5:
-            stop.set()
-
+    handler = stopping_after(5, handled, stop)
     consumer = Consumer(zeo_database, "c", handler, chain_claims=False)
     try:
         consumer.serve(stop)

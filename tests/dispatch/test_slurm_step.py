@@ -28,7 +28,9 @@ from tests.dispatch.test_adopt import (  # noqa: F401
     claimed_by,
     cleanup,
     database,
+    let_it_finish,
     program_pids,
+    supervised,
     the_message,
     wait_for_state,
 )
@@ -36,7 +38,6 @@ from tests.dispatch.test_broker import start
 from tests.dispatch.test_commandrunner import papa_kernel  # noqa: F401
 from tests.dispatch.test_programs import Follower
 from tests.dispatch.test_run_cli import TIMEOUT, dispatch
-from tests.dispatch.test_supervise import start_supervise, write_configuration
 from tests.papa.test_slurm_cluster import sinfo_answer, squeue_state
 
 pytestmark = pytest.mark.slurm
@@ -89,22 +90,14 @@ def test_slurm_steps_run_as_jobs_and_fail_like_commands(
 ):
     recipe_path = tmp_path / "slurm.json"
     recipe_path.write_text(json.dumps(RECIPE))
-    configuration = write_configuration(
-        tmp_path,
-        runzeo,
-        kernel,
+    services = (
         "<service commandrunner>\n"
         "  service tests.dispatch.test_slurm_step:QuickRunner\n"
-        "  instances 2\n</service>\n",
+        "  instances 2\n</service>\n"
     )
-    supervise = start_supervise(runzeo, configuration)
-    try:
+    with supervised(runzeo, kernel, tmp_path, services):
         go = dispatch(runzeo, "go", recipe_path, "--wait", "--timeout", TIMEOUT - 5)
-    finally:
-        supervise.send_signal(signal.SIGTERM)
-        out, errors = supervise.communicate(timeout=TIMEOUT)
-    assert supervise.returncode == 0, errors
-    assert go.returncode == 1, go.stdout + go.stderr + errors  # the run failed
+    assert go.returncode == 1, go.stdout + go.stderr  # the run failed
     run_id = go.stdout.splitlines()[0].split()[-1]
     assert go.stdout.splitlines()[-1] == f"run {run_id}: failed"
 
@@ -166,11 +159,7 @@ def test_a_slurm_job_outlives_a_killed_runner_and_is_adopted(
     tmp_path,
     cleanup,  # noqa: F811
 ):
-    configuration = write_configuration(
-        tmp_path, runzeo, kernel, "<service commandrunner>\n  instances 1\n</service>\n"
-    )
-    supervise = start_supervise(runzeo, configuration)
-    try:
+    with supervised(runzeo, kernel, tmp_path):
         run_id = start(database, waiting_job(tmp_path), now=None)
         runner = wait_for_state(database, claimed_by(run_id), what="the job")
         with dispatch_state(database) as state:
@@ -179,16 +168,7 @@ def test_a_slurm_job_outlives_a_killed_runner_and_is_adopted(
         os.kill(runner, signal.SIGKILL)
 
         wait_for_state(database, adopted(run_id), what="a new runner to adopt the job")
-        (tmp_path / "go").touch()
-        wait_for_state(
-            database,
-            lambda state: state.runs[run_id].status != model.RUNNING,
-            what="the run to end",
-        )
-    finally:
-        supervise.send_signal(signal.SIGTERM)
-        out, errors = supervise.communicate(timeout=TIMEOUT)
-    assert supervise.returncode == 0, errors
+        let_it_finish(database, tmp_path, run_id)
     assert program_pids(tmp_path) == [job_pid]  # one job, one program, ever
     with dispatch_state(database) as state:
         assert state.runs[run_id].status == model.SUCCEEDED
@@ -206,11 +186,7 @@ def test_cancelling_the_run_cancels_its_slurm_job(
     tmp_path,
     cleanup,  # noqa: F811
 ):
-    configuration = write_configuration(
-        tmp_path, runzeo, kernel, "<service commandrunner>\n  instances 1\n</service>\n"
-    )
-    supervise = start_supervise(runzeo, configuration)
-    try:
+    with supervised(runzeo, kernel, tmp_path):
         run_id = start(database, waiting_job(tmp_path), now=None)
         wait_for_state(database, claimed_by(run_id), what="the job")
         with dispatch_state(database) as state:
@@ -223,10 +199,6 @@ def test_cancelling_the_run_cancels_its_slurm_job(
             lambda state: the_message(state, run_id).state != model.IN_PROGRESS,
             what="the runner to give the message up",
         )
-    finally:
-        supervise.send_signal(signal.SIGTERM)
-        out, errors = supervise.communicate(timeout=TIMEOUT)
-    assert supervise.returncode == 0, errors
     assert squeue_state(job) == "CANCELLED"
     assert not alive(job_pid)
     with dispatch_state(database) as state:
