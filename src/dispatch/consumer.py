@@ -190,11 +190,7 @@ class Consumer:
                 self.handler(wrapper, wrapper.payload)
             except Exception as error:
                 savepoint.rollback()
-                _log_failure(self.name, message, error)
-                outcome = wrapper.outcome if wrapper is not None else {}
-                reason = f"{type(error).__name__}: {error}"
-                if isinstance(error, broker.GiveBack):
-                    outcome = dict(outcome, given_back=True)
+                reason, outcome = self._failure(message, wrapper, error)
                 results.append((message, None, reason, outcome))
                 continue
             results.append((message, sends, None, wrapper.outcome))
@@ -229,17 +225,7 @@ class Consumer:
             elif reason is None:
                 broker.complete(dispatch, message, sends, now, outcome, self.shard)
             else:
-                broker.release(
-                    dispatch,
-                    message,
-                    reason,
-                    now=now,
-                    max_deliveries=self.max_deliveries,
-                    backoff_base=self.backoff_base,
-                    exit_code=outcome.get("exit_code"),
-                    output_tail=outcome.get("output_tail"),
-                    given_back=outcome.get("given_back", False),
-                )
+                self._release_in(dispatch, message, reason, now, outcome)
 
     def process_one(self, now=None):
         """Handle one deliverable message; returns it, or None if none was
@@ -264,11 +250,8 @@ class Consumer:
             self.handler(wrapper, wrapper.payload)
         except Exception as error:
             manager.abort()
-            _log_failure(self.name, message, error)
-            outcome = wrapper.outcome if wrapper is not None else {}
-            if isinstance(error, broker.GiveBack):
-                outcome = dict(outcome, given_back=True)
-            self._release(message, f"{type(error).__name__}: {error}", now, outcome)
+            reason, outcome = self._failure(message, wrapper, error)
+            self._release(message, reason, now, outcome)
             return message
         # Whatever the handler changed besides sending is committed with the
         # first try only; services keep their state in the messages they send.
@@ -298,6 +281,34 @@ class Consumer:
         self._release(message, "could not commit its result (conflicts)", now)
         return message
 
+    def _failure(self, message, wrapper, error):
+        """``(reason, outcome)`` of a delivery whose handler raised *error*,
+        logged: with a traceback, unless it only gave the message back
+        (:class:`~dispatch.broker.GiveBack`)."""
+        outcome = wrapper.outcome if wrapper is not None else {}
+        if isinstance(error, broker.GiveBack):
+            logger.info("%s: %r given back: %s", self.name, message, error)
+            outcome = dict(outcome, given_back=True)
+        else:
+            logger.exception("%s: handling %r failed", self.name, message)
+        return f"{type(error).__name__}: {error}", outcome
+
+    def _release_in(self, dispatch, message, reason, now, outcome):
+        """:func:`broker.release` of a failed delivery with what its
+        handler noted (*outcome*: exit code, output tail, given back)."""
+        outcome = outcome or {}
+        broker.release(
+            dispatch,
+            message,
+            reason,
+            now=now,
+            max_deliveries=self.max_deliveries,
+            backoff_base=self.backoff_base,
+            exit_code=outcome.get("exit_code"),
+            output_tail=outcome.get("output_tail"),
+            given_back=outcome.get("given_back", False),
+        )
+
     def _release(self, message, reason, now, outcome=None):
         """Give a failed delivery back (its own transaction, retried)."""
         manager = self.transaction_manager
@@ -307,17 +318,7 @@ class Consumer:
                 if not broker.still_claimed_by(message, self.name):
                     manager.abort()
                     return
-                broker.release(
-                    self._dispatch(),
-                    message,
-                    reason,
-                    now=now,
-                    max_deliveries=self.max_deliveries,
-                    backoff_base=self.backoff_base,
-                    exit_code=(outcome or {}).get("exit_code"),
-                    output_tail=(outcome or {}).get("output_tail"),
-                    given_back=(outcome or {}).get("given_back", False),
-                )
+                self._release_in(self._dispatch(), message, reason, now, outcome)
                 manager.commit()
                 return
             except ConflictError:
@@ -369,12 +370,3 @@ class Consumer:
     def wake(self):
         """Interrupt :meth:`serve`'s wait (used to stop it promptly)."""
         self._wake.set()
-
-
-def _log_failure(name, message, error):
-    """A handler's exception in the log: a traceback, unless it only gave
-    the message back (:class:`~dispatch.broker.GiveBack`)."""
-    if isinstance(error, broker.GiveBack):
-        logger.info("%s: %r given back: %s", name, message, error)
-    else:
-        logger.exception("%s: handling %r failed", name, message)
