@@ -26,6 +26,7 @@ import transaction
 
 from dispatch import broker, model, progress
 from dispatch.recipe import Recipe, RecipeError
+from zeo.address import parse_address
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +47,6 @@ class CommandError(Exception):
     def __init__(self, message, status=EXIT_FAILED):
         super().__init__(message)
         self.status = status
-
-
-def parse_address(text):
-    """``host:port`` -> ``(host, port)``; anything else is a Unix socket path."""
-    host, separator, port = text.rpartition(":")
-    if separator and port.isdigit():
-        return (host or "127.0.0.1", int(port))
-    return text
 
 
 def add_zeo_option(parser):
@@ -77,7 +70,11 @@ def open_database(address):
     from zeo.exceptions import ClientDisconnected
 
     try:
-        return zeo.DB(parse_address(address), wait_timeout=CONNECT_TIMEOUT)
+        parsed = parse_address(address)
+    except ValueError as error:
+        raise CommandError(f"--zeo {error}", EXIT_USAGE) from None
+    try:
+        return zeo.DB(parsed, wait_timeout=CONNECT_TIMEOUT)
     except ClientDisconnected as error:
         raise CommandError(
             f"cannot reach zeo at {address}: {error}", EXIT_UNREACHABLE

@@ -19,7 +19,8 @@ import transaction
 from persistent.mapping import PersistentMapping
 
 import zeo
-from zeo.probe import parse_address, ruok
+from zeo.address import parse_address
+from zeo.probe import ruok
 
 
 def say(text):

@@ -8,21 +8,10 @@ import json
 import socket
 from typing import Any
 
+from .address import parse_address
 from .protocol import FrameDecoder, frame
 
-
-def parse_address(
-    address: str | int | tuple[str, int] | list,
-) -> str | tuple[str, int]:
-    """``'host:port'``, ``(host, port)``, an int port or a Unix socket path."""
-    if isinstance(address, int):
-        return ("127.0.0.1", address)
-    if isinstance(address, (tuple, list)):
-        return (address[0], int(address[1]))
-    if isinstance(address, str) and not address.startswith("/") and ":" in address:
-        host, _, port = address.rpartition(":")
-        return (host.strip("[]") or "127.0.0.1", int(port))
-    return address
+__all__ = ["parse_address", "ruok"]
 
 
 def ruok(

@@ -86,7 +86,8 @@ class _FileStorageSection:
 
 def load_options(arguments):
     """Return ``(zeo_section, storage_sections, eventlog)``; raise on errors."""
-    from .storageserver.config import load_config, parse_address
+    from .address import parse_address
+    from .storageserver.config import load_config
 
     if arguments.configure:
         config = load_config(arguments.configure)
@@ -99,7 +100,7 @@ def load_options(arguments):
         zeo_section, storages, eventlog = _Section(None), [], None
     try:
         if arguments.address:
-            zeo_section.address = parse_address(arguments.address)
+            zeo_section.address = parse_address(arguments.address, bind=True)
     except ValueError as exc:
         raise UsageError(f"-a {arguments.address}: {exc}")
     if arguments.filename:

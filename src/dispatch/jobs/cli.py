@@ -16,6 +16,8 @@ import logging
 import os
 import sys
 
+from zeo.address import parse_address
+
 from . import graph as graph_module
 from . import persist, view
 
@@ -26,14 +28,6 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 1
 # Seconds to wait for the zeo server before saying it cannot be reached.
 CONNECT_TIMEOUT = 10
-
-
-def parse_address(text):
-    """``host:port`` -> ``(host, port)``; anything else is a Unix socket path."""
-    host, separator, port = text.rpartition(":")
-    if separator and port.isdigit():
-        return (host or "127.0.0.1", int(port))
-    return text
 
 
 def _parser():

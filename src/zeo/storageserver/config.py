@@ -37,11 +37,6 @@ def load_config(path=None, text=None):
     return config
 
 
-def parse_address(text):
-    """``host:port``, ``:port``, ``port`` or a Unix socket path (with a /)."""
-    return ZConfig.datatypes.SocketBindingAddress(text).address
-
-
 def _import_dotted(name):
     module_name, _, attribute = name.rpartition(".")
     if not module_name:
