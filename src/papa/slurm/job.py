@@ -26,6 +26,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 
 from ..errors import Error
 from ..output import STDERR, STDOUT, OutputRing
@@ -65,7 +66,8 @@ class SlurmJob(ManagedProcess):
         self.keep_output = False
         self.offsets: dict[str, int] = {}
         self.output = OutputRing(spec.bufsize) if spec.bufsize else None
-        self.on_progress = None  # the kernel's "write the state file soon"
+        # The kernel's "write the state file soon".
+        self.on_progress: Callable[[], None] | None = None
         self._ended: asyncio.Event | None = None
 
     # -- submission ---------------------------------------------------------------
