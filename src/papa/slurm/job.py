@@ -289,10 +289,7 @@ class SlurmJob(ManagedProcess):
         ]
         if self.exit_code is not None:
             fields.append(f"exit_code={self.exit_code}")
-        if self.spec.shell:
-            fields.append("shell=True")
-        if self.spec.args:
-            fields.append("args=" + " ".join(quote(arg) for arg in self.spec.args))
+        fields.extend(self.command_fields(quote))
         return " ".join(fields)
 
     def to_state(self) -> dict:
