@@ -132,3 +132,30 @@ def test_a_removed_process_with_nothing_left_stops_being_watched():
     assert list(targets) == ["kept"]
     removed.output.add(STDOUT, b"late")
     assert woken == []  # unsubscribed
+
+
+def test_the_old_import_paths_still_work():
+    import papa.kernel
+    import papa.session
+    from papa.kernel import (  # noqa: F401
+        CANCEL_GRACE_SECONDS,
+        DEFAULT_PORT,
+        LOOPBACK,
+        Kernel,
+        match,
+        new_event_loop,
+        run,
+        serve,
+        start_in_thread,
+    )
+    from papa.session import CloseConnection as SessionClose
+    from papa.session import Session  # noqa: F401
+
+    assert SessionClose is CloseConnection
+    assert DEFAULT_PORT == 20202 and LOOPBACK == "127.0.0.1"
+    assert match({"a.1": 1, "a.2": 2, "b": 3}, ["a.*"]) == ["a.1", "a.2"]
+    kernel = papa.kernel.Kernel()
+    assert kernel.values == {} and kernel.is_idle()
+    assert kernel.slurm_settings is None and kernel.slurm_poller is None
+    assert kernel.address is None  # not listening yet
+    assert commands.TREE["list"]["values"].name == "list values"

@@ -25,6 +25,7 @@ from .tables import Tables
 if TYPE_CHECKING:
     from ..session import Session
     from ..slurm import SlurmSettings
+    from ..slurm.poller import JobPoller
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,16 @@ class Kernel(Tables):
     def address(self) -> str | tuple[str, int] | None:
         """Where the kernel listens: a Unix socket path or (host, port)."""
         return self.listener.address
+
+    @property
+    def slurm_settings(self) -> SlurmSettings | None:
+        """The Slurm settings given or read so far (None until a job needs them)."""
+        return self.slurm_jobs.settings
+
+    @property
+    def slurm_poller(self) -> JobPoller | None:
+        """The one squeue poller of this kernel, once a job made it."""
+        return self.slurm_jobs.poller
 
     async def start(self, port_or_path: int | str = DEFAULT_PORT) -> None:
         """Restore the state directory, then bind and start accepting."""
