@@ -25,7 +25,7 @@ import time
 
 from .errors import Error
 from .output import STDERR, STDOUT, OutputRing
-from .process import ManagedProcess, ProcessSpec
+from .process import ManagedProcess, ProcessSpec, stop_watching_pidfd
 from .state import process_start_ticks
 
 log = logging.getLogger(__name__)
@@ -228,8 +228,7 @@ class LocalProcess(ManagedProcess):
                 )
             return
         if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
+            stop_watching_pidfd(self._loop, self._pidfd)
             self._pidfd = None
         # Whatever the child wrote before exiting is already in the pipes;
         # take it, then stop: the closed record must come last.
@@ -247,8 +246,7 @@ class LocalProcess(ManagedProcess):
         for fd in list(self._readers):
             self._stop_reading(fd)
         if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
+            stop_watching_pidfd(self._loop, self._pidfd)
             self._pidfd = None
         if self._exit_poll is not None:
             self._exit_poll.cancel()

@@ -10,9 +10,11 @@ an exit code, an :class:`~papa.output.OutputRing` and an exit callback.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import grp
 import logging
+import os
 import pwd
 import re
 import resource
@@ -253,11 +255,15 @@ class ManagedProcess:
             fields.append(f"uid={self.spec.uid}")
         if self.spec.gid is not None:
             fields.append(f"gid={self.spec.gid}")
-        if self.spec.shell:
-            fields.append("shell=True")
+        fields.extend(self.command_fields(quote))
+        return " ".join(fields)
+
+    def command_fields(self, quote: Callable[[str], str] = str) -> list[str]:
+        """The last fields of a process line, what was run: every kind ends so."""
+        fields = ["shell=True"] if self.spec.shell else []
         if self.spec.args:
             fields.append("args=" + " ".join(quote(arg) for arg in self.spec.args))
-        return " ".join(fields)
+        return fields
 
     def to_state(self) -> dict:
         """What the state directory keeps to re-adopt this process."""
@@ -272,3 +278,9 @@ class ManagedProcess:
         """Release kernel-side resources (pipes, watches); never kills."""
         if self.output is not None:
             self.output.close()
+
+
+def stop_watching_pidfd(loop: asyncio.AbstractEventLoop, pidfd: int) -> None:
+    """Stop waiting for a process's end through its pidfd, and close the pidfd."""
+    loop.remove_reader(pidfd)
+    os.close(pidfd)

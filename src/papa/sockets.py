@@ -162,13 +162,7 @@ class ManagedSocket:
 
     def _bind_unix(self) -> socket.socket:
         path = self.spec.path
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            pass
-        else:
-            if not stat.S_ISSOCK(mode):
-                raise Error(f"{path} exists and is not a socket; refusing to remove it")
+        if socket_file_exists(path):
             os.unlink(path)
         sock = socket.socket(socket.AF_UNIX, self.spec.type)
         try:
@@ -289,12 +283,32 @@ class ManagedSocket:
             self.socket.close()
             self.socket = None
         if self.spec.path:
-            try:
-                if stat.S_ISSOCK(os.lstat(self.spec.path).st_mode):
-                    os.unlink(self.spec.path)
-            except OSError:
-                pass
+            remove_socket_file(self.spec.path)
         log.info("closed socket %s", self.spec.name)
+
+
+def socket_file_exists(path: str) -> bool:
+    """True if a socket file is at ``path``; Error if another kind of file is.
+
+    A socket file left behind may be replaced, but nothing else is ever
+    removed for a socket: a wrong path must not delete someone's data.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISSOCK(mode):
+        raise Error(f"{path} exists and is not a socket; refusing to remove it")
+    return True
+
+
+def remove_socket_file(path: str) -> None:
+    """Remove the socket file at ``path``, if that is what is there."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _socket_from_process(pid: int, fileno: int) -> socket.socket | None:

@@ -24,7 +24,12 @@ import os
 import tempfile
 
 from .output import OutputRing
-from .process import UNKNOWN_EXIT_CODE, ManagedProcess, ProcessSpec
+from .process import (
+    UNKNOWN_EXIT_CODE,
+    ManagedProcess,
+    ProcessSpec,
+    stop_watching_pidfd,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +174,7 @@ class AdoptedProcess(ManagedProcess):
 
     def _release(self) -> None:
         if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
+            stop_watching_pidfd(self._loop, self._pidfd)
             self._pidfd = None
         if self._timer is not None:
             self._timer.cancel()

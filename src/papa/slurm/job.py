@@ -26,6 +26,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 
 from ..errors import Error
 from ..output import STDERR, STDOUT, OutputRing
@@ -65,7 +66,8 @@ class SlurmJob(ManagedProcess):
         self.keep_output = False
         self.offsets: dict[str, int] = {}
         self.output = OutputRing(spec.bufsize) if spec.bufsize else None
-        self.on_progress = None  # the kernel's "write the state file soon"
+        # The kernel's "write the state file soon".
+        self.on_progress: Callable[[], None] | None = None
         self._ended: asyncio.Event | None = None
 
     # -- submission ---------------------------------------------------------------
@@ -287,10 +289,7 @@ class SlurmJob(ManagedProcess):
         ]
         if self.exit_code is not None:
             fields.append(f"exit_code={self.exit_code}")
-        if self.spec.shell:
-            fields.append("shell=True")
-        if self.spec.args:
-            fields.append("args=" + " ".join(quote(arg) for arg in self.spec.args))
+        fields.extend(self.command_fields(quote))
         return " ".join(fields)
 
     def to_state(self) -> dict:
