@@ -25,7 +25,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,8 @@ from dispatch.errors import (
     EXIT_USAGE,
     CommandError,
 )
-from dispatch.state.database import ADDRESS_VARIABLE
+from dispatch.state.database import ADDRESS_VARIABLE, dispatch_state
+from dispatch.state.model import Dispatch
 from zeo.address import parse_address
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ __all__ = [
     "CommandError",
     "add_zeo_option",
     "command_name",
+    "dispatch_at",
     "open_database",
     "run_command",
     "when",
@@ -170,6 +173,18 @@ def open_database(address: str | None) -> Any:
         raise CommandError(
             f"cannot reach zeo at {address}: {error}", EXIT_UNREACHABLE
         ) from None
+
+
+@contextmanager
+def dispatch_at(address: str | None, write: bool = False) -> Iterator[Dispatch]:
+    """Dispatch state on the zeo server at *address*, for one transaction
+    (committed if *write*); the connection is closed on the way out."""
+    database = open_database(address)
+    try:
+        with dispatch_state(database, write) as dispatch:
+            yield dispatch
+    finally:
+        database.close()
 
 
 def when(timestamp: float | None) -> str:

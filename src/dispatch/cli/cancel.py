@@ -6,41 +6,30 @@ from __future__ import annotations
 
 import argparse
 
-from dispatch.cli.base import (
-    EXIT_FAILED,
-    EXIT_OK,
-    Command,
-    CommandError,
-    add_zeo_option,
-    open_database,
-)
+from dispatch.cli import base
 from dispatch.state import admin, views
-from dispatch.state.database import dispatch_state
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN")
-    add_zeo_option(parser)
+    base.add_zeo_option(parser)
 
 
 def run(options: argparse.Namespace) -> int:
-    database = open_database(options.zeo)
     try:
-        with dispatch_state(database, write=True) as dispatch:
+        with base.dispatch_at(options.zeo, write=True) as dispatch:
             run = views.find_run(dispatch, options.run)
             if run.cancelled is not None:
                 print(f"run {run.id} was cancelled already")
-                return EXIT_OK
+                return base.EXIT_OK
             withdrawn = admin.cancel_run(dispatch, run)
     except views.RunNotFound as error:
-        raise CommandError(str(error), EXIT_FAILED) from None
-    finally:
-        database.close()
+        raise base.CommandError(str(error), base.EXIT_FAILED) from None
     print(f"run {options.run} cancelled; {withdrawn} pending message(s) withdrawn")
-    return EXIT_OK
+    return base.EXIT_OK
 
 
-COMMAND = Command(
+COMMAND = base.Command(
     __name__,
     summary="cancel a run",
     description="Cancel a run.",

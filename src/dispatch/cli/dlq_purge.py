@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from dispatch.cli.base import EXIT_OK, Command, add_zeo_option, open_database
+from dispatch.cli import base
 from dispatch.state import deadletters
-from dispatch.state.database import dispatch_state
 
 PURGE_LOCATION_VARIABLE = "DISPATCH_DLQ_LOCATION"
 
@@ -20,22 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(PURGE_LOCATION_VARIABLE, "DLQ"),
         help=f"directory for the files (default ${PURGE_LOCATION_VARIABLE} or ./DLQ)",
     )
-    add_zeo_option(parser)
+    base.add_zeo_option(parser)
 
 
 def run(options: argparse.Namespace) -> int:
-    database = open_database(options.zeo)
-    try:
-        with dispatch_state(database, write=True) as dispatch:
-            written = deadletters.purge(dispatch, options.location, set(options.queues))
-    finally:
-        database.close()
+    with base.dispatch_at(options.zeo, write=True) as dispatch:
+        written = deadletters.purge(dispatch, options.location, set(options.queues))
     for path in written:
         print(path)
-    return EXIT_OK
+    return base.EXIT_OK
 
 
-COMMAND = Command(
+COMMAND = base.Command(
     __name__,
     summary="move dead letters to JSON files",
     description="Move dead letters to JSON files.",

@@ -9,15 +9,7 @@ import json
 import os
 import sys
 
-from dispatch.cli.base import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    Command,
-    CommandError,
-    add_zeo_option,
-    open_database,
-)
+from dispatch.cli import base
 from dispatch.state import deadletters
 from dispatch.state.database import dispatch_state
 
@@ -28,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-r", "--remove", action="store_true", help="delete each file once sent"
     )
     parser.add_argument("-d", "--destination", help="send to this queue instead")
-    add_zeo_option(parser)
+    base.add_zeo_option(parser)
 
 
 def run(options: argparse.Namespace) -> int:
@@ -36,8 +28,8 @@ def run(options: argparse.Namespace) -> int:
     if not files and not sys.stdin.isatty():
         files = [line.strip() for line in sys.stdin if line.strip()]
     if not files:
-        raise CommandError("name the files written by dlq-purge", EXIT_USAGE)
-    database = open_database(options.zeo)
+        raise base.CommandError("name the files written by dlq-purge", base.EXIT_USAGE)
+    database = base.open_database(options.zeo)
     failures = 0
     try:
         for name in files:
@@ -57,10 +49,10 @@ def run(options: argparse.Namespace) -> int:
                 os.remove(name)
     finally:
         database.close()
-    return EXIT_FAILED if failures else EXIT_OK
+    return base.EXIT_FAILED if failures else base.EXIT_OK
 
 
-COMMAND = Command(
+COMMAND = base.Command(
     __name__,
     summary="send purged dead letters back",
     description="Send purged dead letters back (files, or names on stdin).",

@@ -12,17 +12,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from dispatch.cli import progress
-from dispatch.cli.base import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_TIMEOUT,
-    EXIT_USAGE,
-    Command,
-    CommandError,
-    add_zeo_option,
-    open_database,
-)
+from dispatch.cli import base, progress
 from dispatch.state import broker, model, views
 from dispatch.state.database import dispatch_state
 from dispatch.state.recipe import Recipe, RecipeError
@@ -40,14 +30,16 @@ def find_recipe(reference: str, directory: str | None) -> Recipe:
         path = Path(directory) / f"{reference}.json"
     if not path.is_file():
         where = f" or in {directory}" if directory else ""
-        raise CommandError(f"no recipe file {reference!r}{where}", EXIT_USAGE)
+        raise base.CommandError(f"no recipe file {reference!r}{where}", base.EXIT_USAGE)
     try:
         recipe = Recipe.from_file(path)
         recipe.validate()
     except RecipeError as error:
-        raise CommandError(f"{path}: {error}", EXIT_USAGE) from None
+        raise base.CommandError(f"{path}: {error}", base.EXIT_USAGE) from None
     except (OSError, UnicodeDecodeError) as error:
-        raise CommandError(f"{path}: cannot read: {error}", EXIT_USAGE) from None
+        raise base.CommandError(
+            f"{path}: cannot read: {error}", base.EXIT_USAGE
+        ) from None
     return recipe
 
 
@@ -57,7 +49,9 @@ def parse_parameters(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, separator, value = pair.partition("=")
         if not separator or not key:
-            raise CommandError(f"parameter {pair!r} is not KEY=VALUE", EXIT_USAGE)
+            raise base.CommandError(
+                f"parameter {pair!r} is not KEY=VALUE", base.EXIT_USAGE
+            )
         parameters[key] = value
     return parameters
 
@@ -131,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, help="with --wait: give up after this many seconds"
     )
-    add_zeo_option(parser)
+    base.add_zeo_option(parser)
 
 
 def run(options: argparse.Namespace) -> int:
@@ -139,31 +133,31 @@ def run(options: argparse.Namespace) -> int:
     for reference in options.recipes:
         recipe = recipe.merge(find_recipe(reference, options.recipe_dir))
     parameters = parse_parameters(options.parameter)
-    database = open_database(options.zeo)
+    database = base.open_database(options.zeo)
     try:
         try:
             with dispatch_state(database, write=True) as dispatch:
                 run_id = broker.start_run(dispatch, recipe, parameters).id
         except (RecipeError, ValueError) as error:
-            raise CommandError(str(error), EXIT_USAGE) from None
+            raise base.CommandError(str(error), base.EXIT_USAGE) from None
         print(run_id, flush=True)
         if not options.wait:
-            return EXIT_OK
+            return base.EXIT_OK
         status = wait_for_run(
             database, run_id, options.timeout, sys.stdout, live=_is_terminal()
         )
     finally:
         database.close()
     if status == model.SUCCEEDED:
-        return EXIT_OK
+        return base.EXIT_OK
     if status == model.RUNNING:
         print(f"run {run_id} still running after {options.timeout}s", file=sys.stderr)
-        return EXIT_TIMEOUT
+        return base.EXIT_TIMEOUT
     print(f"run {run_id} {status}", file=sys.stderr)
-    return EXIT_FAILED
+    return base.EXIT_FAILED
 
 
-COMMAND = Command(
+COMMAND = base.Command(
     __name__,
     summary="start a run of recipes [--wait]",
     description="Start a run of one or more recipes (merged).",

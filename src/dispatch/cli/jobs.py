@@ -21,31 +21,22 @@ import os
 import sys
 from typing import IO, Any
 
-from dispatch.cli.base import (
-    ADDRESS_VARIABLE,
-    CONNECT_TIMEOUT,
-    EXIT_FAILED,
-    EXIT_OK,
-    Command,
-    CommandError,
-    add_zeo_option,
-    zeo_address,
-)
+from dispatch.cli import base
 from dispatch.jobs import graph as graph_module
 from dispatch.jobs import persist, view
 
 logger = logging.getLogger(__name__)
 
-EXIT_NOT_FOUND = EXIT_FAILED
+EXIT_NOT_FOUND = base.EXIT_FAILED
 
 
-class DatabaseUnavailable(CommandError):
+class DatabaseUnavailable(base.CommandError):
     """The database named cannot be opened (status 1, as always here)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
-    add_zeo_option(source)
+    base.add_zeo_option(source)
     source.add_argument(
         "--file", metavar="PATH", help="read a FileStorage file directly, read-only"
     )
@@ -75,12 +66,12 @@ def _open_storage(options: argparse.Namespace, connect_timeout: float) -> Any:
     if not options.zeo:
         raise DatabaseUnavailable(
             f"say which database: --zeo HOST:PORT, --file PATH, "
-            f"or set ${ADDRESS_VARIABLE}."
+            f"or set ${base.ADDRESS_VARIABLE}."
         )
     import zeo
     from zeo.exceptions import ClientDisconnected
 
-    address = zeo_address(options.zeo)
+    address = base.zeo_address(options.zeo)
     try:
         return zeo.client(address, read_only=True, wait_timeout=connect_timeout)
     except ClientDisconnected as error:
@@ -156,14 +147,16 @@ def _graph(run: Any, fmt: str, output: str | None) -> None:
         sys.stdout.buffer.flush()
 
 
-def look(options: argparse.Namespace, connect_timeout: float = CONNECT_TIMEOUT) -> int:
+def look(
+    options: argparse.Namespace, connect_timeout: float = base.CONNECT_TIMEOUT
+) -> int:
     """Do what *options* ask; a run that is not there, or a graph that
     cannot be drawn, is a :class:`~dispatch.errors.CommandError` (status 1)."""
     database = _open_database(options, connect_timeout)
     if database is None:
         if options.command == "list":
-            return EXIT_OK
-        raise CommandError(
+            return base.EXIT_OK
+        raise base.CommandError(
             f"no run named {options.run_name!r} (the database is empty)",
             EXIT_NOT_FOUND,
         )
@@ -173,21 +166,21 @@ def look(options: argparse.Namespace, connect_timeout: float = CONNECT_TIMEOUT) 
             if options.command == "list":
                 for name in persist.run_names(connection):
                     print(name)
-                return EXIT_OK
+                return base.EXIT_OK
             run = persist.load_run(connection, options.run_name)
             if run is None:
-                raise CommandError(
+                raise base.CommandError(
                     f"no run named {options.run_name!r} (see `dispatch jobs list`)",
                     EXIT_NOT_FOUND,
                 )
             if options.command == "show":
                 _show(run, options.json, sys.stdout)
-                return EXIT_OK
+                return base.EXIT_OK
             try:
                 _graph(run, options.format, options.output)
             except graph_module.GraphRenderError as error:
-                raise CommandError(str(error), EXIT_NOT_FOUND) from None
-            return EXIT_OK
+                raise base.CommandError(str(error), EXIT_NOT_FOUND) from None
+            return base.EXIT_OK
         finally:
             connection.close()
     finally:
@@ -198,7 +191,7 @@ def run(options: argparse.Namespace) -> int:
     return look(options)
 
 
-COMMAND = Command(
+COMMAND = base.Command(
     __name__,
     summary="look at recorded job runs: list, show, graph",
     description="Look at recorded job runs.",

@@ -6,45 +6,34 @@ from __future__ import annotations
 
 import argparse
 
-from dispatch.cli.base import (
-    EXIT_FAILED,
-    EXIT_OK,
-    Command,
-    CommandError,
-    add_zeo_option,
-    open_database,
-)
+from dispatch.cli import base
 from dispatch.state import admin, views
-from dispatch.state.database import dispatch_state
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN")
     parser.add_argument("step", metavar="STEP", type=int, nargs="?")
-    add_zeo_option(parser)
+    base.add_zeo_option(parser)
 
 
 def run(options: argparse.Namespace) -> int:
-    database = open_database(options.zeo)
     try:
-        with dispatch_state(database, write=True) as dispatch:
+        with base.dispatch_at(options.zeo, write=True) as dispatch:
             run = views.find_run(dispatch, options.run)
             revived = admin.retry_dead(dispatch, run, options.step)
             ids = [message.id for message in revived]
     except (views.RunNotFound, ValueError) as error:
-        raise CommandError(str(error), EXIT_FAILED) from None
-    finally:
-        database.close()
+        raise base.CommandError(str(error), base.EXIT_FAILED) from None
     if not ids:
         where = f" in step {options.step}" if options.step is not None else ""
         print(f"run {options.run} has no dead letters{where} to retry")
-        return EXIT_FAILED
+        return base.EXIT_FAILED
     for message_id in ids:
         print(f"sent again as message {message_id}")
-    return EXIT_OK
+    return base.EXIT_OK
 
 
-COMMAND = Command(
+COMMAND = base.Command(
     __name__,
     summary="send a run's dead letters again",
     description="Send a run's dead letters again.",

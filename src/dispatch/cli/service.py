@@ -8,14 +8,7 @@ import argparse
 import signal
 from types import FrameType
 
-from dispatch.cli.base import (
-    EXIT_FAILED,
-    EXIT_OK,
-    Command,
-    CommandError,
-    add_zeo_option,
-    open_database,
-)
+from dispatch.cli import base
 from dispatch.runtime.instance import Instance
 from dispatch.runtime.service import load_service
 
@@ -27,12 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prefetch", type=int, help="messages claimed and committed together"
     )
-    add_zeo_option(parser)
+    base.add_zeo_option(parser)
 
 
 def run(options: argparse.Namespace) -> int:
     service_class = load_service(options.name)
-    database = open_database(options.zeo)
+    database = base.open_database(options.zeo)
     stopped_by_signal = False
     try:
         instance = Instance(
@@ -62,11 +55,13 @@ def run(options: argparse.Namespace) -> int:
     finally:
         database.close()
     if instance.crash is not None and not stopped_by_signal:
-        raise CommandError(f"service crashed: {instance.crash!r}", EXIT_FAILED)
-    return EXIT_OK
+        raise base.CommandError(
+            f"service crashed: {instance.crash!r}", base.EXIT_FAILED
+        )
+    return base.EXIT_OK
 
 
-COMMAND = Command(
+COMMAND = base.Command(
     __name__,
     summary="run a service (entry point group dispatch.services)",
     description="Run a service (entry point group dispatch.services).",

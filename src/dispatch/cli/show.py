@@ -8,41 +8,29 @@ import argparse
 import json
 from typing import Any
 
-from dispatch.cli.base import (
-    EXIT_FAILED,
-    EXIT_OK,
-    Command,
-    CommandError,
-    add_zeo_option,
-    open_database,
-    when,
-)
+from dispatch.cli import base
 from dispatch.state import steps as step_kinds
 from dispatch.state import views
-from dispatch.state.database import dispatch_state
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN")
     parser.add_argument("--json", action="store_true", help="print JSON instead")
-    add_zeo_option(parser)
+    base.add_zeo_option(parser)
 
 
 def run(options: argparse.Namespace) -> int:
-    database = open_database(options.zeo)
     try:
-        with dispatch_state(database) as dispatch:
+        with base.dispatch_at(options.zeo) as dispatch:
             document = views.run_document(dispatch, options.run)
     except views.RunNotFound as error:
-        raise CommandError(str(error), EXIT_FAILED) from None
-    finally:
-        database.close()
+        raise base.CommandError(str(error), base.EXIT_FAILED) from None
     if options.json:
         print(json.dumps(document, indent=2, default=str))
-        return EXIT_OK
+        return base.EXIT_OK
     print(
         f"run {document['run']}: {document['status']}, created "
-        f"{when(document['created'])}, finished {when(document['finished'])}"
+        f"{base.when(document['created'])}, finished {base.when(document['finished'])}"
     )
     for step in document["steps"]:
         described = step_kinds.describe(document["recipe"].get(str(step["node"]), {}))
@@ -50,7 +38,7 @@ def run(options: argparse.Namespace) -> int:
         print(f"step {step['node']}{label}: {step['status']}")
         for message in step["messages"]:
             _print_message(message)
-    return EXIT_OK
+    return base.EXIT_OK
 
 
 def _print_message(message: dict[str, Any]) -> None:
@@ -90,7 +78,7 @@ def program_line(attempt: dict[str, Any]) -> str:
     return f"program {program.get('name', '?')}: {where}{adopted}"
 
 
-COMMAND = Command(
+COMMAND = base.Command(
     __name__,
     summary="a run's steps, messages, attempts",
     description="Show a run.",

@@ -6,17 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from dispatch.cli.base import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    Command,
-    CommandError,
-    add_zeo_option,
-    open_database,
-)
+from dispatch.cli import base
 from dispatch.state import admin
-from dispatch.state.database import dispatch_state
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,33 +18,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="service class, instance id or host.pid",
     )
     parser.add_argument("--all", action="store_true", help="every running instance")
-    add_zeo_option(parser)
+    base.add_zeo_option(parser)
 
 
 def run(options: argparse.Namespace) -> int:
     if not options.all and not options.names:
-        raise CommandError("name the services to stop, or give --all", EXIT_USAGE)
-    database = open_database(options.zeo)
-    try:
-        with dispatch_state(database, write=True) as dispatch:
-            asked = []
-            for name in options.names or [None]:
-                asked.extend(admin.request_shutdown(dispatch, name))
-            lines = [
-                f"asked {i.service} (instance {i.id}, pid {i.pid} on {i.host}) to stop"
-                for i in asked
-            ]
-    finally:
-        database.close()
+        raise base.CommandError(
+            "name the services to stop, or give --all", base.EXIT_USAGE
+        )
+    with base.dispatch_at(options.zeo, write=True) as dispatch:
+        asked = []
+        for name in options.names or [None]:
+            asked.extend(admin.request_shutdown(dispatch, name))
+        lines = [
+            f"asked {i.service} (instance {i.id}, pid {i.pid} on {i.host}) to stop"
+            for i in asked
+        ]
     for line in lines:
         print(line)
     if not lines:
         print("no running service instance matched")
-        return EXIT_FAILED
-    return EXIT_OK
+        return base.EXIT_FAILED
+    return base.EXIT_OK
 
 
-COMMAND = Command(
+COMMAND = base.Command(
     __name__,
     summary="ask running services to stop",
     description="Ask running services to stop after their current message.",

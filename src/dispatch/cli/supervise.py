@@ -12,14 +12,7 @@ from types import FrameType
 
 import transaction
 
-from dispatch.cli.base import (
-    EXIT_OK,
-    EXIT_UNREACHABLE,
-    Command,
-    CommandError,
-    add_zeo_option,
-    open_database,
-)
+from dispatch.cli import base
 from dispatch.runtime.kernel import kernel_answers
 from dispatch.runtime.supervisor import Supervisor, load_configuration
 
@@ -34,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="ZConfig file (conf/dispatch.conf)",
     )
-    add_zeo_option(parser)
+    base.add_zeo_option(parser)
 
 
 def run(options: argparse.Namespace) -> int:
@@ -44,14 +37,14 @@ def run(options: argparse.Namespace) -> int:
     else:
         logging.getLogger().setLevel(logging.INFO)
     zeo = config.zeo or options.zeo
-    database = open_database(zeo)
+    database = base.open_database(zeo)
     try:
         supervisor = Supervisor(config, zeo, database)
         if not kernel_answers(supervisor.papa):
-            raise CommandError(
+            raise base.CommandError(
                 f"no papa kernel answers at {supervisor.papa_text} (start one: "
                 "papa -C conf/papa.conf)",
-                EXIT_UNREACHABLE,
+                base.EXIT_UNREACHABLE,
             )
         done = threading.Event()
 
@@ -73,10 +66,10 @@ def run(options: argparse.Namespace) -> int:
         transaction.abort()
         database.close()
     print("supervise: every instance stopped", flush=True)
-    return EXIT_OK
+    return base.EXIT_OK
 
 
-COMMAND = Command(
+COMMAND = base.Command(
     __name__,
     summary="keep the services of a configuration running through papa",
     description="Keep the configured services running through papa.",

@@ -11,13 +11,13 @@ import argparse
 import logging
 import sys
 
-from dispatch.cli.base import EXIT_FAILED, EXIT_OK, Command
+from dispatch.cli import base
 from dispatch.state.recipe import RecipeError, validate_file
 
 logger = logging.getLogger(__name__)
 
 # Any file is not a valid recipe.
-EXIT_INVALID = EXIT_FAILED
+EXIT_INVALID = base.EXIT_FAILED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,10 +51,10 @@ def run(arguments: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    return EXIT_OK
+    return base.EXIT_OK
 
 
-COMMAND = Command(
+COMMAND = base.Command(
     __name__,
     summary="check recipe JSON files (exit 1 if any is invalid)",
     description="Check recipe JSON files (zocalo/workflows format).",

@@ -22,14 +22,7 @@ import sys
 import time
 from typing import cast
 
-from dispatch.cli.base import (
-    EXIT_FAILED,
-    EXIT_USAGE,
-    Command,
-    CommandError,
-    add_zeo_option,
-    open_database,
-)
+from dispatch.cli import base
 from dispatch.state import admin, broker, model
 from dispatch.state.broker import Send
 from dispatch.state.database import dispatch_state
@@ -58,16 +51,16 @@ def _send_all(dispatch: model.Dispatch, run: model.Run, sends: list[Send]) -> No
 
 def run(options: argparse.Namespace) -> int:
     if not options.command:
-        raise CommandError("give the program to run after --", EXIT_USAGE)
-    database = open_database(options.zeo)
+        raise base.CommandError("give the program to run after --", base.EXIT_USAGE)
+    database = base.open_database(options.zeo)
     try:
         with dispatch_state(database, write=True) as dispatch:
             run = dispatch.runs.get(options.run)
             if run is None:
-                raise CommandError(f"no run {options.run!r}", EXIT_FAILED)
+                raise base.CommandError(f"no run {options.run!r}", base.EXIT_FAILED)
             if options.step not in run.steps:
-                raise CommandError(
-                    f"run {options.run} has no step {options.step}", EXIT_USAGE
+                raise base.CommandError(
+                    f"run {options.run} has no step {options.step}", base.EXIT_USAGE
                 )
             message = admin.adopt_delivery(
                 dispatch, run, options.step, {"command": options.command}, "wrap"
@@ -121,7 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="ID")
     parser.add_argument("--step", required=True, type=int, metavar="N")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- PROGRAM")
-    add_zeo_option(parser)
+    base.add_zeo_option(parser)
 
 
 def without_separator(argv: list[str]) -> list[str]:
@@ -132,7 +125,7 @@ def without_separator(argv: list[str]) -> list[str]:
     return argv
 
 
-COMMAND = Command(
+COMMAND = base.Command(
     __name__,
     summary="run a program as a step, reporting into the run",
     description="Run a program as a step of a run, reporting into the recipe.",

@@ -8,13 +8,15 @@ that cannot be opened raises ``SystemExit`` with the message (the
 import sys
 from collections.abc import Sequence
 
+from dispatch.cli import base
 from dispatch.cli import jobs as _command
+from dispatch.errors import CommandError
 from zeo.address import parse_address
 
 __all__ = ["CONNECT_TIMEOUT", "jobs_main", "parse_address"]
 
 # Read when jobs_main runs, so that a caller may shorten it.
-CONNECT_TIMEOUT = _command.CONNECT_TIMEOUT
+CONNECT_TIMEOUT = base.CONNECT_TIMEOUT
 
 
 def jobs_main(argv: Sequence[str] | None = None) -> int:
@@ -24,6 +26,6 @@ def jobs_main(argv: Sequence[str] | None = None) -> int:
         return _command.look(options, CONNECT_TIMEOUT)
     except _command.DatabaseUnavailable as error:
         raise SystemExit(f"dispatch jobs: {error}") from None
-    except _command.CommandError as error:
+    except CommandError as error:
         print(f"dispatch jobs: {error}", file=sys.stderr)
         return error.status

@@ -231,20 +231,9 @@ class Consumer:
             return []
         manager = self.transaction_manager
         manager.begin()
-        results: list[Result] = []
-        for message in messages:
-            sends: list[Send] = []
-            wrapper = None
-            savepoint = manager.savepoint()
-            try:
-                wrapper = broker.wrapper_for(self._dispatch(), message, sends)
-                self.handler(wrapper, wrapper.payload)
-            except Exception as error:
-                savepoint.rollback()
-                reason, outcome = self._failure(message, wrapper, error)
-                results.append((message, None, reason, outcome))
-                continue
-            results.append((message, sends, None, wrapper.outcome))
+        results = [
+            self._handle(message, manager.savepoint().rollback) for message in messages
+        ]
         claimed: list[model.Message] = []
 
         def apply(retry: int) -> bool:
@@ -299,17 +288,10 @@ class Consumer:
         message = claimed[0]
         manager = self.transaction_manager
         manager.begin()
-        sends: list[Send] = []
-        wrapper = None
-        try:
-            wrapper = broker.wrapper_for(self._dispatch(), message, sends)
-            self.handler(wrapper, wrapper.payload)
-        except Exception as error:
-            manager.abort()
-            reason, outcome = self._failure(message, wrapper, error)
-            self._release(message, reason, moment, outcome)
+        _message, sends, reason, noted = self._handle(message, manager.abort)
+        if sends is None:
+            self._release(message, reason or "handler failed", moment, noted)
             return message
-        noted = wrapper.outcome
 
         # Whatever the handler changed besides sending is committed with the
         # first try only; services keep their state in the messages they send.
@@ -330,6 +312,22 @@ class Consumer:
         if committed == CONFLICTED:
             self._release(message, "could not commit its result (conflicts)", moment)
         return message
+
+    def _handle(self, message: model.Message, undo: Callable[[], Any]) -> Result:
+        """Hand claimed *message* to the handler in the open transaction;
+        ``(message, sends, None, outcome)``, or when the handler raised
+        ``(message, None, reason, outcome)`` after ``undo()`` dropped what
+        it changed."""
+        sends: list[Send] = []
+        wrapper = None
+        try:
+            wrapper = broker.wrapper_for(self._dispatch(), message, sends)
+            self.handler(wrapper, wrapper.payload)
+        except Exception as error:
+            undo()
+            reason, outcome = self._failure(message, wrapper, error)
+            return message, None, reason, outcome
+        return message, sends, None, wrapper.outcome
 
     def _failure(
         self, message: model.Message, wrapper: RecipeWrapper | None, error: Exception
