@@ -15,7 +15,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"zeo": ["*.xml"], "papa": ["*.xml"], "dispatch": ["*.xml"]},
+    package_data={"zeo": ["*.xml"], "papa": ["*.xml"], "dispatch.runtime": ["*.xml"]},
     zip_safe=False,
     install_requires=[
         "ZODB>=6.0",
@@ -51,9 +51,9 @@ setup(
             "dispatch = dispatch.cli:main",
         ],
         "dispatch.services": [
-            "Greeter = dispatch.examples:Greeter",
-            "Counter = dispatch.examples:Counter",
-            "CommandRunner = dispatch.commandrunner:CommandRunner",
+            "Greeter = dispatch.runtime.examples:Greeter",
+            "Counter = dispatch.runtime.examples:Counter",
+            "CommandRunner = dispatch.runtime.commandrunner:CommandRunner",
         ],
     },
 )

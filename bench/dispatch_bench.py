@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import zeo  # noqa: E402
-from dispatch import broker, model  # noqa: E402
-from dispatch.commands import dispatch_state  # noqa: E402
-from dispatch.consumer import Consumer  # noqa: E402
+from dispatch.runtime.consumer import Consumer  # noqa: E402
+from dispatch.state import broker, model  # noqa: E402
+from dispatch.state.database import dispatch_state  # noqa: E402
 
 
 def chain_recipe(length, messages):

@@ -1,41 +1,8 @@
-"""Two small services for the demo recipe and for trying things out.
+"""Old home of :mod:`dispatch.runtime.examples`: this name is that module, so that
+code importing ``dispatch.examples`` keeps working and objects pickled under
+this path (databases written before the move) still load."""
 
-``Greeter`` (queue ``greet``) adds the step's ``name`` parameter to the
-greeting and sends it on channel ``greeted``; ``Counter`` (queue ``count``)
-counts up to the step's ``limit`` parameter with checkpoints, then sends
-on.  Registered as entry points ``Greeter`` and ``Counter`` of the group
-``dispatch.services``.
-"""
+import importlib
+import sys
 
-import logging
-
-from dispatch.service import Service
-
-logger = logging.getLogger(__name__)
-
-
-class Greeter(Service):
-    """Greets the ``name`` parameter and sends the greeting on."""
-
-    queue = "greet"
-
-    def handle(self, recipe_wrapper, payload):
-        name = recipe_wrapper.recipe_step.get("parameters", {}).get("name", "world")
-        greeting = f"{(payload or {}).get('greeting', 'hello')} {name}"
-        logger.info("run %s: %s", recipe_wrapper.environment.get("ID"), greeting)
-        recipe_wrapper.send_to("greeted", {"greeting": greeting})
-
-
-class Counter(Service):
-    """Counts to ``limit`` one checkpoint at a time (zocalo's way for a step
-    to come back to itself), then sends the count on."""
-
-    queue = "count"
-
-    def handle(self, recipe_wrapper, payload):
-        limit = int(recipe_wrapper.recipe_step.get("parameters", {}).get("limit") or 3)
-        count = int((payload or {}).get("count", 0)) + 1
-        if count < limit:
-            recipe_wrapper.checkpoint({**(payload or {}), "count": count})
-        else:
-            recipe_wrapper.send({"count": count})
+sys.modules[__name__] = importlib.import_module("dispatch.runtime.examples")

@@ -11,7 +11,7 @@ import json
 import sys
 
 import zeo
-from dispatch.consumer import Consumer
+from dispatch.runtime.consumer import Consumer
 
 
 def main():

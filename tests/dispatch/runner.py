@@ -14,7 +14,7 @@ from pathlib import Path
 
 import zeo
 from dispatch.jobs import DoJobber, DummyJob, Job
-from dispatch.jobs.cli import parse_address
+from zeo.address import parse_address
 
 ADDRESS, RUN_NAME, WORK, MODE = sys.argv[1:5]
 WORK = Path(WORK)

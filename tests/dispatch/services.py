@@ -1,6 +1,6 @@
 """Services used by the dispatch CLI tests (run as ``module:Class``)."""
 
-from dispatch.service import Service
+from dispatch.runtime.service import Service
 
 
 class Upper(Service):

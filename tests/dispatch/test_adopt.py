@@ -20,11 +20,11 @@ import pytest
 
 import papa
 import zeo
-from dispatch import broker, model, programs
-from dispatch.commandrunner import CommandRunner
-from dispatch.commands import dispatch_state
-from dispatch.service import make_consumer
-from dispatch.supervise import release_claims
+from dispatch.runtime.commandrunner import CommandRunner
+from dispatch.runtime.service import make_consumer
+from dispatch.runtime.supervisor import release_claims
+from dispatch.state import broker, model, programs
+from dispatch.state.database import dispatch_state
 from tests.conftest import PYTHON
 from tests.dispatch.conftest import wait_until
 from tests.dispatch.test_broker import start

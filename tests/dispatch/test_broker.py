@@ -6,8 +6,8 @@ import logging
 import pytest
 import transaction
 
-from dispatch import broker, model
-from dispatch.consumer import Consumer
+from dispatch.runtime.consumer import Consumer
+from dispatch.state import broker, model
 
 NOW = 1_800_000_000.0
 
@@ -203,7 +203,7 @@ def test_a_delivery_given_back_is_due_at_once_and_not_counted(zeo_database):
 
 
 def test_a_bad_recipe_or_parameter_starts_nothing(zeo_database):
-    from dispatch.recipe import RecipeError
+    from dispatch.state.recipe import RecipeError
 
     with pytest.raises(RecipeError, match="unreferenced"):
         start(zeo_database, {"1": {}, "2": {}, "start": [[1, {}]]})
@@ -236,7 +236,7 @@ def test_a_conflict_at_completion_reapplies_the_sends_not_the_handler(
 
     consumer = Consumer(zeo_database, "a", handler)
     try:
-        with caplog.at_level(logging.INFO, logger="dispatch.consumer"):
+        with caplog.at_level(logging.INFO, logger="dispatch.runtime.consumer"):
             assert consumer.process_one(NOW).state == model.DONE
     finally:
         consumer.close()

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from dispatch import model
-from dispatch.consumer import Consumer
+from dispatch.runtime.consumer import Consumer
+from dispatch.state import model
 from tests.dispatch.conftest import wait_until
 from tests.dispatch.test_broker import read, start
 

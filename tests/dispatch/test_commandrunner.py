@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from dispatch import broker, model
-from dispatch.commandrunner import CommandRunner, output_tail
-from dispatch.service import make_consumer
+from dispatch.runtime.commandrunner import CommandRunner, output_tail
+from dispatch.runtime.service import make_consumer
+from dispatch.state import broker, model
 from tests.conftest import PYTHON, free_port
 from tests.dispatch.conftest import wait_until
 from tests.dispatch.test_broker import read, start
@@ -110,7 +110,7 @@ def test_output_tail_keeps_the_last_lines():
 
 
 def test_the_attempt_names_the_program_and_its_pid(zeo_database, papa_kernel):
-    from dispatch import programs
+    from dispatch.state import programs
 
     recipe = {
         "1": {

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import zeo
-from dispatch import broker, model
-from dispatch.consumer import Consumer
+from dispatch.runtime.consumer import Consumer
+from dispatch.state import broker, model
 from tests.conftest import PYTHON
 from tests.dispatch.test_broker import read, start
 

@@ -4,9 +4,9 @@
 import subprocess
 
 import zeo
-from dispatch import admin, model
-from dispatch.commands import dispatch_state
-from dispatch.consumer import Consumer
+from dispatch.runtime.consumer import Consumer
+from dispatch.state import admin, model
+from dispatch.state.database import dispatch_state
 from tests.conftest import PYTHON
 from tests.dispatch.test_broker import NOW, read, start
 from tests.dispatch.test_run_cli import environment

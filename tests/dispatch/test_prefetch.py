@@ -4,8 +4,8 @@ queue without handling any message twice."""
 
 import threading
 
-from dispatch import model
-from dispatch.consumer import Consumer
+from dispatch.runtime.consumer import Consumer
+from dispatch.state import model
 from tests.dispatch.test_broker import NOW, read, start
 
 

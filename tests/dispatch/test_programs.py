@@ -19,10 +19,10 @@ import pytest
 
 import papa
 import zeo
-from dispatch import admin, broker, model, programs
-from dispatch.commandrunner import CommandRunner, describe_end
-from dispatch.commands import dispatch_state
-from dispatch.service import make_consumer
+from dispatch.runtime.commandrunner import CommandRunner, describe_end
+from dispatch.runtime.service import make_consumer
+from dispatch.state import admin, broker, model, programs
+from dispatch.state.database import dispatch_state
 from papa.process import check_name
 from tests.conftest import PYTHON
 from tests.dispatch.conftest import wait_until

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from dispatch.recipe import Recipe, RecipeError
+from dispatch.state.recipe import Recipe, RecipeError
 
 
 def invalid(data):
@@ -126,7 +126,7 @@ def test_duplicate_key_comment_idiom_is_tolerated_with_a_warning(caplog):
       "1": {"queue": "a"},
       "start": [[1, []]]
     }"""
-    with caplog.at_level(logging.WARNING, logger="dispatch.recipe"):
+    with caplog.at_level(logging.WARNING, logger="dispatch.state.recipe"):
         recipe = Recipe(text)
     recipe.validate()
     assert recipe[1] == {"queue": "a"}

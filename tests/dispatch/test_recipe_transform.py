@@ -5,8 +5,8 @@ import copy
 
 import pytest
 
-from dispatch.parameters import SubstitutionError, substitute_string
-from dispatch.recipe import Recipe, RecipeError
+from dispatch.state.parameters import SubstitutionError, substitute_string
+from dispatch.state.recipe import Recipe, RecipeError
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ import subprocess
 from pathlib import Path
 
 import zeo
-from dispatch import model
-from dispatch.commands import dispatch_state, wait_for_run
+from dispatch.cli.go import wait_for_run
+from dispatch.state import model
+from dispatch.state.database import dispatch_state
 from tests.conftest import PYTHON
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,11 +3,11 @@ server (checkpoints included)."""
 
 import pytest
 
-from dispatch import model
-from dispatch.commands import CommandError
-from dispatch.consumer import Consumer
-from dispatch.examples import Counter, Greeter
-from dispatch.service import load_service, make_consumer
+from dispatch.errors import CommandError
+from dispatch.runtime.consumer import Consumer
+from dispatch.runtime.examples import Counter, Greeter
+from dispatch.runtime.service import load_service, make_consumer
+from dispatch.state import model
 from tests.dispatch.test_broker import read, start
 
 

@@ -6,8 +6,8 @@ first out beyond it)."""
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 
-from dispatch import broker, model, shards
-from dispatch.consumer import Consumer
+from dispatch.runtime.consumer import Consumer
+from dispatch.state import broker, model, shards
 from tests.dispatch.test_broker import NOW, read, start
 
 

@@ -16,9 +16,9 @@ import subprocess
 import pytest
 
 import papa
-from dispatch import model, programs
-from dispatch.commandrunner import CommandRunner
-from dispatch.commands import dispatch_state
+from dispatch.runtime.commandrunner import CommandRunner
+from dispatch.state import model, programs
+from dispatch.state.database import dispatch_state
 from tests.conftest import PYTHON
 from tests.dispatch.conftest import wait_until
 from tests.dispatch.test_adopt import (  # noqa: F401

@@ -10,9 +10,9 @@ import subprocess
 
 import papa
 import zeo
-from dispatch import model
-from dispatch.commands import dispatch_state
-from dispatch.supervise import kernel_answers
+from dispatch.runtime.kernel import kernel_answers
+from dispatch.state import model
+from dispatch.state.database import dispatch_state
 from tests.conftest import PYTHON
 from tests.dispatch.conftest import wait_until
 from tests.dispatch.test_commandrunner import papa_kernel  # noqa: F401

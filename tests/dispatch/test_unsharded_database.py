@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import zeo
-from dispatch import admin, broker, model
-from dispatch.commands import run_document
-from dispatch.consumer import Consumer
+from dispatch.runtime.consumer import Consumer
+from dispatch.state import admin, broker, model
+from dispatch.state.views import run_document
 from tests.dispatch.conftest import RunzeoProcess, wait_until
 from tests.dispatch.test_broker import read
 

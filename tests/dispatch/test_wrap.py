@@ -2,8 +2,8 @@
 success/failure and completed channels, its attempt, and the exit status."""
 
 import zeo
-from dispatch import model
-from dispatch.commands import dispatch_state
+from dispatch.state import model
+from dispatch.state.database import dispatch_state
 from tests.conftest import PYTHON
 from tests.dispatch.test_broker import start
 from tests.dispatch.test_control import dispatch_command

@@ -1,7 +1,7 @@
 """RecipeWrapper routing: unnamed and named outputs, default channel,
 silent drops, transport-delay and checkpoint (no database needed)."""
 
-from dispatch.wrapper import RecipeWrapper
+from dispatch.state.wrapper import RecipeWrapper
 
 RECIPE = {
     "1": {"queue": "a", "output": [2, 3]},

@@ -48,10 +48,25 @@ class AttemptOutcome:
         return self.passed and self.decided_by == DECIDED_BY_RECHECK
 
 
-def _indented_traceback():
+def _indented(traceback_text):
     # DoJobber's debug format: the traceback, stripped, every line indented
     # by two spaces.
-    return traceback.format_exc().strip().replace("\n", "\n  ")
+    return traceback_text.strip().replace("\n", "\n  ")
+
+
+def _indented_traceback():
+    return _indented(traceback.format_exc())
+
+
+def _call(directory, method, args, kwargs):
+    """``method(*args, **kwargs)`` in *directory* (jobs may chdir): its
+    ``(result, None, None)``, or ``(None, error, traceback text)`` when it
+    raised an Exception (a BaseException passes through)."""
+    try:
+        os.chdir(directory)
+        return method(*args, **kwargs), None, None
+    except Exception as error:
+        return None, error, traceback.format_exc()
 
 
 def attempt_job(
@@ -93,63 +108,56 @@ def attempt_job(
 
     outcome.job = job
     job._set_storage(storage, global_storage)
-    try:
-        os.chdir(directory)
-        job._check_phase = CHECK_PHASE
-        job._check_results = job.Check(*args, **kwargs)
-    except Exception as error:
-        job._check_exception = error
-        if verbose:
-            write(f"{name}.check: fail\n")
-        if no_act:
-            outcome.exception = error
-            outcome.error_traceback = traceback.format_exc()
-            if debug:
-                write(f"  Error was:\n  {_indented_traceback()}\n")
-            outcome.ended = time.time()
-            return outcome
-    else:
+    job._check_phase = CHECK_PHASE
+    result, error, error_traceback = _call(directory, job.Check, args, kwargs)
+    job._check_results, job._check_exception = result, error
+    if error is None:
         outcome.passed = True
-        outcome.result = job._check_results
+        outcome.result = result
         if verbose:
             write(f"{name}.check: pass\n")
+        outcome.ended = time.time()
+        return outcome
+    if verbose:
+        write(f"{name}.check: fail\n")
+    if no_act:
+        outcome.exception = error
+        outcome.error_traceback = error_traceback
+        if debug:
+            write(f"  Error was:\n  {_indented(error_traceback)}\n")
         outcome.ended = time.time()
         return outcome
 
     # The Check failed: Run, whose outcome only matters through the recheck.
     outcome.ran = True
-    try:
-        os.chdir(directory)
-        job._run_results = job.Run(*args, **kwargs)
-    except Exception as error:
-        job._run_exception = error
+    result, error, error_traceback = _call(directory, job.Run, args, kwargs)
+    job._run_results, job._run_exception = result, error
+    if error is None:
+        if verbose:
+            write(f"{name}.run: pass\n")
+    else:
         outcome.run_exception = error
-        outcome.run_traceback = traceback.format_exc()
+        outcome.run_traceback = error_traceback
         if verbose:
             write(f"{name}.run: fail\n")
         if debug:
-            write(f"  Error was:\n  {_indented_traceback()}\n")
-    else:
-        if verbose:
-            write(f"{name}.run: pass\n")
+            write(f"  Error was:\n  {_indented(error_traceback)}\n")
 
     outcome.decided_by = DECIDED_BY_RECHECK
-    try:
-        os.chdir(directory)
-        job._check_phase = RECHECK_PHASE
-        job._recheck_results = job.Check(*args, **kwargs)
-    except Exception as error:
-        job._recheck_exception = error
+    job._check_phase = RECHECK_PHASE
+    result, error, error_traceback = _call(directory, job.Check, args, kwargs)
+    job._recheck_results, job._recheck_exception = result, error
+    if error is None:
+        outcome.passed = True
+        outcome.result = result
+        if verbose:
+            write(f"{name}.recheck: pass\n")
+    else:
         outcome.exception = error
-        outcome.error_traceback = traceback.format_exc()
+        outcome.error_traceback = error_traceback
         if verbose:
             write(f'{name}.recheck: fail "{error}"\n')
         if debug:
-            write(f"  Error was:\n  {_indented_traceback()}\n")
-    else:
-        outcome.passed = True
-        outcome.result = job._recheck_results
-        if verbose:
-            write(f"{name}.recheck: pass\n")
+            write(f"  Error was:\n  {_indented(error_traceback)}\n")
     outcome.ended = time.time()
     return outcome

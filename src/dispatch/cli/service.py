@@ -1,0 +1,70 @@
+"""``dispatch service NAME [--queue QUEUE]``: run a service (entry point
+group ``dispatch.services``, or ``module:Class``) until SIGTERM, SIGINT or
+``dispatch shutdown``; see :mod:`dispatch.runtime.instance`."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from types import FrameType
+
+from dispatch.cli import base
+from dispatch.runtime.instance import Instance
+from dispatch.runtime.service import load_service
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="service name or module:Class")
+    parser.add_argument("--queue", help="consume this queue instead of the class's")
+    parser.add_argument("--consumer-name", help="name recorded in attempts")
+    parser.add_argument(
+        "--prefetch", type=int, help="messages claimed and committed together"
+    )
+    base.add_zeo_option(parser)
+
+
+def run(options: argparse.Namespace) -> int:
+    service_class = load_service(options.name)
+    database = base.open_database(options.zeo)
+    stopped_by_signal = False
+    try:
+        instance = Instance(
+            service_class,
+            database,
+            options.queue,
+            options.consumer_name,
+            options.prefetch,
+        )
+
+        def request_stop(signal_number: int, frame: FrameType | None) -> None:
+            nonlocal stopped_by_signal
+            stopped_by_signal = True
+            instance.stop(f"signal {signal_number}")
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+
+        def ready(instance: Instance) -> None:
+            print(
+                f"service {options.name} ready on queue {instance.queue} "
+                f"(instance {instance.instance_id})",
+                flush=True,
+            )
+
+        instance.serve(ready)
+    finally:
+        database.close()
+    if instance.crash is not None and not stopped_by_signal:
+        raise base.CommandError(
+            f"service crashed: {instance.crash!r}", base.EXIT_FAILED
+        )
+    return base.EXIT_OK
+
+
+COMMAND = base.Command(
+    __name__,
+    summary="run a service (entry point group dispatch.services)",
+    description="Run a service (entry point group dispatch.services).",
+    add_arguments=add_arguments,
+    run=run,
+)

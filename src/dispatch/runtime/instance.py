@@ -1,0 +1,85 @@
+"""One running service instance: what ``dispatch service NAME`` does.
+
+The instance is recorded in zeo (so ``dispatch shutdown`` can find it), its
+consumer serves in a thread of its own, and it stops between messages when
+asked: by a signal (the caller passes it on to :meth:`Instance.stop`) or by
+a change of its record (``dispatch shutdown``), watched through zeo.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from dispatch.runtime.service import Service, make_consumer, run_service
+from dispatch.state import admin
+from dispatch.state.database import dispatch_state
+
+logger = logging.getLogger(__name__)
+
+
+class Instance:
+    """A service instance on *database*, ready to :meth:`serve`."""
+
+    def __init__(
+        self,
+        service_class: type[Service],
+        database: Any,
+        queue: str | None = None,
+        consumer_name: str | None = None,
+        prefetch: int | None = None,
+    ) -> None:
+        self.service_class = service_class
+        self.database = database
+        self.service = service_class()
+        if prefetch:
+            self.service.prefetch = prefetch
+        self.consumer = make_consumer(self.service, database, queue, consumer_name)
+        self.stopping = threading.Event()
+        # What made serve() end early: the service's exception, if any.
+        self.crash: BaseException | None = None
+        self.instance_id: str | None = None
+
+    @property
+    def queue(self) -> str:
+        return self.consumer.queue
+
+    def stop(self, why: str) -> None:
+        """Stop after the current message (any thread, or a signal handler)."""
+        logger.info("%s: stopping after the current message", why)
+        self.stopping.set()
+        self.service.stop_requested()
+        self.consumer.wake()
+
+    def _serve(self) -> None:
+        try:
+            run_service(self.service, self.consumer, self.stopping)
+        except Exception as error:
+            self.crash = error
+
+    def serve(self, ready: Any = None) -> None:
+        """Record the instance, serve until asked to stop (or the service
+        crashes), then mark it stopped; calls ``ready(instance)`` once it
+        serves."""
+        with dispatch_state(self.database, write=True) as dispatch:
+            record = admin.register_instance(
+                dispatch, self.service_class.__name__, self.queue
+            )
+        instance_oid, self.instance_id = record._p_oid, record.id
+        # Only `dispatch shutdown` changes our instance record.
+        handle = self.database.storage.watch(
+            lambda tid, oids: self.stop("shutdown requested"), oids=[instance_oid]
+        )
+        thread = threading.Thread(target=self._serve, name="consumer")
+        thread.start()
+        if ready is not None:
+            ready(self)
+        self.stopping.wait()
+        self.consumer.wake()
+        thread.join()
+        handle.close()
+        self.consumer.close()
+        with dispatch_state(self.database, write=True) as dispatch:
+            admin.instances_of(dispatch)[self.instance_id].stopped = time.time()
