@@ -1,4 +1,5 @@
-"""No papa module imports another that imports it back, even lazily.
+"""No module of zeo, papa or dispatch imports another that imports it
+back, even lazily, and no package imports one above it.
 
 :func:`import_graph` reads every module of a package (any package: it takes
 its name) and records each import statement, those inside functions too,
@@ -16,6 +17,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -181,17 +184,65 @@ def runtime_import_edges(package: str, module: str) -> set[tuple[str, str]]:
     return {tuple(edge) for edge in json.loads(result.stdout)}
 
 
-def test_papa_has_no_import_cycle():
-    graph = import_graph("papa")
-    assert "papa.kernel.listener" in graph and "papa.session" in graph
+PACKAGES = ["zeo", "papa", "dispatch"]
+# Dependencies point down only (DESIGN.md section 2).
+MAY_IMPORT = {"zeo": set(), "papa": set(), "dispatch": {"zeo", "papa"}}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_import_cycle(package):
+    graph = import_graph(package)
+    assert len(graph) > 10
     assert find_cycle(graph) is None
 
 
-def test_every_import_that_runs_is_in_the_static_graph():
+def test_papa_walk_reaches_the_kernel_and_the_session():
     graph = import_graph("papa")
+    assert "papa.kernel.listener" in graph and "papa.session" in graph
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_packages_import_only_those_below(package):
+    others = set(PACKAGES) - {package} - MAY_IMPORT[package]
+    upward = set()
+    for module, file in _module_names(
+        package, _package_directory(package, None)
+    ).items():
+        for node in _imports(ast.parse(file.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if node.level == 0
+                else []
+            )
+            upward.update(
+                (module, name) for name in names if name.split(".")[0] in others
+            )
+    assert not upward
+
+
+def test_dispatch_state_imports_neither_runtime_nor_cli():
+    graph = import_graph("dispatch")
+    upward = {
+        (module, imported)
+        for module, targets in graph.items()
+        if module.startswith("dispatch.state")
+        for imported in targets
+        if imported.startswith(("dispatch.runtime", "dispatch.cli"))
+    }
+    assert "dispatch.state.broker" in graph
+    assert not upward
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_import_that_runs_is_in_the_static_graph(package):
+    graph = import_graph(package)
     missing = set()
     for module in sorted(graph):
-        for importer, imported in runtime_import_edges("papa", module):
+        if module.endswith("__main__"):
+            continue  # importing it runs the program
+        for importer, imported in runtime_import_edges(package, module):
             if importer in graph and imported not in graph[importer]:
                 if imported not in _ancestors(importer):
                     missing.add((importer, imported))
