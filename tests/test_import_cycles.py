@@ -273,3 +273,35 @@ def test_the_walk_sees_lazy_imports_and_skips_type_checking(tmp_path):
     assert cycle is not None and set(cycle) == {"loopy.first", "loopy.second"}
     (package / "second.py").write_text("def later():\n    return 2\n")
     assert find_cycle(import_graph("loopy", tmp_path)) is None
+
+
+def test_zeo_protocol_is_pure():
+    """zeo.protocol imports no other part of zeo but its exceptions, and
+    nothing that does I/O: the sessions are tested without sockets."""
+    graph = import_graph("zeo")
+    protocol = {m: t for m, t in graph.items() if m.startswith("zeo.protocol")}
+    assert {"zeo.protocol.client", "zeo.protocol.server"} <= set(protocol)
+    outside = {
+        (module, imported)
+        for module, targets in protocol.items()
+        for imported in targets
+        if not imported.startswith(("zeo.protocol", "zeo.exceptions"))
+        and imported != "zeo"
+    }
+    assert not outside
+    io_modules = {"asyncio", "socket", "select", "selectors", "ssl", "uvloop"}
+    for module in protocol:
+        path = ROOT / "src" / (module.replace(".", "/") + ".py")
+        if not path.exists():
+            path = path.with_suffix("") / "__init__.py"
+        imported = {
+            alias.name.split(".")[0]
+            for node in _imports(ast.parse(path.read_text()))
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {
+            (node.module or "").split(".")[0]
+            for node in _imports(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+        }
+        assert not imported & io_modules, module

@@ -1,9 +1,11 @@
 """One client connection to a ZEO server: an asyncio protocol on the I/O loop.
 
-It moves bytes only: frames come in, are decoded and either complete a
-pending call or are handed to the owner (:class:`~.io.ClientIO`) as server
-callbacks, strictly in wire order; application threads wait on a
-:class:`Waiter`.
+It moves bytes only.  What they mean is the business of its pure
+:class:`~zeo.protocol.client.ClientSession` (``protocol.session``): the
+handshake, msgids, the table of pending calls, replies, errors and which
+server callbacks are held back.  Bytes read are fed to the session; the
+callbacks it yields go to the owner (:class:`~.io.ClientIO`) strictly in
+wire order; application threads wait on a :class:`Waiter`.
 
 Writes: during the handshake and verification the loop writes through the
 asyncio transport.  Once the connection is operational (and not TLS), an
@@ -11,35 +13,40 @@ application thread writes its encoded frame straight to a duplicate of the
 socket under ``send_lock`` (:meth:`ClientProtocol.write_direct`), so a
 round trip wakes the I/O thread once (for the reply) instead of twice.  A
 full socket buffer blocks only the writing thread; the loop keeps reading.
-Calls are registered in ``pending`` (under ``pending_lock``) before their
-frame is written, so a fast reply always finds its waiter.
+Calls are registered with the session before their frame is written, so a
+fast reply always finds its waiter.
 """
 
 import asyncio
-import itertools
 import logging
 import os
 import select
 import socket
 import threading
 
-from ..exceptions import ClientDisconnected, ProtocolError
-from ..protocol import PROTOCOL_VERSION, FrameDecoder, client_decoder, encoder, frame
-from ..protocol.marshal import exception_from_wire
+from ..exceptions import ClientDisconnected
+from ..protocol.client import (
+    Announced,
+    Broken,
+    ClientSession,
+    ConnectionLost,
+    PendingCall,
+    wire_exception,
+)
+
+__all__ = [
+    "ClientProtocol",
+    "ConnectionLost",
+    "PendingCall",
+    "Waiter",
+    "wire_exception",
+]
 
 logger = logging.getLogger(__name__)
 
 # The server ignores messages with msgid -1; ZEO sends one every 60 seconds
 # so that idle connections through firewalls and NATs stay open.
 HEARTBEAT_INTERVAL = 60.0
-
-
-class ConnectionLost(ClientDisconnected):
-    """The connection closed while a call was waiting for its reply.
-
-    Idempotent calls (loads, pings, ...) are retried on the next connection;
-    others surface as :class:`ClientDisconnected`.
-    """
 
 
 class Waiter:
@@ -79,20 +86,21 @@ class Waiter:
         return self.result
 
 
-class PendingCall:
-    """A call sent and not yet answered: who waits, and what to run first.
+class _FutureWaiter:
+    """An asyncio future as a waiter: only the first outcome counts."""
 
-    *hook*, if set, runs on the I/O thread with the result before any waiter
-    wakes up; it is how load replies enter the cache and commits update it in
-    wire order with invalidations.
-    """
+    __slots__ = ("future",)
 
-    __slots__ = ("waiters", "hook", "name")
+    def __init__(self, future):
+        self.future = future
 
-    def __init__(self, name, hook):
-        self.name = name
-        self.hook = hook
-        self.waiters = []
+    def set_result(self, result):
+        if not self.future.done():
+            self.future.set_result(result)
+
+    def set_exception(self, exception):
+        if not self.future.done():
+            self.future.set_exception(exception)
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -103,23 +111,22 @@ class ClientProtocol(asyncio.Protocol):
         self.address = address
         self.loop = loop
         self.transport = None
-        self.frames = FrameDecoder()
-        self.protocol_version = None
-        self.encode = None
-        self.decode = None
+        self.session = ClientSession(address)
         self.announced = loop.create_future()
         self.closed = loop.create_future()
-        self.pending = {}
-        self.pending_lock = threading.Lock()
-        self.lost = False
         self.sock = None  # duplicate socket for direct writes, once enabled
         self.send_lock = threading.Lock()
-        self.msgids = itertools.count(1)
-        self.operational = False
-        self.queued_callbacks = []  # callbacks seen before verification ended
         self.read_only = False
         self.server_tid = None
         self._heartbeat = None
+
+    @property
+    def protocol_version(self):
+        return self.session.protocol_version
+
+    @property
+    def lost(self):
+        return self.session.lost
 
     # -- asyncio callbacks -------------------------------------------------
 
@@ -127,22 +134,22 @@ class ClientProtocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data):
-        try:
-            payloads = self.frames.feed(data)
-        except ProtocolError as exc:
-            self._abort(exc)
-            return
-        for payload in payloads:
-            if self.encode is None:
+        owner = self.owner
+        for event in self.session.receive(data):
+            kind = type(event)
+            if kind is Broken:
+                self._abort(event.error)
+                return
+            if kind is Announced:
                 if not self.announced.done():
-                    self.announced.set_result(payload)
+                    self.announced.set_result(event.protocol)
                 continue
             try:
-                message = self.decode(payload)
-            except ProtocolError as exc:
-                self._abort(exc)
-                return
-            self.message_received(message)
+                owner.callback(self, event.name, event.args)
+            except Exception:
+                logger.exception(
+                    "server callback %s%r failed", event.name, event.args[:2]
+                )
 
     def connection_lost(self, exc):
         if self._heartbeat is not None:
@@ -151,21 +158,12 @@ class ClientProtocol(asyncio.Protocol):
             self.announced.set_exception(
                 ConnectionLost(f"connection to {self.address} closed")
             )
-        with self.pending_lock:
-            self.lost = True
-            pending, self.pending = self.pending, {}
+        self.session.lose()
         if self.sock is not None and self.send_lock.acquire(blocking=False):
             try:
                 self._close_direct_socket()
             finally:
                 self.send_lock.release()
-        error = ConnectionLost(f"connection to {self.address} lost")
-        for call in pending.values():
-            for waiter in call.waiters:
-                if isinstance(waiter, Waiter):
-                    waiter.set_exception(error)
-                elif not waiter.done():
-                    waiter.set_exception(error)
         if not self.closed.done():
             self.closed.set_result(exc)
         self.owner.connection_lost(self, exc)
@@ -174,24 +172,13 @@ class ClientProtocol(asyncio.Protocol):
 
     def start_session(self, announced):
         """Answer the server's protocol announcement and switch to RPC."""
-        kind, version = announced[:1], announced[1:]
-        if kind not in (b"M", b"Z") or not version:
-            raise ProtocolError(f"server announced an unknown protocol {announced!r}")
-        if version < PROTOCOL_VERSION:
-            raise ProtocolError(
-                f"server speaks ZEO protocol {announced!r}; this client needs "
-                f"ZEO 5 (Z5 or M5) servers"
-            )
-        self.protocol_version = kind + PROTOCOL_VERSION
-        self.transport.write(frame(self.protocol_version))
-        self.encode = encoder(self.protocol_version)
-        self.decode = client_decoder(self.protocol_version)
+        self.transport.write(self.session.answer(announced))
         self._heartbeat = self.loop.call_later(HEARTBEAT_INTERVAL, self._beat)
 
     def _beat(self):
         if self.transport is None or self.transport.is_closing():
             return
-        data = frame(self.encode(-1, 0, ".reply", None))
+        data = self.session.heartbeat()
         if self.sock is not None:
             # Direct writes may block: never on the loop thread.
             future = self.loop.run_in_executor(None, self.write_direct, data)
@@ -214,9 +201,10 @@ class ClientProtocol(asyncio.Protocol):
 
     def write_direct(self, data):
         """Write one or more whole frames from any thread (blocking)."""
+        session = self.session
         with self.send_lock:
             sock = self.sock
-            if sock is None or self.lost:
+            if sock is None or session.lost:
                 self._close_direct_socket()
                 raise ConnectionLost(f"connection to {self.address} lost")
             view = memoryview(data)
@@ -226,7 +214,7 @@ class ClientProtocol(asyncio.Protocol):
                         sent = sock.send(view)
                     except BlockingIOError:
                         select.select([], [sock], [], 1.0)
-                        if self.lost:
+                        if session.lost:
                             raise ConnectionLost(f"connection to {self.address} lost")
                         continue
                     view = view[sent:]
@@ -248,95 +236,21 @@ class ClientProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    # -- messages --------------------------------------------------------------
-
-    def message_received(self, message):
-        msgid, flag, name, args = message
-        if name == ".reply":
-            with self.pending_lock:
-                call = self.pending.pop(msgid, None)
-            if call is None:
-                if msgid != 0:
-                    logger.warning(
-                        "reply to unknown call %r from %s", msgid, self.address
-                    )
-                return
-            if flag == 2:
-                self._fail(call, _wire_exception(args))
-                return
-            if call.hook is not None:
-                try:
-                    args = call.hook(args)
-                except Exception as exc:
-                    logger.exception("processing the reply to %s failed", call.name)
-                    self._fail(call, exc)
-                    return
-            for waiter in call.waiters:
-                if isinstance(waiter, Waiter):
-                    waiter.set_result(args)
-                elif not waiter.done():
-                    waiter.set_result(args)
-            return
-        if not isinstance(args, (tuple, list)):
-            logger.error("callback %s from %s with bad arguments", name, self.address)
-            return
-        if not self.operational and name == "invalidateTransaction":
-            self.queued_callbacks.append((name, args))
-            return
-        try:
-            self.owner.callback(self, name, args)
-        except Exception:
-            logger.exception("server callback %s%r failed", name, tuple(args)[:2])
-
-    def _fail(self, call, exc):
-        for waiter in call.waiters:
-            if isinstance(waiter, Waiter):
-                waiter.set_exception(exc)
-            elif not waiter.done():
-                waiter.set_exception(exc)
-
-    # -- sending (I/O thread only) ---------------------------------------------
-
-    def register_call(self, msgid, name, waiter, hook):
-        """Note an outgoing call; return False if an identical one is pending.
-
-        Raises :class:`ConnectionLost` if the connection is already gone.
-        """
-        with self.pending_lock:
-            if self.lost:
-                raise ConnectionLost(f"{name}: connection to {self.address} lost")
-            call = self.pending.get(msgid)
-            if call is not None:
-                if waiter is not None:
-                    call.waiters.append(waiter)
-                return False
-            call = self.pending[msgid] = PendingCall(name, hook)
-            if waiter is not None:
-                call.waiters.append(waiter)
-            return True
+    # -- sending from the I/O loop itself ------------------------------------
 
     def request(self, name, *args):
-        """Call *name* from the I/O loop itself; returns an asyncio future."""
-        msgid = next(self.msgids)
+        """Call *name* from the I/O loop; returns an asyncio future."""
+        session = self.session
+        msgid = next(session.msgids)
         future = self.loop.create_future()
-        self.register_call(msgid, name, future, None)
-        self.transport.write(frame(self.encode(msgid, False, name, args)))
+        session.register(msgid, name, _FutureWaiter(future), None)
+        self.transport.write(session.call(msgid, name, args))
         return future
 
     def send_oneway(self, name, *args):
-        self.transport.write(frame(self.encode(0, True, name, args)))
+        self.transport.write(self.session.one_way(name, args))
 
 
 def _ignore_result(future):
     if not future.cancelled():
         future.exception()  # a lost connection is handled by connection_lost
-
-
-def _wire_exception(args):
-    try:
-        name, payload = args
-    except (TypeError, ValueError):
-        return ProtocolError(f"malformed error reply {args!r}")
-    if isinstance(name, type) and issubclass(name, Exception):  # ZEO 4 style
-        return payload if isinstance(payload, Exception) else name(payload)
-    return exception_from_wire(name, payload)

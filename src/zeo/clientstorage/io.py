@@ -27,8 +27,8 @@ import time
 
 from ZODB.POSException import ReadOnlyError
 
+from ..eventloop import new_event_loop
 from ..exceptions import CacheError, ClientDisconnected
-from ..protocol import frame
 from .connection import ClientProtocol, ConnectionLost, Waiter
 from .verify import verify_connection
 
@@ -36,15 +36,6 @@ logger = logging.getLogger(__name__)
 
 # How long one attempt to connect, handshake and register may take.
 CONNECT_TIMEOUT = 10.0
-
-
-def new_event_loop():
-    """A uvloop loop when uvloop is installed (faster I/O), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is in our dependencies
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def normalize_addresses(address):
@@ -220,11 +211,12 @@ class ClientIO:
                         f"{name}: the connection this transaction began on was lost"
                     )
             waiter = Waiter()
-            call_id = msgid if msgid is not None else next(current.msgids)
-            data = frame(current.encode(call_id, False, name, args))
+            session = current.session
+            call_id = msgid if msgid is not None else next(session.msgids)
+            data = session.call(call_id, name, args)
             try:
                 if current.sock is not None:
-                    if current.register_call(call_id, name, waiter, hook):
+                    if session.register(call_id, name, waiter, hook):
                         current.write_direct(data)
                 else:
                     self._submit((current, call_id, name, data, waiter, hook))
@@ -244,7 +236,7 @@ class ClientIO:
             raise ClientDisconnected(
                 f"{name}: the connection this transaction began on was lost"
             )
-        data = frame(protocol.encode(0, True, name, args))
+        data = protocol.session.one_way(name, args)
         if protocol.sock is not None:
             protocol.write_direct(data)
         else:
@@ -255,10 +247,10 @@ class ClientIO:
         protocol = self.protocol
         if protocol is None:
             return
-        data = frame(protocol.encode(msgid, False, name, args))
+        data = protocol.session.call(msgid, name, args)
         try:
             if protocol.sock is not None:
-                if protocol.register_call(msgid, name, None, hook):
+                if protocol.session.register(msgid, name, None, hook):
                     protocol.write_direct(data)
             else:
                 self._submit((protocol, msgid, name, data, None, hook))
@@ -292,7 +284,7 @@ class ClientIO:
                     )
                 continue
             try:
-                if msgid is not None and not protocol.register_call(
+                if msgid is not None and not protocol.session.register(
                     msgid, name, waiter, hook
                 ):
                     continue  # an identical load is already on its way

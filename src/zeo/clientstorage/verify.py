@@ -88,8 +88,6 @@ async def verify_connection(client, protocol):
         if cache.last_tid is None or cache.last_tid < covered:
             cache.set_last_tid(covered)
         client.set_last_transaction(covered)
-    protocol.operational = True
-    queued, protocol.queued_callbacks = protocol.queued_callbacks, []
-    for name, args in queued:
+    for name, args in protocol.session.verified():
         if args and args[0] > covered:
             client.callbacks[name](*args)

@@ -2,10 +2,12 @@
 
 One event loop serves every client (as ZEO 5/6 does, PROTOCOL.md 13);
 storage calls run inline on it, only ``pack``/``undoLog``/``undoInfo`` go
-to a small thread pool.  :class:`ServerConnection` does the handshake,
-splits frames, checks and dispatches messages to its
-:class:`~.zeostorage.ZEOStorage` and writes replies; replies produced while
-one read is processed are written with a single ``write`` call.
+to a small thread pool.  :class:`ServerConnection` only moves bytes: what
+a client may say and what it means is decided by its pure
+:class:`~zeo.protocol.server.ServerSession`, whose events it acts on by
+calling its :class:`~.zeostorage.ZEOStorage` and writing what the session
+encodes; replies produced while one read is processed are written with a
+single ``write`` call.
 :class:`ServerRunner` owns the loop, the listening socket (TCP or Unix,
 optionally TLS) and the shutdown.  uvloop is used when it is installed.
 """
@@ -16,19 +18,15 @@ import itertools
 import json
 import logging
 import os
-import struct
 import threading
 
 from ZODB.POSException import POSError
 
-from ..exceptions import ProtocolError
-from ..protocol import FrameDecoder, decoder, frame, reduce_exception
-from .signatures import CHECKERS
+from ..eventloop import new_event_loop
+from ..protocol.server import Call, Close, Connected, Refused, ServerSession
 from .transaction import DELAYED
 
 logger = logging.getLogger(__name__)
-
-_pack_size = struct.Struct(">I").pack
 
 # A client that stops reading still gets every invalidation broadcast; past
 # this many unsent bytes it is disconnected instead of growing the server's
@@ -36,15 +34,6 @@ _pack_size = struct.Struct(">I").pack
 # other disconnect).  64 MiB is thousands of large invalidation messages.
 MAX_UNSENT_OUTPUT = 64 << 20
 _unix_connection_numbers = itertools.count(1)
-
-
-def new_event_loop():
-    """A uvloop loop when uvloop is importable, else asyncio's default."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is in our extras
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 class ServerConnection(asyncio.Protocol):
@@ -56,10 +45,7 @@ class ServerConnection(asyncio.Protocol):
         self.transport = None
         self.session = None
         self.label = "unconnected"
-        self._frames = FrameDecoder()
-        self._decode = decoder(server.protocol)
-        self._encode = server.encode
-        self._handle = self._handshake
+        self.wire = ServerSession(server.protocol, server.encode)
         self._methods = {}
         self._batch = None  # replies collected while processing one read
         self._closing = False
@@ -76,24 +62,57 @@ class ServerConnection(asyncio.Protocol):
         else:
             self.label = f"unix#{next(_unix_connection_numbers)}"
         self.runner.connections.add(self)
-        transport.write(frame(self.server.protocol))
+        transport.write(self.wire.greeting())
 
     def data_received(self, data):
         self._batch = batch = []
         try:
-            try:
-                payloads = self._frames.feed(data)
-            except ProtocolError as exc:
-                self.close(str(exc))
-                return
-            for payload in payloads:
+            for event in self.wire.receive(data):
                 if self._closing:
                     break
-                self._handle(payload)
+                if type(event) is Call:
+                    self._call(event)
+                else:
+                    self._act(event)
         finally:
             self._batch = None
             if batch and not self._closing:
                 self.transport.write(b"".join(batch))
+
+    def _call(self, call):
+        session = self.session
+        session.msgid = call.msgid
+        try:
+            result = self._methods[call.name](*call.args)
+        except Exception as exc:
+            outcome = self.wire.failed(call, exc)
+            if type(outcome) is Close:
+                self.close(outcome.reason)
+            else:
+                self._log_error(exc)
+                self._send(outcome)
+            return
+        if call.one_way or result is DELAYED:
+            return
+        self.send_reply(call.msgid, result)
+
+    def _act(self, event):
+        """Act on what the session said that is not a call."""
+        if type(event) is Close:
+            self.close(event.reason)
+        elif type(event) is Refused:
+            self._send(event.reply)
+        elif type(event) is Connected:
+            self.session = self.server.create_session(self)
+            self._methods = self.session.methods()
+            self.wire.allow(self._methods, registered=False)
+            logger.info("(%s) connected (%s)", self.label, event.protocol.decode())
+        else:  # StatusRequested
+            # Health probes come every few seconds: keep them out of INFO logs.
+            logger.debug("(%s) ruok status request", self.label)
+            status = json.dumps(self.server.ruok(), default=str).encode("ascii")
+            self._send(self.wire.status(status))
+            self.close(None)
 
     def connection_lost(self, exc):
         self._closing = True
@@ -126,77 +145,6 @@ class ServerConnection(asyncio.Protocol):
         if self._streams:
             self._pump()
 
-    # -- incoming messages --------------------------------------------------------
-
-    def _handshake(self, payload):
-        server = self.server
-        if payload == b"ruok":
-            # Health probes come every few seconds: keep them out of INFO logs.
-            logger.debug("(%s) ruok status request", self.label)
-            status = json.dumps(server.ruok(), default=str).encode("ascii")
-            self._send(frame(status))
-            self.close(None)
-            return
-        if payload == server.protocol:
-            self.session = server.create_session(self)
-            self._methods = self.session.methods()
-            self._handle = self._message
-            logger.info("(%s) connected (%s)", self.label, payload.decode())
-            return
-        if payload[:1] in (b"M", b"Z") and payload[1:] == b"5":
-            self.close(
-                f"client asked for protocol {payload!r} but this server speaks "
-                f"only {server.protocol!r} (see the msgpack option)"
-            )
-        else:
-            self.close(f"bad handshake {payload[:20]!r}")
-
-    def _message(self, payload):
-        try:
-            msgid, one_way, name, args = self._decode(payload)
-        except ProtocolError as exc:
-            self.close(str(exc))
-            return
-        if msgid == -1:
-            return  # heartbeat
-        method = self._methods.get(name)
-        if method is None:
-            self._refuse(msgid, one_way, name)
-            return
-        problem = CHECKERS[name](args)
-        if problem is not None:
-            self.close(f"bad arguments: {problem}")
-            return
-        session = self.session
-        session.msgid = msgid
-        try:
-            result = method(*args)
-        except Exception as exc:
-            if one_way:
-                # There is no reply to carry the error; the client would go
-                # on as if the call had worked (PROTOCOL.md 3.1).
-                self.close(f"one-way call {name} failed: {type(exc).__name__}: {exc}")
-            else:
-                self.send_error(msgid, exc)
-            return
-        if one_way or result is DELAYED:
-            return
-        self.send_reply(msgid, result)
-
-    def _refuse(self, msgid, one_way, name):
-        if name not in CHECKERS:
-            self.close(f"unknown method {str(name)[:80]!r}")
-        elif self.session.storage is None:
-            self.close(f"{name} called before register")
-        elif name == "register":
-            self.close("register called twice")
-        elif one_way:
-            self.close(f"one-way call {name} is not supported by this storage")
-        else:
-            self.send_error(
-                msgid, AttributeError(f"{name} is not supported by this storage")
-            )
-
     # -- outgoing messages ---------------------------------------------------------
 
     def _send(self, data):
@@ -205,14 +153,6 @@ class ServerConnection(asyncio.Protocol):
             batch.append(data)
         elif not self._closing:
             self.transport.write(data)
-
-    def _send_payload(self, payload):
-        batch = self._batch
-        if batch is not None:
-            batch.append(_pack_size(len(payload)))
-            batch.append(payload)
-        elif not self._closing:
-            self.transport.write(_pack_size(len(payload)) + payload)
 
     def send_frame(self, data):
         """Send an already framed message (a broadcast encoded once)."""
@@ -230,29 +170,27 @@ class ServerConnection(asyncio.Protocol):
 
     def send_reply(self, msgid, value):
         try:
-            payload = self._encode(msgid, 0, ".reply", value)
+            data = self.wire.reply(msgid, value)
         except Exception as exc:
             logger.error("(%s) cannot encode the reply %r: %s", self.label, value, exc)
             self.send_error(msgid, TypeError(f"cannot encode the result: {exc}"))
             return
-        self._send_payload(payload)
+        self._send(data)
 
     def send_error(self, msgid, exc):
+        self._log_error(exc)
+        self._send(self.wire.error(msgid, exc))
+
+    def _log_error(self, exc):
         if isinstance(exc, POSError):
             logger.debug("(%s) error reply %r", self.label, exc)
         else:
             logger.warning(
                 "(%s) error reply %s: %s", self.label, type(exc).__name__, exc
             )
-        try:
-            payload = self._encode(msgid, 2, ".reply", reduce_exception(exc))
-        except Exception:
-            name, _ = reduce_exception(exc)
-            payload = self._encode(msgid, 2, ".reply", (name, (str(exc),)))
-        self._send_payload(payload)
 
     def call_async(self, name, args):
-        self._send_payload(self._encode(0, True, name, args))
+        self._send(self.wire.callback(name, args))
 
     def stream(self, messages, msgid):
         """Send one-way ``(name, args)`` *messages* as the socket takes them,
@@ -281,7 +219,7 @@ class ServerConnection(asyncio.Protocol):
                     del self._streams[0]
                     self.send_error(msgid, exc)
                     continue
-                self._send_payload(self._encode(0, True, name, args))
+                self._send(self.wire.callback(name, args))
         finally:
             self._batch = batch
 
@@ -308,6 +246,7 @@ class ServerConnection(asyncio.Protocol):
     def registered(self):
         """The session registered: it may now call every method."""
         self._methods = self.session.methods()
+        self.wire.allow(self._methods, registered=True)
 
     def close(self, reason, discard_output=False):
         """Close this connection; *reason* (if any) is logged as one line.
