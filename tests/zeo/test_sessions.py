@@ -153,6 +153,7 @@ def test_unsupported_calls_two_way_get_an_error_one_way_close():
     session = connected_server()
     (event,) = session.receive(client_message(b"M5", 7, False, "undoLog", (0, 20)))
     assert type(event) is Refused and event.msgid == 7
+    assert isinstance(event.error, AttributeError)
     msgid, flag, name, (error, args) = client_decoder(b"M5")(event.reply[4:])
     assert (msgid, flag, name, error) == (7, 2, ".reply", "builtins.AttributeError")
     assert "undoLog is not supported" in args[0]

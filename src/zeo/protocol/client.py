@@ -226,7 +226,10 @@ class ClientSession:
 
     def call(self, msgid: Any, name: str, args: tuple) -> bytes:
         """The frame of the call *name* (register it before writing it)."""
-        return frame(self._encoder()(msgid, False, name, args))
+        encode = self.encode  # the hot path: no helper call
+        if encode is None:
+            raise ProtocolError("no call can be sent before the handshake")
+        return frame(encode(msgid, False, name, args))
 
     def one_way(self, name: str, args: tuple) -> bytes:
         """The frame of a one-way message (no reply, nothing to register)."""

@@ -60,6 +60,7 @@ class Refused(NamedTuple):
     """A two-way call the storage cannot serve: send *reply*, carry on."""
 
     msgid: int
+    error: AttributeError
     reply: bytes
 
 
@@ -180,7 +181,7 @@ class ServerSession:
         if one_way:
             return self._close(f"one-way call {name} is not supported by this storage")
         error = AttributeError(f"{name} is not supported by this storage")
-        return Refused(msgid, self.error(msgid, error))
+        return Refused(msgid, error, self.error(msgid, error))
 
     def _close(self, reason: str) -> Close:
         self.state = CLOSED

@@ -101,6 +101,7 @@ class ServerConnection(asyncio.Protocol):
         if type(event) is Close:
             self.close(event.reason)
         elif type(event) is Refused:
+            self._log_error(event.error)
             self._send(event.reply)
         elif type(event) is Connected:
             self.session = self.server.create_session(self)
