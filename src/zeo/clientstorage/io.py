@@ -205,21 +205,13 @@ class ClientIO:
             if protocol is None:
                 current = self.wait_connected(max(deadline - time.monotonic(), 0))
             else:
-                current = protocol
-                if current is not self.protocol:
-                    raise ClientDisconnected(
-                        f"{name}: the connection this transaction began on was lost"
-                    )
+                current = self._still_current(protocol, name)
             waiter = Waiter()
             session = current.session
             call_id = msgid if msgid is not None else next(session.msgids)
             data = session.call(call_id, name, args)
             try:
-                if current.sock is not None:
-                    if session.register(call_id, name, waiter, hook):
-                        current.write_direct(data)
-                else:
-                    self._submit((current, call_id, name, data, waiter, hook))
+                self._write(current, call_id, name, data, waiter, hook)
                 return waiter.wait()
             except ConnectionLost:
                 if not retry or protocol is not None:
@@ -232,15 +224,9 @@ class ClientIO:
         """Send the one-way message *name* (no reply)."""
         if protocol is None:
             protocol = self.wait_connected()
-        elif protocol is not self.protocol:
-            raise ClientDisconnected(
-                f"{name}: the connection this transaction began on was lost"
-            )
-        data = protocol.session.one_way(name, args)
-        if protocol.sock is not None:
-            protocol.write_direct(data)
         else:
-            self._submit((protocol, None, name, data, None, None))
+            self._still_current(protocol, name)
+        self._write(protocol, None, name, protocol.session.one_way(name, args))
 
     def send_call_nowait(self, name, *args, msgid, hook):
         """Send a call whose reply only feeds *hook* (prefetch)."""
@@ -249,13 +235,29 @@ class ClientIO:
             return
         data = protocol.session.call(msgid, name, args)
         try:
-            if protocol.sock is not None:
-                if protocol.session.register(msgid, name, None, hook):
-                    protocol.write_direct(data)
-            else:
-                self._submit((protocol, msgid, name, data, None, hook))
+            self._write(protocol, msgid, name, data, None, hook)
         except ConnectionLost:
             pass  # prefetching is only a hint
+
+    def _still_current(self, protocol, name):
+        """*protocol*, if a transaction begun on it may go on; else raise."""
+        if protocol is not self.protocol:
+            raise ClientDisconnected(
+                f"{name}: the connection this transaction began on was lost"
+            )
+        return protocol
+
+    def _write(self, protocol, msgid, name, data, waiter=None, hook=None):
+        """Write *data* from this thread, or hand it to the loop (see module doc).
+
+        A call (*msgid* not None) is registered first; an identical call
+        already pending is joined and nothing is written.
+        """
+        if protocol.sock is not None:
+            if msgid is None or protocol.session.register(msgid, name, waiter, hook):
+                protocol.write_direct(data)
+        else:
+            self._submit((protocol, msgid, name, data, waiter, hook))
 
     def _submit(self, item):
         with self._outbox_lock:
