@@ -17,7 +17,7 @@ PAPA_PEER := $(PEERS)/papa
 # DoJobber 0.6.3 is the reference peer of dispatch.jobs (interop tests, bench).
 DOJOBBER_PEER := $(PEERS)/dojobber
 
-.PHONY: demo test lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down
+.PHONY: demo test fuzz lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ lint: venv
 
 test: venv peers lint
 	ZEOPAPA_REQUIRE_PEERS=1 $(VENV)/bin/pytest
+
+# The fuzz targets of tests/fuzz with 10**6 inputs each instead of make test's
+# few hundred (hours; findings are kept in .hypothesis/ and replayed first).
+FUZZ_EXAMPLES ?= 1000000
+fuzz: venv
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest tests/fuzz --timeout=0 -x
 
 # The dispatch pipeline: runzeo and papa under zdaemon, dispatch supervise,
 # a recipe run with go --wait, then everything stopped (examples/demo.sh).

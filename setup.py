@@ -42,6 +42,8 @@ setup(
             "mypy",
             "zope.testing",
             "manuel",
+            # tests/fuzz: property-based fuzzing of every network and file decoder.
+            "hypothesis",
         ],
     },
     entry_points={
