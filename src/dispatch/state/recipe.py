@@ -81,7 +81,8 @@ def parse_json(text: str | bytes) -> dict[str, Any]:
     """A dict from recipe JSON text, tolerating duplicate-key comments."""
     try:
         data = json.loads(text, object_pairs_hook=_pairs_keeping_last)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        # bytes that are not UTF-8/16/32 fail before the JSON parser starts.
         raise RecipeError(f"not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"a recipe is a JSON object, not {type(data).__name__}")

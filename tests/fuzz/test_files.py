@@ -1,0 +1,260 @@
+"""Fuzzing what zeo, papa and dispatch read from files.
+
+The persistent client cache, recipes and the three daemons' configuration
+files: a damaged or hostile file gives the documented error (or, for the
+cache, is set aside), never a traceback or data that was not written.
+"""
+
+import json
+import os
+import pathlib
+import tempfile
+import zlib
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from dispatch.errors import CommandError
+from dispatch.runtime.supervisor import load_configuration
+from dispatch.state.recipe import Recipe, RecipeError
+from papa.__main__ import Error as PapaError
+from papa.__main__ import load_settings, parse_arguments
+from zeo.clientstorage.cache import ClientCache, _parse_cache_file
+from zeo.storageserver.config import load_config
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+tids = st.integers(min_value=1, max_value=2**40).map(lambda n: n.to_bytes(8, "big"))
+records = st.dictionaries(
+    st.binary(min_size=8, max_size=8),
+    st.tuples(tids, st.binary(max_size=200)),
+    max_size=12,
+)
+
+
+def _written_cache(directory, contents, last_tid):
+    """The bytes of a cache file ClientCache wrote holding *contents*."""
+    path = os.path.join(directory, "written.zec")
+    cache = ClientCache(path, size=10**7)
+    for oid, (start, data) in contents.items():
+        cache.store(oid, start, None, data)
+    cache.set_last_tid(last_tid)
+    cache.close()
+    with open(path, "rb") as file:
+        return file.read()
+
+
+@given(records, tids, st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255))))
+def test_a_damaged_cache_file_is_refused_or_read_as_written(contents, last_tid, flips):
+    with tempfile.TemporaryDirectory() as directory:
+        content = _written_cache(directory, contents, last_tid)
+        damaged = bytearray(content)
+        for position, value in flips:
+            damaged[position % len(damaged)] = value
+        try:
+            tid, read = _parse_cache_file(bytes(damaged))
+        except ValueError:
+            assert bytes(damaged) != content
+            return
+        # The checksum guards every byte: what is read is what was written.
+        assert tid == last_tid
+        assert {oid: (start, data) for oid, start, _, data in read} == contents
+
+
+@given(
+    records,
+    tids,
+    st.integers(0, 10**6),
+    st.integers(0, 255),
+    st.integers(0, 10**6),
+)
+@example({}, b"\0" * 7 + b"\1", 20, 255, 0)  # a huge record count
+def test_a_well_checksummed_but_mangled_cache_file_is_refused_or_well_formed(
+    contents, last_tid, position, value, cut
+):
+    with tempfile.TemporaryDirectory() as directory:
+        content = bytearray(_written_cache(directory, contents, last_tid))
+        body = content[:-8]
+        body[position % len(body)] = value
+        body = body[: len(body) - cut % 9]
+        # Re-seal it, as a bug in a writer would: only structure checks remain.
+        forged = bytes(body) + b"ZPCE" + zlib.crc32(body).to_bytes(4, "big")
+        try:
+            _, read = _parse_cache_file(forged)
+        except ValueError:
+            return
+        for oid, start, end, data in read:
+            assert len(oid) == 8 and len(start) == 8
+            assert end is None or end > start
+            assert len(data) <= len(forged)
+
+
+@given(st.binary(max_size=300))
+@example(b"")
+@example(b"ZPC1" + bytes(30))
+def test_opening_any_file_as_a_cache_loads_it_or_sets_it_aside_intact(content):
+    try:
+        _parse_cache_file(content)
+        readable = True
+    except ValueError:
+        readable = False
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "c.zec")
+        with open(path, "wb") as file:
+            file.write(content)
+        cache = ClientCache(path)
+        cache.close()
+        if readable:
+            assert not os.path.exists(path + ".bad")
+        else:
+            # Never lost: the bad file is kept for a look, byte for byte.
+            with open(path + ".bad", "rb") as file:
+                assert file.read() == content
+            assert len(cache) == 0
+
+
+# -- recipes ----------------------------------------------------------------
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 20),
+        st.text(max_size=10),
+        st.sampled_from(["1", "2", "start", "error", "queue", "output"]),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.one_of(
+                st.sampled_from(
+                    ["1", "2", "3", "start", "error", "queue", "output", "parameters"]
+                ),
+                st.text(max_size=5),
+            ),
+            inner,
+            max_size=5,
+        ),
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.one_of(json_values, st.text(max_size=200), st.binary(max_size=100)))
+@example('{"1": {"queue": "q", "output": [1]}, "start": [[1, []]]}')
+@example('{"start": [[1, []]], "1": {"queue": "q", "output": 1}}')
+@example(b"\x80")  # found here: was a UnicodeDecodeError
+def test_any_recipe_is_accepted_or_refused_with_a_recipe_error(source):
+    if not isinstance(source, (str, bytes, dict)):
+        source = json.dumps(source)  # what a recipe file holding it gives
+    try:
+        recipe = Recipe(source)
+        recipe.validate()
+    except RecipeError as error:
+        assert str(error).startswith("Invalid recipe:")
+        return
+    # A valid recipe survives its own JSON unchanged.
+    assert Recipe(recipe.to_json()) == recipe
+
+
+# -- configuration files ----------------------------------------------------
+
+ZEO_KEYS = [
+    "address",
+    "msgpack",
+    "read-only",
+    "invalidation-queue-size",
+    "invalidation-age",
+    "transaction-timeout",
+    "client-conflict-resolution",
+    "pid-filename",
+    "path",
+    "blob-dir",
+    "level",
+    "instances",
+    "port",
+    "state-dir",
+    "zeo",
+    "papa",
+    "restart-backoff",
+]
+config_values = st.one_of(
+    st.sampled_from(
+        ["", "-1", "0", "1e400", "true", "maybe", ":", "[::1]:x", "x" * 300]
+    ),
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30),
+)
+edits = st.lists(
+    st.one_of(
+        st.tuples(st.just("delete"), st.integers(0, 100)),
+        st.tuples(st.just("duplicate"), st.integers(0, 100)),
+        st.tuples(
+            st.just("set"),
+            st.integers(0, 100),
+            st.sampled_from(ZEO_KEYS),
+            config_values,
+        ),
+        st.tuples(st.just("raw"), st.integers(0, 100), config_values),
+    ),
+    max_size=4,
+)
+
+
+def _edited(text, changes):
+    lines = text.splitlines()
+    for change in changes:
+        where = change[1] % (len(lines) + 1)
+        if change[0] == "delete" and lines:
+            del lines[where % len(lines)]
+        elif change[0] == "duplicate" and lines:
+            lines.insert(where, lines[where % len(lines)])
+        elif change[0] == "set":
+            lines.insert(where, f"  {change[2]} {change[3]}")
+        elif change[0] == "raw":
+            lines.insert(where, change[2])
+    return "\n".join(lines) + "\n"
+
+
+def _written(directory, name, text):
+    path = os.path.join(directory, name)
+    with open(path, "w", encoding="utf-8", errors="surrogateescape") as file:
+        file.write(text)
+    return path
+
+
+@given(edits)
+def test_a_broken_zeo_conf_is_a_configuration_error(changes):
+    import ZConfig
+
+    text = _edited((ROOT / "conf" / "zeo.conf").read_text(), changes)
+    try:
+        config = load_config(text=text)
+    except ZConfig.ConfigurationError:
+        return
+    assert config.zeo is not None and config.storages
+
+
+@given(edits)
+def test_a_broken_papa_conf_is_reported_as_papa_reports_errors(changes):
+    text = _edited((ROOT / "conf" / "papa.conf").read_text(), changes)
+    with tempfile.TemporaryDirectory() as directory:
+        path = _written(directory, "papa.conf", text)
+        try:
+            settings = load_settings(parse_arguments(["-C", path]))
+        except PapaError as error:
+            assert path in str(error) or "Unix socket" in str(error)
+            return
+    assert isinstance(settings["port"], int)
+
+
+@given(edits)
+def test_a_broken_dispatch_conf_is_a_usage_error(changes):
+    text = _edited((ROOT / "conf" / "dispatch.conf").read_text(), changes)
+    with tempfile.TemporaryDirectory() as directory:
+        path = _written(directory, "dispatch.conf", text)
+        try:
+            config = load_configuration(path)
+        except CommandError as error:
+            assert error.status == 2 and path in str(error)
+            return
+    assert all(section.instances >= 0 for section in config.services)
