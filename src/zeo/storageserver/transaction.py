@@ -20,6 +20,7 @@ from ZODB.POSException import (
     StorageTransactionError,
     TransactionError,
 )
+from ZODB.utils import maxtid
 
 from .commitlog import CommitLog
 
@@ -78,6 +79,14 @@ class CommitMixin:
                 return
             raise StorageTransactionError(
                 "a second tpc_begin while a transaction is in progress"
+            )
+        if tid is not None and tid >= maxtid:
+            # ZODB's storages take a requested tid as their clock even when
+            # the transaction is then aborted: every later commit of every
+            # client would get a tid past maxtid, which loads up to maxtid
+            # never see.  No real database has such tids (found by fuzzing).
+            raise StorageTransactionError(
+                f"tpc_begin: the requested tid {tid.hex()} is not below ZODB's maxtid"
             )
         metadata = TransactionMetaData(_text(user), _text(description), extension)
         metadata.id = txn
