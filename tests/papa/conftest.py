@@ -7,7 +7,6 @@ process it reported is killed and checked gone, so no test leaks children.
 from __future__ import annotations
 
 import functools
-import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,8 @@ from tests.support import (
     can_connect,
     kill_all,
     pid_alive,
+    wait_until,
 )
-from tests.support import wait_until as _wait_until
 
 __all__ = [
     "PYTHON",
@@ -40,20 +39,24 @@ __all__ = [
 DEADLINE_SECONDS = KERNEL_TIMEOUT
 
 #: ``wait_for(condition, timeout=DEADLINE_SECONDS, message=...)``.
-wait_for = functools.partial(_wait_until, timeout=DEADLINE_SECONDS)
+wait_for = functools.partial(wait_until, timeout=DEADLINE_SECONDS)
 
 
 def read_all(watcher, limit=DEADLINE_SECONDS):
     """Read batches until the watch ends; return out bytes, err bytes, exit codes."""
-    out, err, closed = b"", b"", {}
-    deadline = time.monotonic() + limit
-    while watcher:
-        assert time.monotonic() < deadline, "watch did not end"
-        batch = watcher.read()
-        out += b"".join(item.data for item in batch[0])
-        err += b"".join(item.data for item in batch[1])
-        closed.update((item.name, item.data) for item in batch[2])
-    return out, err, closed
+    out, err, closed = [], [], {}
+
+    def ended():
+        # Each read blocks until the kernel sends something: no pause needed.
+        if watcher:
+            batch = watcher.read()
+            out.extend(item.data for item in batch[0])
+            err.extend(item.data for item in batch[1])
+            closed.update((item.name, item.data) for item in batch[2])
+        return not watcher
+
+    wait_until(ended, limit, interval=0, maximum_interval=0, message="the watch to end")
+    return b"".join(out), b"".join(err), closed
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ Unix sockets, and what it takes to leave no child of theirs behind."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -29,6 +30,10 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] != b"Z"
+
+
+def gone(pid: int) -> bool:
+    return not pid_alive(pid)
 
 
 def kill_all(pids: Sequence[int]) -> None:
@@ -190,9 +195,7 @@ class KernelProcess:
                 self.process.wait()
         for pid in pids:
             wait_until(
-                lambda pid=pid: not pid_alive(pid),
-                self.timeout,
-                message=f"child {pid} gone",
+                functools.partial(gone, pid), self.timeout, message=f"child {pid} gone"
             )
 
     def kill(self) -> None:
