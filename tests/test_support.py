@@ -133,3 +133,15 @@ def test_runzeo_that_cannot_start_fails_with_its_output(tmp_path):
     assert "nonsense" in str(failure.value)
     assert "<nothing>" not in str(failure.value)  # runzeo's own words
     assert not server.is_alive()
+
+
+def test_real_zeo_runzeo_starts_from_the_same_config(zeo_peer, tmp_path):
+    port = free_port()
+    config = mapping_storage_config(port).replace("</zeo>", "  msgpack false\n</zeo>")
+    server = RunzeoProcess(tmp_path, config, ("127.0.0.1", port), peer=zeo_peer)
+    try:
+        server.start()
+        assert read_greeting(server.address) == b"Z5"
+    finally:
+        assert server.stop() is not None
+    assert not server.is_alive()
