@@ -4,9 +4,9 @@ Shared by ``papa_bench.py`` (ours and real papa side by side) and
 ``slurm_bench.py``; the port comes from :func:`_servers.free_port`.
 """
 
-import socket
 import subprocess
-import time
+
+from _servers import can_connect, wait_until
 
 # A kernel on a loaded 2-core machine imports in well under this.
 KERNEL_START_DEADLINE = 30.0
@@ -25,14 +25,16 @@ def start_listening_kernel(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + KERNEL_START_DEADLINE
-    while time.monotonic() < deadline:
+
+    def listening() -> bool:
         if kernel.poll() is not None:
-            break
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return kernel
-        time.sleep(0.02)
-    kernel.kill()
-    kernel.wait()
-    raise SystemExit(f"{what} did not start")
+            raise RuntimeError(f"exited with {kernel.returncode}")
+        return can_connect(port)
+
+    try:
+        wait_until(listening, KERNEL_START_DEADLINE, f"{what} listening")
+    except (RuntimeError, TimeoutError) as error:
+        kernel.kill()
+        kernel.wait()
+        raise SystemExit(f"{what} did not start: {error}") from None
+    return kernel

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,11 +33,33 @@ IMPLEMENTATIONS = (OURS, REAL)
 SERVER_START_DEADLINE = 60.0
 
 
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
+    """Call *condition* until it returns something true, and return that.
+
+    Raises ``TimeoutError`` naming *what* after *timeout* seconds; an
+    exception from *condition* (a process that exited) ends the wait at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         return listener.getsockname()[1]
+
+
+def can_connect(port: int) -> bool:
+    """True when something accepts connections on 127.0.0.1:*port*."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def implementation_environment(code: str, *extra_paths: Path) -> dict:
@@ -171,30 +194,51 @@ def start_server(column: str, code: str, directory: Path, encoding: str) -> Serv
         stderr=subprocess.STDOUT,
     )
     server = Server(column, code, address, directory, process, log_path, log_file)
-    deadline = time.monotonic() + SERVER_START_DEADLINE
-    expected = b"M5" if encoding == "msgpack" else b"Z5"
-    while True:
+    what = f"{column} server ({code})"
+
+    def greeting() -> bytes | None:
         if process.poll() is not None:
-            server.stop()
-            raise RuntimeError(
-                f"{column} server ({code}) exited with {process.returncode}:\n"
-                + server.log_tail()
-            )
+            raise RuntimeError(f"{what} exited with {process.returncode}")
         try:
-            greeting = read_greeting(address)
+            return read_greeting(address)
         except OSError:
-            greeting = None
-        if greeting is not None:
-            if greeting != expected:
-                server.stop()
-                raise RuntimeError(
-                    f"{column} server ({code}) greeted {greeting!r}, expected {expected!r}"
-                )
-            return server
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(
-                f"{column} server ({code}) did not greet within "
-                f"{SERVER_START_DEADLINE:.0f} s:\n" + server.log_tail()
-            )
-        time.sleep(0.05)
+            return None
+
+    try:
+        greeted = wait_until(greeting, SERVER_START_DEADLINE, f"{what} greeting")
+    except (RuntimeError, TimeoutError) as error:
+        server.stop()
+        raise RuntimeError(f"{error}:\n{server.log_tail()}") from None
+    expected = b"M5" if encoding == "msgpack" else b"Z5"
+    if greeted != expected:
+        server.stop()
+        raise RuntimeError(f"{what} greeted {greeted!r}, expected {expected!r}")
+    return server
+
+
+def start_our_runzeo(directory: Path, **popen_options) -> tuple[subprocess.Popen, str]:
+    """Our runzeo on ``Data.fs`` in *directory* and a port it picks itself;
+    return the process and its address (``host:port``) once it listens.
+
+    Exits (``SystemExit``) when runzeo does not start.
+    """
+    address_file = directory / "address"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zeo.runzeo", "-a", "127.0.0.1:0"]
+        + ["-f", str(directory / "Data.fs"), "--address-file", str(address_file)],
+        env=implementation_environment(OURS, ROOT / "src"),
+        **popen_options,
+    )
+
+    def listening() -> bool:  # runzeo announces no event but this file
+        if process.poll() is not None:
+            raise RuntimeError(f"runzeo exited with {process.returncode}")
+        return address_file.exists()
+
+    try:
+        wait_until(listening, SERVER_START_DEADLINE, "runzeo listening")
+    except (RuntimeError, TimeoutError) as error:
+        process.kill()
+        process.wait()
+        raise SystemExit(f"runzeo did not start: {error}") from None
+    return process, address_file.read_text().strip()

@@ -35,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from _servers import start_our_runzeo  # noqa: E402
+
 import zeo  # noqa: E402
 from dispatch.runtime.consumer import Consumer  # noqa: E402
 from dispatch.state import broker, model  # noqa: E402
@@ -264,19 +266,8 @@ def main():
         consume_until_told((host, int(port)), int(options.consume[1]))
         return
     with tempfile.TemporaryDirectory() as directory:
-        address_file = Path(directory) / "address"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "zeo.runzeo", "-a", "127.0.0.1:0"]
-            + ["-f", str(Path(directory) / "Data.fs")]
-            + ["--address-file", str(address_file)],
-            env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
-        )
+        server, text = start_our_runzeo(Path(directory))
         try:
-            while not address_file.exists():  # runzeo announces no event
-                if server.poll() is not None:
-                    sys.exit("runzeo did not start")
-                time.sleep(0.05)
-            text = address_file.read_text().strip()
             host, port = text.rsplit(":", 1)
             address = (host, int(port))
             print(f"runzeo at {text}", file=sys.stderr)

@@ -28,13 +28,14 @@ faster.  Progress goes to stderr.  Run: ``.venv/bin/python bench/jobs_bench.py``
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _servers import start_our_runzeo
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER = ROOT / ".peers" / "dojobber"
@@ -112,30 +113,6 @@ def worker(engine, workload, jobs, address, run_name):
 # -- the driver ----------------------------------------------------------------------
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_runzeo(directory):
-    port = free_port()
-    address_file = directory / "address"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "zeo.runzeo", "-a", f"127.0.0.1:{port}"]
-        + ["-f", str(directory / "Data.fs"), "--address-file", str(address_file)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while not address_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise SystemExit("runzeo did not start")
-        time.sleep(0.05)
-    return process, f"127.0.0.1:{port}"
-
-
 def measure(engine, workload, jobs, address, run_name):
     environment = dict(os.environ)
     if engine == "dojobber":
@@ -173,7 +150,9 @@ def main(argv=None):
         raise SystemExit(f"DoJobber peer missing in {PEER}: run `make peers` first")
     workloads = ("pass", "run") if options.workload == "both" else (options.workload,)
     with tempfile.TemporaryDirectory(prefix="jobs-bench-") as directory:
-        server, address = start_runzeo(Path(directory))
+        server, address = start_our_runzeo(
+            Path(directory), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             for workload in workloads:
                 times = {engine: [] for engine in ENGINES}

@@ -1,14 +1,17 @@
 """Fixtures for the dispatch tests: zeo servers (in a thread or as a runzeo
 process), and a runner for the DoJobber comparison driver."""
 
+import functools
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from dispatch.state.database import dispatch_state
 from tests.conftest import PYTHON, free_port, peer_env, require_peer
+from tests.support import RunzeoProcess as _RunzeoProcess
+from tests.support import wait_until as _wait_until
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "compare_driver.py"
@@ -16,18 +19,20 @@ DRIVER = HERE / "compare_driver.py"
 START_TIMEOUT = 60
 RUN_TIMEOUT = 120
 
+#: ``wait_until(condition, timeout=START_TIMEOUT, message=...)``, for things
+#: no event announces, like another process's port.
+wait_until = functools.partial(_wait_until, timeout=START_TIMEOUT)
 
-def wait_until(condition, timeout=START_TIMEOUT, interval=0.02, message="condition"):
-    """Poll *condition* (for things no event announces, like another
-    process's port); fail after *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+
+def wait_for_state(database, condition, timeout=START_TIMEOUT, what="a state"):
+    """Wait until ``condition(dispatch)`` is true, each time on a fresh
+    transaction of *database*; returns its value."""
+
+    def check():
+        with dispatch_state(database) as state:
+            return condition(state)
+
+    return wait_until(check, timeout=timeout, message=what)
 
 
 def run_driver(engine, graph, options=None):
@@ -69,45 +74,23 @@ def zeo_database(tmp_path):
         stop()
 
 
-class RunzeoProcess:
-    """A real ``python -m zeo.runzeo`` process serving a FileStorage."""
+class RunzeoProcess(_RunzeoProcess):
+    """A real ``python -m zeo.runzeo`` process serving a FileStorage in
+    *directory*; started at once."""
 
     def __init__(self, directory):
-        self.port = free_port()
-        self.address = ("127.0.0.1", self.port)
-        self.data_path = directory / "Data.fs"
-        address_file = directory / "address"
-        self.output_path = directory / "runzeo.out"
-        with open(self.output_path, "wb") as output:
-            self.process = subprocess.Popen(
-                [PYTHON, "-m", "zeo.runzeo", "-a", f"127.0.0.1:{self.port}"]
-                + ["-f", str(self.data_path), "--address-file", str(address_file)],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-
-        def listening():
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"runzeo exited with {self.process.returncode}: "
-                    + self.output_path.read_text(errors="replace")
-                )
-            return address_file.exists()
-
-        wait_until(listening, message="runzeo to listen")
-
-    @property
-    def address_text(self):
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(START_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        port = free_port()
+        data_path = directory / "Data.fs"
+        super().__init__(
+            directory,
+            f"<zeo>\n  address 127.0.0.1:{port}\n</zeo>\n"
+            f"<filestorage 1>\n  path {data_path}\n</filestorage>\n",
+            ("127.0.0.1", port),
+            data_path=data_path,
+            start_timeout=START_TIMEOUT,
+            stop_timeout=START_TIMEOUT,
+        )
+        self.start()
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from dispatch.runtime.supervisor import release_claims
 from dispatch.state import broker, model, programs
 from dispatch.state.database import dispatch_state
 from tests.conftest import PYTHON
-from tests.dispatch.conftest import wait_until
+from tests.dispatch.conftest import wait_for_state, wait_until
 from tests.dispatch.test_broker import start
 from tests.dispatch.test_commandrunner import papa_kernel  # noqa: F401
 from tests.dispatch.test_run_cli import TIMEOUT, dispatch, environment
@@ -87,31 +87,6 @@ def database(runzeo):
         yield database
     finally:
         database.close()
-
-
-def wait_for_state(database, condition, timeout=TIMEOUT, what="a state"):
-    """Wait until ``condition(dispatch)`` is true, re-checking at each commit
-    (zeo ``watch``); returns its value."""
-    changed = threading.Event()
-    handle = database.storage.watch(lambda tid, oids: changed.set())
-    try:
-        deadline = threading.Event()
-        timer = threading.Timer(timeout, deadline.set)
-        timer.start()
-        try:
-            while True:
-                changed.clear()
-                with dispatch_state(database) as state:
-                    value = condition(state)
-                if value:
-                    return value
-                if deadline.is_set():
-                    pytest.fail(f"timed out after {timeout}s waiting for {what}")
-                changed.wait(1.0)
-        finally:
-            timer.cancel()
-    finally:
-        handle.close()
 
 
 def the_message(state, run_id):

@@ -1,42 +1,26 @@
 """``command`` steps run through a real papa kernel process: exit code,
 output tail, routing on success, retry and dead letter on failure."""
 
-import socket
-import subprocess
-
 import pytest
 
 from dispatch.runtime.commandrunner import CommandRunner, output_tail
 from dispatch.runtime.service import make_consumer
 from dispatch.state import broker, model
-from tests.conftest import PYTHON, free_port
-from tests.dispatch.conftest import wait_until
+from tests.conftest import PYTHON
+from tests.dispatch.conftest import START_TIMEOUT
 from tests.dispatch.test_broker import read, start
+from tests.support import KernelProcess
 
 
 @pytest.fixture
 def papa_kernel(tmp_path, monkeypatch):
     """A papa kernel process on a free port, named by $DISPATCH_PAPA."""
-    port = free_port()
-    log = open(tmp_path / "papa.log", "wb")
-    process = subprocess.Popen(
-        [PYTHON, "-m", "papa", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-
-    def listening():
-        if process.poll() is not None:
-            pytest.fail(f"papa exited: {(tmp_path / 'papa.log').read_text()}")
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_until(listening, message="papa to listen")
-    monkeypatch.setenv("DISPATCH_PAPA", str(port))
+    kernel = KernelProcess(tmp_path, debug=False, timeout=START_TIMEOUT).start()
+    monkeypatch.setenv("DISPATCH_PAPA", str(kernel.port_or_path))
     try:
-        yield port
+        yield kernel.port_or_path
     finally:
-        process.terminate()
-        process.wait(60)
-        log.close()
+        kernel.stop()
 
 
 RECIPE = {

@@ -25,7 +25,7 @@ from dispatch.state import admin, broker, model, programs
 from dispatch.state.database import dispatch_state
 from papa.process import check_name
 from tests.conftest import PYTHON
-from tests.dispatch.conftest import wait_until
+from tests.dispatch.conftest import wait_for_state, wait_until
 from tests.dispatch.test_adopt import (  # noqa: F401
     PROGRAM,
     alive,
@@ -48,12 +48,7 @@ def step_programs(port):
 
 def wait_for(database, condition, what):
     """Poll ``condition(dispatch)`` on fresh transactions until true."""
-
-    def check():
-        with dispatch_state(database) as state:
-            return condition(state)
-
-    return wait_until(check, timeout=TIMEOUT, message=what)
+    return wait_for_state(database, condition, TIMEOUT, what)
 
 
 class Follower:

@@ -4,28 +4,14 @@ import select
 import socket
 import sys
 import textwrap
-import time
 
 import pytest
 
 import papa
 
-from .conftest import DEADLINE_SECONDS, pid_alive, wait_for
+from .conftest import DEADLINE_SECONDS, pid_alive, read_all, wait_for
 
 PYTHON = sys.executable
-
-
-def read_all(watcher, limit=DEADLINE_SECONDS):
-    """Read batches until the watch ends; return out bytes, err bytes, exit codes."""
-    out, err, closed = b"", b"", {}
-    deadline = time.monotonic() + limit
-    while watcher:
-        assert time.monotonic() < deadline, "watch did not end"
-        batch = watcher.read()
-        out += b"".join(item.data for item in batch[0])
-        err += b"".join(item.data for item in batch[1])
-        closed.update((item.name, item.data) for item in batch[2])
-    return out, err, closed
 
 
 def test_public_names_and_star_import():

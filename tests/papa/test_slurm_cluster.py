@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 import papa
 from tests.papa.conftest import KernelProcess, wait_for
+from tests.papa.conftest import read_all as read_all_within
 
 pytestmark = pytest.mark.slurm
 
@@ -96,15 +96,7 @@ def client(slurm_kernels):
 
 
 def read_all(watcher, limit=JOB_DEADLINE):
-    out, err, closed = b"", b"", {}
-    deadline = time.monotonic() + limit
-    while watcher:
-        assert time.monotonic() < deadline, "watch did not end"
-        batch = watcher.read()
-        out += b"".join(item.data for item in batch[0])
-        err += b"".join(item.data for item in batch[1])
-        closed.update((item.name, item.data) for item in batch[2])
-    return out, err, closed
+    return read_all_within(watcher, limit)
 
 
 def job_state(client, name) -> str:

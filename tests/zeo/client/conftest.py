@@ -8,57 +8,71 @@ configuration.  ``ZEOPAPA_CLIENT_SERVERS=zeo`` (comma-separated) narrows
 the list.
 """
 
+import functools
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, peer_env, require_peer
+from tests.conftest import free_port, require_peer
+from tests.support import RunzeoProcess
+from tests.support import wait_until as _wait_until
 
 SERVER_IMPLEMENTATIONS = os.environ.get("ZEOPAPA_CLIENT_SERVERS", "zeo,zeopapa").split(
     ","
 )
 
+#: ``wait_until(condition, timeout=30.0, message=...)``.
+wait_until = functools.partial(_wait_until, timeout=30.0)
 
-def wait_until(condition, timeout=30.0, message="condition"):
-    """Poll *condition* until it is true; fail after *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+#: Generous: a cold interpreter importing ZODB on a loaded 2-core machine.
+START_TIMEOUT = 60.0
+#: A server that ignores SIGTERM that long is killed: the tests that stop
+#: one want it gone, not cleanly closed.
+STOP_TIMEOUT = 5.0
 
 
-class Server:
+class Server(RunzeoProcess):
     """One server process; ``start()`` again after ``stop()`` reuses the port."""
 
     def __init__(self, impl, directory, port=None, **options):
         self.impl = impl
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
-        self.addr = ("127.0.0.1", self.port)
+        directory = Path(directory)
+        self.port_number = port or free_port()
         self.unix_socket = options.get("unix_socket")
-        if self.unix_socket:
-            self.addr = str(self.unix_socket)
+        address = (
+            str(self.unix_socket)
+            if self.unix_socket
+            else ("127.0.0.1", self.port_number)
+        )
         self.options = options
-        self.data_fs = Path(options.get("data_fs") or self.directory / "Data.fs")
-        self.blob_dir = self.directory / "blobs" if options.get("blobs") else None
-        self.log = self.directory / "server.log"
-        self.process = None
+        self.data_fs = Path(options.get("data_fs") or directory / "Data.fs")
+        self.blob_dir = directory / "blobs" if options.get("blobs") else None
+        self.log = directory / "server.log"
+        super().__init__(
+            directory,
+            self.config(),
+            address,
+            peer=require_peer("zeo") if impl == "zeo" else None,
+            log_path=self.log,
+            data_path=self.data_fs,
+            output_name="server.stderr",
+            start_timeout=START_TIMEOUT,
+            stop_timeout=STOP_TIMEOUT,
+        )
+        directory.mkdir(parents=True, exist_ok=True)
 
-    def write_config(self):
+    @property
+    def port(self):
+        return self.port_number
+
+    @property
+    def addr(self):
+        return self.address
+
+    def config(self):
         options = self.options
-        zeo_lines = [f"address {self.unix_socket or f'127.0.0.1:{self.port}'}"]
+        zeo_lines = [f"address {self.unix_socket or f'127.0.0.1:{self.port_number}'}"]
         zeo_lines.append(f"msgpack {'true' if options.get('msgpack') else 'false'}")
         if options.get("transaction_timeout"):
             zeo_lines.append(f"transaction-timeout {options['transaction_timeout']}")
@@ -79,7 +93,7 @@ class Server:
         blob = f"  blob-dir {self.blob_dir}\n" if self.blob_dir else ""
         for line in options.get("storage_lines", ()):
             blob += f"  {line}\n"
-        text = (
+        return (
             "<zeo>\n  "
             + "\n  ".join(zeo_lines)
             + "\n</zeo>\n"
@@ -87,65 +101,10 @@ class Server:
             + f"<eventlog>\n  level INFO\n  <logfile>\n    path {self.log}\n"
             + "  </logfile>\n</eventlog>\n"
         )
-        conf = self.directory / "zeo.conf"
-        conf.write_text(text)
-        return conf
 
-    def command(self, conf):
-        if self.impl == "zeo":
-            peer = require_peer("zeo")
-            return [sys.executable, str(peer / "bin" / "runzeo"), "-C", str(conf)], (
-                peer_env(peer)
-            )
-        env = dict(os.environ)
-        env.pop("ZEO_MSGPACK", None)
-        return [sys.executable, "-m", "zeo.runzeo", "-C", str(conf)], env
-
-    def start(self, timeout=60.0):
-        conf = self.write_config()
-        command, env = self.command(conf)
-        self.process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.directory / "server.stderr", "ab"),
-        )
-        wait_until(self._accepting, timeout, f"{self.impl} server on port {self.port}")
-        return self
-
-    def _accepting(self):
-        if self.process.poll() is not None:
-            raise AssertionError(
-                f"server exited with {self.process.returncode}: "
-                + (self.directory / "server.stderr").read_text()[-2000:]
-            )
-        try:
-            if self.unix_socket:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.settimeout(1)
-                    s.connect(self.addr)
-                    return True
-            with socket.create_connection(self.addr, timeout=1):
-                return True
-        except OSError:
-            return False
-
-    def stop(self):
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(15)
-
-    def kill(self):
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(15)
+    def start(self, timeout=START_TIMEOUT):
+        self.start_timeout = timeout
+        return super().start()
 
 
 @pytest.fixture(params=SERVER_IMPLEMENTATIONS)

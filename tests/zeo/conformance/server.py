@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import struct
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import PEERS, free_port, peer_env
+from tests.conftest import PEERS, free_port
+from tests.support import RunzeoProcess, read_greeting
 
 #: Which implementation runs on each side, by ``--impl`` value: "ours" and
 #: "real" (ZEO 6.2) put the same one on both sides; "real-client" runs real
@@ -89,7 +84,7 @@ class StorageSpec:
         return "\n".join(lines) + "\n"
 
 
-class ServerProcess:
+class ServerProcess(RunzeoProcess):
     """``runzeo`` in a subprocess on a free loopback port.
 
     ``options`` are ``<zeo>`` keys with ``_`` for ``-`` (``msgpack``,
@@ -98,20 +93,22 @@ class ServerProcess:
     """
 
     def __init__(self, directory: Path, storages: list[StorageSpec], **options):
-        self.directory = Path(directory)
         self.storages = storages
         self.options = {"msgpack": True, **options}
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-        self.config_path = self.directory / f"zeo-{self.port}.conf"
-        self.log_path = self.directory / f"zeo-{self.port}.log"
+        port = free_port()
+        super().__init__(
+            directory,
+            self._config(port),
+            ("127.0.0.1", port),
+            peer=PEERS / "zeo" if server_implementation() == "real" else None,
+            config_name=f"zeo-{port}.conf",
+            output_name=f"zeo-{port}.log",
+            start_timeout=START_DEADLINE_SECONDS,
+            stop_timeout=STOP_DEADLINE_SECONDS,
+        )
 
-    @property
-    def address(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.port)
-
-    def config(self) -> str:
-        lines = ["<zeo>", f"  address 127.0.0.1:{self.port}"]
+    def _config(self, port: int) -> str:
+        lines = ["<zeo>", f"  address 127.0.0.1:{port}"]
         for key, value in self.options.items():
             if isinstance(value, bool):
                 value = "true" if value else "false"
@@ -119,101 +116,20 @@ class ServerProcess:
         lines.append("</zeo>")
         return "\n".join(lines) + "\n" + "".join(s.config() for s in self.storages)
 
-    def command(self) -> tuple[list[str], dict]:
-        if server_implementation() == "real":
-            module, env = "ZEO.runzeo", peer_env(PEERS / "zeo")
-        else:
-            module, env = "zeo.runzeo", dict(os.environ)
-            env.pop("ZEO_MSGPACK", None)
-            # With a real client in the test process, PYTHONPATH names the
-            # peer; our server must import our dependencies, not its copies.
-            env.pop("PYTHONPATH", None)
-        return [sys.executable, "-m", module, "-C", str(self.config_path)], env
+    def config(self) -> str:
+        return self.config_text
 
     def start(self) -> ServerProcess:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(self.config())
-        command, env = self.command()
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.directory,
-                env=env,
-            )
-        self._wait_until_serving()
-        return self
-
-    def _wait_until_serving(self) -> None:
-        """Poll until the server sends its greeting; fail early if it dies."""
+        """Start, and check the server greets in the encoding asked for."""
+        super().start()
         expected = GREETINGS[bool(self.options["msgpack"])]
-        deadline = time.monotonic() + START_DEADLINE_SECONDS
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {self.process.returncode} while "
-                    f"starting; config:\n{self.config()}\nlog:\n{self.log_tail()}"
-                )
-            try:
-                greeting = read_greeting(self.address)
-            except OSError as error:
-                last_error = error
-                time.sleep(0.05)
-                continue
-            if greeting != expected:
-                raise RuntimeError(
-                    f"server greeted with {greeting!r}, expected {expected!r}"
-                )
-            return
-        self.stop()
-        raise RuntimeError(
-            f"server did not serve on {self.address} within "
-            f"{START_DEADLINE_SECONDS}s ({last_error}); log:\n{self.log_tail()}"
-        )
-
-    def is_alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after a deadline; return the exit code."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_DEADLINE_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_DEADLINE_SECONDS)
-        return self.process.returncode
-
-    def log_tail(self, characters: int = 6000) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "<no log>"
-        return text[-characters:]
-
-
-def read_greeting(address: tuple[str, int], timeout: float = 5.0) -> bytes:
-    """Connect and return the payload of the first frame the server sends."""
-    with socket.create_connection(address, timeout=timeout) as connection:
-        header = _receive_exactly(connection, 4)
-        (size,) = struct.unpack(">I", header)
-        return _receive_exactly(connection, size)
-
-
-def _receive_exactly(connection: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = connection.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        data += chunk
-    return data
+        greeting = read_greeting(self.address)
+        if greeting != expected:
+            self.stop()
+            raise RuntimeError(
+                f"server greeted with {greeting!r}, expected {expected!r}"
+            )
+        return self
 
 
 def make_client(address, storage: str, **options):

@@ -1,74 +1,29 @@
 """Fixtures for the server tests: our runzeo as a real process, real ZEO
 clients in subprocesses, and a raw-socket client for protocol-level tests."""
 
+import functools
 import json
-import signal
 import socket
 import struct
 import subprocess
 import textwrap
-import time
 
 import pytest
 
 from tests.conftest import PYTHON, free_port, peer_env
+from tests.support import RunzeoProcess
+from tests.support import wait_until as _wait_until
 from zeo.protocol import FrameDecoder, decoder, encoder, frame
 
 # Generous: a cold interpreter importing ZODB on a loaded 2-core machine.
 START_TIMEOUT = 60
 CALL_TIMEOUT = 30
 
+#: ``wait_until(condition, timeout=START_TIMEOUT, message=...)``.
+wait_until = functools.partial(_wait_until, timeout=START_TIMEOUT)
 
-def wait_until(condition, timeout=START_TIMEOUT, interval=0.02, message="condition"):
-    """Poll *condition* until it returns something true; fail after *timeout*."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-
-
-class RunningServer:
-    """One runzeo process started by the ``start_server`` fixture."""
-
-    def __init__(self, process, address, directory, log_path, data_path):
-        self.process = process
-        self.address = address
-        self.directory = directory
-        self.log_path = log_path
-        self.data_path = data_path
-
-    @property
-    def port(self):
-        return self.address[1]
-
-    def log_text(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait_for_log(self, text, timeout=START_TIMEOUT):
-        return wait_until(
-            lambda: text in self.log_text(), timeout, message=f"log line {text!r}"
-        )
-
-    def stop(self, sig=signal.SIGTERM):
-        """Stop the process; return its exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(START_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def kill(self):
-        return self.stop(signal.SIGKILL)
+#: One runzeo process started by the ``start_server`` fixture.
+RunningServer = RunzeoProcess
 
 
 def server_config(
@@ -137,8 +92,8 @@ def start_server(tmp_path):
         options = {} if msgpack is None else {"msgpack": str(msgpack).lower()}
         options.update(zeo_options or {})
         port = port or free_port()
-        config_path = directory / "zeo.conf"
-        config_path.write_text(
+        server = RunningServer(
+            directory,
             server_config(
                 f"127.0.0.1:{port}",
                 data_path,
@@ -146,33 +101,17 @@ def start_server(tmp_path):
                 log_path,
                 options,
                 ssl_section=ssl_section,
-            )
-        )
-        address_file = directory / "address"
-        output = open(directory / "output.txt", "wb")
-        process = subprocess.Popen(
-            [PYTHON, "-m", "zeo.runzeo", "-C", str(config_path)]
-            + ["--address-file", str(address_file), *extra_args],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        output.close()
-        server = RunningServer(
-            process, ("127.0.0.1", port), directory, log_path, data_path
+            ),
+            ("127.0.0.1", port),
+            log_path=log_path,
+            data_path=data_path,
+            extra_args=extra_args,
+            output_name="output.txt",
+            start_timeout=START_TIMEOUT,
+            stop_timeout=START_TIMEOUT,
         )
         started.append(server)
-
-        def ready():
-            if process.poll() is not None:
-                pytest.fail(
-                    f"runzeo exited with {process.returncode}:\n"
-                    + (directory / "output.txt").read_text(errors="replace")
-                    + server.log_text()
-                )
-            return address_file.exists()
-
-        wait_until(ready, message="runzeo to listen")
-        return server
+        return server.start()
 
     yield start
     for server in started:

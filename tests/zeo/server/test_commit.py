@@ -237,29 +237,22 @@ def test_pack_with_and_without_garbage_collection(
 def test_storages_are_separate_and_empty_transactions_are_broadcast(
     tmp_path, raw_clients
 ):
-    import subprocess
-
-    from tests.conftest import PYTHON, free_port
+    from tests.conftest import free_port
 
     from .conftest import RunningServer, server_config
 
     port = free_port()
-    config = tmp_path / "zeo.conf"
-    config.write_text(
+    server = RunningServer(
+        tmp_path,
         server_config(
             f"127.0.0.1:{port}",
             storage_section="<mappingstorage 1>\n</mappingstorage>\n"
             "<mappingstorage second>\n</mappingstorage>",
-        )
+        ),
+        ("127.0.0.1", port),
     )
-    address_file = tmp_path / "address"
-    process = subprocess.Popen(
-        [PYTHON, "-m", "zeo.runzeo", "-C", str(config)]
-        + ["--address-file", str(address_file)]
-    )
-    server = RunningServer(process, ("127.0.0.1", port), tmp_path, None, None)
     try:
-        wait_until(address_file.exists, message="runzeo to listen")
+        server.start()
         first = raw_clients(server.address)
         first.handshake()
         first.call("register", "1", False)
