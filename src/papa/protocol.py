@@ -128,51 +128,50 @@ def tokenize(line: str, escapes: bool = False) -> list[str]:
     Words are separated by single spaces and empty words vanish.  A word
     ending in a backslash continues into the next one, the backslash standing
     for a space.  With ``escapes`` on, ``\\n`` inside a word is a newline,
-    ``\\\\`` a backslash and ``\\E`` an ``E`` (see :func:`escape`).
+    ``\\\\`` a backslash and ``\\E`` an ``E`` (see :func:`escape`), and an
+    escaped space never ends a word, so words that begin or end with a space
+    come back whole.
     """
     if "\\" not in line:  # no escape at all: papa's split, fast
         if line.isprintable():  # no whitespace but spaces: nothing to strip
             words = line.split(" ")
             return [word for word in words if word] if "" in words else words
         return [piece.strip() for piece in line.split(" ") if piece]
-    if escapes and line.count("\\") == line.count("\\ "):
-        escapes = False  # only "\\ " escapes: papa's rules give the same words
+    if escapes:
+        return [_escaped_word(raw) for raw in _ESCAPED_WORD.findall(line)]
     words: list[str] = []
     pending = ""
-    if not escapes:
-        for piece in line.split(" "):
-            if not piece:
-                continue
-            if piece[-1] == "\\":
-                pending += piece[:-1] + " "
-                continue
-            words.append((pending + piece).strip())
-            pending = ""
-        if pending:
-            words.append(pending)
-        return words
     for piece in line.split(" "):
         if not piece:
             continue
-        if _ends_with_open_escape(piece, escapes):
+        if piece[-1] == "\\":
             pending += piece[:-1] + " "
             continue
-        pending += piece
-        words.append(unescape(pending.strip()))
+        words.append((pending + piece).strip())
         pending = ""
     if pending:
-        words.append(unescape(pending))
+        words.append(pending)
     return words
 
 
-def _ends_with_open_escape(piece: str, escapes: bool) -> bool:
-    if not piece.endswith("\\"):
-        return False
-    if not escapes:
-        return True
-    # With escapes, "\\\\" at the end is an escaped backslash, not a space.
-    trailing = len(piece) - len(piece.rstrip("\\"))
-    return trailing % 2 == 1
+# A word in escapes mode: escape pairs and characters other than space and
+# backslash, or a backslash ending the line.  An escaped space ends no word,
+# so a word may begin or end with one ("a " or " a": papa's own rules would
+# glue "a\\ " to the next word and strip " a").
+_ESCAPED_WORD = re.compile(r"(?:\\.|[^ \\]|\\$)+", re.DOTALL)
+
+
+def _escaped_word(raw: str) -> str:
+    """One word of an escapes-mode line, stripped of unescaped whitespace."""
+    word = raw.lstrip()  # leading whitespace is never part of an escape
+    if word.endswith("\\") and (len(word) - len(word.rstrip("\\"))) % 2:
+        word += " "  # a backslash ending the line escapes a space, as in papa
+    kept = word.rstrip()
+    if len(kept) < len(word) and kept.endswith("\\"):
+        backslashes = len(kept) - len(kept.rstrip("\\"))
+        if backslashes % 2:  # the first of the stripped characters was escaped
+            kept = word[: len(kept) + 1]
+    return unescape(kept)
 
 
 _ESCAPES = {"n": "\n", "\\": "\\", " ": " ", "E": "E", "r": "\r"}

@@ -1,4 +1,4 @@
-"""Fuzzing what zeo, papa and dispatch read from files.
+"""Fuzzing what zeo, papa and dispatch read from files (and names).
 
 The persistent client cache, recipes and the three daemons' configuration
 files: a damaged or hostile file gives the documented error (or, for the
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from dispatch.errors import CommandError
 from dispatch.runtime.supervisor import load_configuration
+from dispatch.state.programs import parse_program_name
 from dispatch.state.recipe import Recipe, RecipeError
 from papa.__main__ import Error as PapaError
 from papa.__main__ import load_settings, parse_arguments
@@ -144,6 +145,7 @@ json_values = st.recursive(
 @example('{"1": {"queue": "q", "output": [1]}, "start": [[1, []]]}')
 @example('{"start": [[1, []]], "1": {"queue": "q", "output": 1}}')
 @example(b"\x80")  # found here: was a UnicodeDecodeError
+@example({"\u00b9": None})  # found here: "¹".isdigit() but int() refuses it
 def test_any_recipe_is_accepted_or_refused_with_a_recipe_error(source):
     if not isinstance(source, (str, bytes, dict)):
         source = json.dumps(source)  # what a recipe file holding it gives
@@ -258,3 +260,26 @@ def test_a_broken_dispatch_conf_is_a_usage_error(changes):
             assert error.status == 2 and path in str(error)
             return
     assert all(section.instances >= 0 for section in config.services)
+
+
+# -- names read back from papa -------------------------------------------
+
+
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        st.builds(
+            lambda run, node, message: f"dispatch-step.{run}.{node}.{message}",
+            st.text(max_size=10),
+            st.one_of(st.integers(0, 99).map(str), st.text(max_size=3)),
+            st.text(max_size=10),
+        ),
+    )
+)
+@example("dispatch-step.run.\u00b9.message")  # found: "¹".isdigit(), int() refuses
+def test_any_papa_process_name_is_a_step_program_or_none(name):
+    parsed = parse_program_name(name)
+    if parsed is not None:
+        run, node, message = parsed
+        assert name.startswith(f"dispatch-step.{run}.") and name.endswith(message)
+        assert isinstance(node, int) and node >= 0

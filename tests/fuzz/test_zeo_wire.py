@@ -265,6 +265,7 @@ class Slot:
     st.lists(st.one_of(st.binary(max_size=100), messages), max_size=10),
     st.booleans(),
 )
+@example(b"M5", [({}, 0, ".reply", ())], True)  # found: an unhashable msgid
 def test_the_client_session_survives_anything_a_server_sends(
     protocol, frames, operational
 ):

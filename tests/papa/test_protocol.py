@@ -91,6 +91,15 @@ def test_client_request_lines_split_back_into_the_same_words(escapes):
         assert tokenize(event, escapes=escapes) == expected, line
 
 
+def test_with_escapes_words_beginning_or_ending_with_a_space_stay_apart():
+    # Found by fuzzing: "a\\ " followed by a separator used to glue "a " to
+    # the next word, and a leading escaped space was stripped.
+    words = ["set", "a ", " b", "  ", "c"]
+    line = " ".join(escape(word) for word in words)
+    assert tokenize(line, escapes=True) == words
+    assert tokenize("set k b\\", escapes=True) == ["set", "k", "b "]
+
+
 def test_words_are_stripped_of_other_whitespace_as_papa_does():
     # papa splits on spaces only and strips each word of other whitespace.
     assert tokenize("set  k\tx  \xa0v\t") == ["set", "k\tx", "v"]

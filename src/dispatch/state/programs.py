@@ -74,7 +74,7 @@ def parse_program_name(name: str) -> tuple[str, int, str] | None:
     if head != PREFIX or not dot:
         return None
     parts = rest.rsplit(".", 2)
-    if len(parts) != 3 or not parts[1].isdigit():
+    if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()):
         return None
     return parts[0], int(parts[1]), parts[2]
 

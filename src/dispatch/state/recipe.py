@@ -98,7 +98,8 @@ def _sanitise(data: Mapping[Any, Any]) -> dict[Any, Any]:
     """
     result: dict[Any, Any] = {}
     for key, value in copy.deepcopy(data).items():
-        if isinstance(key, str) and key.isdigit() and int(key) > 0:
+        # isdigit() alone admits "¹", which int() refuses (found by fuzzing).
+        if isinstance(key, str) and key.isascii() and key.isdigit() and int(key) > 0:
             key = int(key)
         if isinstance(key, int) and isinstance(value, dict):
             output = value.get("output")

@@ -177,8 +177,11 @@ class ClientSession:
             yield Callback(name, tuple(args))
 
     def _complete(self, msgid: Any, flag: int, args: Any) -> None:
-        with self.pending_lock:
-            call = self.pending.pop(msgid, None)
+        try:
+            with self.pending_lock:
+                call = self.pending.pop(msgid, None)
+        except TypeError:  # an unhashable msgid (a dict): no call of ours
+            call = None
         if call is None:
             if msgid != 0:
                 logger.warning("reply to unknown call %r from %s", msgid, self.label)
