@@ -141,3 +141,13 @@ def test_an_unreachable_server_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(cli, "CONNECT_TIMEOUT", 1)
     with pytest.raises(SystemExit, match="cannot reach zeo"):
         jobs_main(["--zeo", f"127.0.0.1:{free_port()}", "list"])
+
+
+def test_jobs_exits_3_for_an_unreachable_server_like_every_command(monkeypatch, capsys):
+    from dispatch.cli import base
+
+    monkeypatch.setattr(base, "CONNECT_TIMEOUT", 1)
+    address = f"127.0.0.1:{free_port()}"
+    assert main(["jobs", "--zeo", address, "list"]) == base.EXIT_UNREACHABLE == 3
+    assert "dispatch jobs: cannot reach zeo" in capsys.readouterr().err
+    assert main(["list", "--zeo", address]) == base.EXIT_UNREACHABLE
