@@ -159,3 +159,16 @@ def test_the_old_import_paths_still_work():
     assert kernel.slurm_settings is None and kernel.slurm_poller is None
     assert kernel.address is None  # not listening yet
     assert commands.TREE["list"]["values"].name == "list values"
+
+
+def test_a_listing_is_the_matching_entries_one_a_line_sorted():
+    from papa.commands.table import listing
+
+    table = {"web.2": "b", "web.1": "a", "db": "c"}
+
+    def line(name, entry):
+        return f"{name}={entry}"
+
+    assert listing(table, ["web.*"], line) == "web.1=a\nweb.2=b"
+    assert listing(table, [], line) == "db=c\nweb.1=a\nweb.2=b"
+    assert listing(table, ["nothing"], line) == ""
