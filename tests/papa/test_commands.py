@@ -172,3 +172,23 @@ def test_a_listing_is_the_matching_entries_one_a_line_sorted():
     assert listing(table, ["web.*"], line) == "web.1=a\nweb.2=b"
     assert listing(table, [], line) == "db=c\nweb.1=a\nweb.2=b"
     assert listing(table, ["nothing"], line) == ""
+
+
+def test_a_with_block_closes_papas_client_objects_however_it_ends():
+    from papa import Papa
+    from papa.closing import ClosedOnExit
+    from papa.watcher import Watcher
+
+    class Closable(ClosedOnExit):
+        closed = 0
+
+        def close(self):
+            self.closed += 1
+
+    with Closable() as closable:
+        assert closable.closed == 0
+    assert closable.closed == 1
+    with pytest.raises(KeyError), Closable() as closable:
+        raise KeyError("inside")
+    assert closable.closed == 1
+    assert issubclass(Papa, ClosedOnExit) and issubclass(Watcher, ClosedOnExit)
