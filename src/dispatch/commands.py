@@ -36,16 +36,7 @@ __all__ = [
 ]
 
 
-def go_main(argv: list[str]) -> int:
-    """``dispatch go RECIPE|NAME... [-p KEY=VALUE]... [--wait]``."""
-    return _go.COMMAND.main(argv)
-
-
-def list_main(argv: list[str]) -> int:
-    """``dispatch list``."""
-    return _list.COMMAND.main(argv)
-
-
-def show_main(argv: list[str]) -> int:
-    """``dispatch show RUN [--json]``."""
-    return _show.COMMAND.main(argv)
+# Entry functions of the old layout: each is its command's ``main``.
+go_main = _go.COMMAND.main
+list_main = _list.COMMAND.main
+show_main = _show.COMMAND.main
