@@ -48,12 +48,7 @@ from dispatch.runtime.program_ends import (
     describe_end,
     drop_watch,
 )
-from dispatch.runtime.retrying import (
-    COMMITTED,
-    CONFLICTED,
-    DECLINED,
-    commit_retrying,
-)
+from dispatch.runtime.retrying import COMMITTED, CONFLICTED, DECLINED, commit_retrying
 from dispatch.runtime.service import Service
 from dispatch.state import broker, model, programs
 from dispatch.state.programs import OUTPUT_TAIL_BYTES, output_tail
