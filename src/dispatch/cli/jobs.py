@@ -10,8 +10,7 @@ The database is a zeo server (``--zeo HOST:PORT`` or a Unix socket path,
 default ``$DISPATCH_ZEO``) or, read-only, a FileStorage file (``--file``).
 An unreachable zeo server exits with status 3, as with every ``dispatch``
 command; another failure to open the database exits with status 1, as do
-unknown run names.  The job
-engine itself is :mod:`dispatch.jobs`.
+unknown run names.  The job engine itself is :mod:`dispatch.jobs`.
 """
 
 from __future__ import annotations
