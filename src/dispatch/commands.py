@@ -4,22 +4,14 @@ command shared; now :mod:`dispatch.cli.base` (the plumbing),
 :mod:`dispatch.state.database` and :mod:`dispatch.state.views`.  The names
 are still importable from here."""
 
+from dispatch.cli import base as _base
 from dispatch.cli import go as _go
 from dispatch.cli import list_ as _list
 from dispatch.cli import show as _show
-from dispatch.cli.base import (
-    ADDRESS_VARIABLE,
-    CONNECT_TIMEOUT,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_TIMEOUT,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-    CommandError,
-    add_zeo_option,
-    open_database,
-    run_command,
-)
+
+# The plumbing is re-exported whole: this module is its old name, and a
+# second list of the same names here would drift from the first.
+from dispatch.cli.base import *  # noqa: F403
 from dispatch.cli.go import (
     RECIPES_VARIABLE,
     find_recipe,
@@ -30,23 +22,13 @@ from dispatch.state.database import dispatch_state
 from dispatch.state.views import run_document, step_states
 
 __all__ = [
-    "ADDRESS_VARIABLE",
-    "CONNECT_TIMEOUT",
-    "EXIT_FAILED",
-    "EXIT_OK",
-    "EXIT_TIMEOUT",
-    "EXIT_UNREACHABLE",
-    "EXIT_USAGE",
+    *_base.__all__,
     "RECIPES_VARIABLE",
-    "CommandError",
-    "add_zeo_option",
     "dispatch_state",
     "find_recipe",
     "go_main",
     "list_main",
-    "open_database",
     "parse_parameters",
-    "run_command",
     "run_document",
     "show_main",
     "step_states",
@@ -54,16 +36,7 @@ __all__ = [
 ]
 
 
-def go_main(argv: list[str]) -> int:
-    """``dispatch go RECIPE|NAME... [-p KEY=VALUE]... [--wait]``."""
-    return _go.COMMAND.main(argv)
-
-
-def list_main(argv: list[str]) -> int:
-    """``dispatch list``."""
-    return _list.COMMAND.main(argv)
-
-
-def show_main(argv: list[str]) -> int:
-    """``dispatch show RUN [--json]``."""
-    return _show.COMMAND.main(argv)
+# Entry functions of the old layout: each is its command's ``main``.
+go_main = _go.COMMAND.main
+list_main = _list.COMMAND.main
+show_main = _show.COMMAND.main

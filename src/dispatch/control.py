@@ -4,22 +4,8 @@ still importable from here."""
 
 from dispatch.cli import cancel, drain, retry, shutdown
 
-
-def cancel_main(argv: list[str]) -> int:
-    """``dispatch cancel RUN``."""
-    return cancel.COMMAND.main(argv)
-
-
-def retry_main(argv: list[str]) -> int:
-    """``dispatch retry RUN [STEP]``."""
-    return retry.COMMAND.main(argv)
-
-
-def drain_main(argv: list[str]) -> int:
-    """``dispatch drain SOURCE DESTINATION``."""
-    return drain.COMMAND.main(argv)
-
-
-def shutdown_main(argv: list[str]) -> int:
-    """``dispatch shutdown NAME...|--all``."""
-    return shutdown.COMMAND.main(argv)
+# Entry functions of the old layout: each is its command's ``main``.
+cancel_main = cancel.COMMAND.main
+retry_main = retry.COMMAND.main
+drain_main = drain.COMMAND.main
+shutdown_main = shutdown.COMMAND.main

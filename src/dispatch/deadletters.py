@@ -43,16 +43,7 @@ def reinject(
         return _operations.reinject(dispatch, document, destination, now)
 
 
-def check_main(argv: list[str]) -> int:
-    """``dispatch dlq-check``."""
-    return dlq_check.COMMAND.main(argv)
-
-
-def purge_main(argv: list[str]) -> int:
-    """``dispatch dlq-purge [QUEUE...] [--location DIR]``."""
-    return dlq_purge.COMMAND.main(argv)
-
-
-def reinject_main(argv: list[str]) -> int:
-    """``dispatch dlq-reinject FILE... [-r] [-d QUEUE]``."""
-    return dlq_reinject.COMMAND.main(argv)
+# Entry functions of the old layout: each is its command's ``main``.
+check_main = dlq_check.COMMAND.main
+purge_main = dlq_purge.COMMAND.main
+reinject_main = dlq_reinject.COMMAND.main

@@ -23,6 +23,5 @@ __all__ = [
 ]
 
 
-def service_main(argv: list[str]) -> int:
-    """``dispatch service NAME [--queue QUEUE]``."""
-    return _command.COMMAND.main(argv)
+# The entry function of the old layout is the command's ``main``.
+service_main = _command.COMMAND.main

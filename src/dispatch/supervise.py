@@ -28,6 +28,5 @@ __all__ = [
 ]
 
 
-def supervise_main(argv: list[str]) -> int:
-    """``dispatch supervise -C FILE``."""
-    return _command.COMMAND.main(argv)
+# The entry function of the old layout is the command's ``main``.
+supervise_main = _command.COMMAND.main

@@ -7,6 +7,5 @@ EXIT_INVALID = _command.EXIT_INVALID
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_USAGE", "validate_main"]
 
 
-def validate_main(argv: list[str]) -> int:
-    """Validate each recipe file in *argv*; returns the exit status."""
-    return _command.COMMAND.main(argv)
+# The entry function of the old layout is the command's ``main``.
+validate_main = _command.COMMAND.main

@@ -2,7 +2,5 @@
 
 from dispatch.cli import wrap as _command
 
-
-def wrap_main(argv: list[str]) -> int:
-    """``dispatch wrap --run ID --step N -- PROGRAM ARGS...``."""
-    return _command.COMMAND.main(argv)
+# The entry function of the old layout is the command's ``main``.
+wrap_main = _command.COMMAND.main

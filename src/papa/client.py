@@ -25,10 +25,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Any, Literal, overload
 
 from .autostart import kernel_alive, start_kernel_process, start_kernel_thread
+from .closing import ClosedOnExit
 from .connection import ClientConnection
 from .errors import Error
 from .protocol import unescape
@@ -44,7 +44,7 @@ DEVNULL = subprocess.DEVNULL
 RETRY_SECONDS = 0.05
 
 
-class Papa:
+class Papa(ClosedOnExit):
     """A connection to a papa kernel (started on demand)."""
 
     _debug_mode = False
@@ -78,15 +78,9 @@ class Papa:
         self.t: threading.Thread | None = None
         self._connect(allow_spawn=True)
 
-    def __enter__(self) -> Papa:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
+        # Closing is not all: a kernel thread this Papa started to serve
+        # this one connection ends with it, and a later Papa starts anew.
         self.close()
         if self._single_connection_mode and self.t is not None:
             self.t.join(self.connection_timeout)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import select
 from collections import namedtuple
 from collections.abc import Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .closing import ClosedOnExit
 from .connection import ClientConnection
 from .errors import Error
 
@@ -41,7 +41,7 @@ class WatchBatch(tuple[list[ProcessOutput], list[ProcessOutput], list[ProcessOut
         return any(self)
 
 
-class Watcher:
+class Watcher(ClosedOnExit):
     """Output and exit codes of watched processes, batch by batch.
 
     Owns the connection it was made on until the watch ends; ``fileno()``
@@ -53,17 +53,6 @@ class Watcher:
         self.connection: ClientConnection | None = connection
         self.exit_code: dict[str, int] = {}
         self._need_ack = False
-
-    def __enter__(self) -> Watcher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __bool__(self) -> bool:
         return self.connection is not None

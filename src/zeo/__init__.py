@@ -11,7 +11,6 @@ The public face:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported lazily at run time (see __getattr__)
@@ -19,37 +18,9 @@ if TYPE_CHECKING:  # imported lazily at run time (see __getattr__)
     import ZODB.Connection
 
     from .clientstorage.storage import ClientStorage
-    from .storageserver.adhoc import Address
+    from .storageserver.adhoc import server
 
 __all__ = ["DB", "ClientStorage", "client", "connection", "server"]
-
-
-def server(
-    path: str | None = None,
-    blob_dir: str | None = None,
-    storage_conf: str | None = None,
-    zeo_conf: dict[str, Any] | None = None,
-    port: int = 0,
-    threaded: bool = True,
-    **kw: Any,
-) -> tuple[Address, Callable[[], None]]:
-    """Start a server; return ``(address, stop)``.
-
-    Without *path* the server keeps its data in memory; with it, in a
-    FileStorage at *path* (and blobs in *blob_dir*).  *zeo_conf* is a dict
-    of ``<zeo>`` keys with ``_`` for ``-``.
-    """
-    from .storageserver.adhoc import server as start
-
-    return start(
-        path=path,
-        blob_dir=blob_dir,
-        storage_conf=storage_conf,
-        zeo_conf=zeo_conf,
-        port=port,
-        threaded=threaded,
-        **kw,
-    )
 
 
 def client(*args: Any, **kw: Any) -> ClientStorage:
@@ -79,4 +50,9 @@ def __getattr__(name: str) -> object:
         from .clientstorage.storage import ClientStorage
 
         return ClientStorage
+    if name == "server":
+        # The ad-hoc server itself, not a wrapper repeating its signature.
+        from .storageserver.adhoc import server
+
+        return server
     raise AttributeError(f"module 'zeo' has no attribute {name!r}")

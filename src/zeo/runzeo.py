@@ -58,21 +58,6 @@ def _parse_arguments(argv):
     return parser.parse_args(argv)
 
 
-class _Section:
-    """A stand-in for the ``<zeo>`` section when there is no file."""
-
-    def __init__(self, address):
-        self.address = address
-        self.read_only = False
-        self.invalidation_queue_size = 100
-        self.invalidation_age = None
-        self.transaction_timeout = None
-        self.pid_filename = None
-        self.client_conflict_resolution = False
-        self.msgpack = True
-        self.ssl = None
-
-
 class _FileStorageSection:
     def __init__(self, path):
         self.name = "1"
@@ -87,7 +72,7 @@ class _FileStorageSection:
 def load_options(arguments):
     """Return ``(zeo_section, storage_sections, eventlog)``; raise on errors."""
     from .address import parse_address
-    from .storageserver.config import load_config
+    from .storageserver.config import default_zeo_section, load_config
 
     if arguments.configure:
         config = load_config(arguments.configure)
@@ -97,7 +82,7 @@ def load_options(arguments):
             raise UsageError(
                 "give a configuration file with -C, or both -a ADDRESS and -f FILE"
             )
-        zeo_section, storages, eventlog = _Section(None), [], None
+        zeo_section, storages, eventlog = default_zeo_section(), [], None
     try:
         if arguments.address:
             zeo_section.address = parse_address(arguments.address, bind=True)

@@ -46,74 +46,82 @@ def client_ssl(section):
     return context, section.server_hostname
 
 
+# <clientstorage> keys given to ClientStorage as the argument of the same
+# name (cache-path is its "cache").
+_CLIENTSTORAGE_KEYS = (
+    "storage",
+    "cache_size",
+    "client",
+    "var",
+    "name",
+    "blob_dir",
+    "shared_blob_dir",
+    "blob_cache_size",
+    "blob_cache_size_check",
+    "read_only",
+    "read_only_fallback",
+    "server_sync",
+    "wait",
+    "wait_timeout",
+    "disconnect_poll",
+    "min_disconnect_poll",
+    "max_disconnect_poll",
+    "client_label",
+    "username",
+    "password",
+    "realm",
+)
+# The keys of ZODB's <zeoclient> we honour.  Its poll defaults (5 s, 300 s)
+# were ZEO 4's: max-disconnect-poll is not passed, and like ZEO 5 we retry
+# at least every max(min-disconnect-poll, 10) seconds, never 5 minutes.
+_ZEOCLIENT_KEYS = (
+    "blob_dir",
+    "shared_blob_dir",
+    "storage",
+    "cache_size",
+    "name",
+    "client",
+    "var",
+    "min_disconnect_poll",
+    "wait",
+    "read_only",
+    "read_only_fallback",
+    "username",
+    "password",
+    "realm",
+)
+# <zeoclient> keys that only some ZODB versions have: passed when set.
+_ZEOCLIENT_OPTIONAL_KEYS = ("blob_cache_size", "blob_cache_size_check", "client_label")
+
+
+def _open_client_storage(config, keys, **options):
+    """A ClientStorage for the servers of *config* and its *keys*."""
+    from .clientstorage.storage import ClientStorage
+
+    arguments = {key: getattr(config, key) for key in keys}
+    return ClientStorage(_addresses(config), **arguments, **options)
+
+
 class ClientStorageConfig(ZODB.config.BaseConfig):
     """``<clientstorage>``: opens a :class:`zeo.ClientStorage`."""
 
     def open(self):
-        from .clientstorage.storage import ClientStorage
-
         config = self.config
-        options = {}
+        options = {"cache": config.cache_path}
         if config.ssl is not None:
             options["ssl"], options["ssl_server_hostname"] = config.ssl
-        return ClientStorage(
-            _addresses(config),
-            storage=config.storage,
-            cache_size=config.cache_size,
-            cache=config.cache_path,
-            client=config.client,
-            var=config.var,
-            name=config.name,
-            blob_dir=config.blob_dir,
-            shared_blob_dir=config.shared_blob_dir,
-            blob_cache_size=config.blob_cache_size,
-            blob_cache_size_check=config.blob_cache_size_check,
-            read_only=config.read_only,
-            read_only_fallback=config.read_only_fallback,
-            server_sync=config.server_sync,
-            wait=config.wait,
-            wait_timeout=config.wait_timeout,
-            disconnect_poll=config.disconnect_poll,
-            min_disconnect_poll=config.min_disconnect_poll,
-            max_disconnect_poll=config.max_disconnect_poll,
-            client_label=config.client_label,
-            username=config.username,
-            password=config.password,
-            realm=config.realm,
-            **options,
-        )
+        return _open_client_storage(config, _CLIENTSTORAGE_KEYS, **options)
 
 
 def _open_zeoclient(self):
     """``ZODB.config.ZEOClient.open`` after ``%import zeo``: our client."""
-    from .clientstorage.storage import ClientStorage
-
     config = self.config
     options = {}
-    for key in ("blob_cache_size", "blob_cache_size_check", "client_label"):
+    for key in _ZEOCLIENT_OPTIONAL_KEYS:
         value = getattr(config, key, None)
         if value is not None:
             options[key] = value
-    return ClientStorage(
-        _addresses(config),
-        blob_dir=config.blob_dir,
-        shared_blob_dir=config.shared_blob_dir,
-        storage=config.storage,
-        cache_size=config.cache_size,
-        name=config.name,
-        client=config.client,
-        var=config.var,
-        # ZODB's defaults (5 s, 300 s) were ZEO 4's; like ZEO 5 we retry at
-        # least every max(min-disconnect-poll, 10) seconds, never 5 minutes.
-        min_disconnect_poll=config.min_disconnect_poll,
-        wait=config.wait,
-        read_only=config.read_only,
-        read_only_fallback=config.read_only_fallback,
-        username=config.username,
-        password=config.password,
-        realm=config.realm,
-        **options,
-    )
+    return _open_client_storage(config, _ZEOCLIENT_KEYS, **options)
 
 
 if getattr(ZODB.config.ZEOClient, "open", None) is not _open_zeoclient:

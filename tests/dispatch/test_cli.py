@@ -141,3 +141,28 @@ def test_an_unreachable_server_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(cli, "CONNECT_TIMEOUT", 1)
     with pytest.raises(SystemExit, match="cannot reach zeo"):
         jobs_main(["--zeo", f"127.0.0.1:{free_port()}", "list"])
+
+
+def test_jobs_exits_3_for_an_unreachable_server_like_every_command(monkeypatch, capsys):
+    from dispatch.cli import base
+
+    monkeypatch.setattr(base, "CONNECT_TIMEOUT", 1)
+    address = f"127.0.0.1:{free_port()}"
+    assert main(["jobs", "--zeo", address, "list"]) == base.EXIT_UNREACHABLE == 3
+    assert "dispatch jobs: cannot reach zeo" in capsys.readouterr().err
+    assert main(["list", "--zeo", address]) == base.EXIT_UNREACHABLE
+
+
+def test_every_command_naming_a_missing_run_exits_1(capsys):
+    import zeo
+
+    address, stop = zeo.server()
+    try:
+        text = "{}:{}".format(*address)
+        for command, *step in (["show"], ["cancel"], ["retry"], ["retry", "1"]):
+            arguments = [command, "--zeo", text, "nosuchrun", *step]
+            assert main(arguments) == 1, arguments
+            error = capsys.readouterr().err
+            assert f"dispatch {command}: no run 'nosuchrun'" in error
+    finally:
+        stop()

@@ -159,3 +159,36 @@ def test_the_old_import_paths_still_work():
     assert kernel.slurm_settings is None and kernel.slurm_poller is None
     assert kernel.address is None  # not listening yet
     assert commands.TREE["list"]["values"].name == "list values"
+
+
+def test_a_listing_is_the_matching_entries_one_a_line_sorted():
+    from papa.commands.table import listing
+
+    table = {"web.2": "b", "web.1": "a", "db": "c"}
+
+    def line(name, entry):
+        return f"{name}={entry}"
+
+    assert listing(table, ["web.*"], line) == "web.1=a\nweb.2=b"
+    assert listing(table, [], line) == "db=c\nweb.1=a\nweb.2=b"
+    assert listing(table, ["nothing"], line) == ""
+
+
+def test_a_with_block_closes_papas_client_objects_however_it_ends():
+    from papa import Papa
+    from papa.closing import ClosedOnExit
+    from papa.watcher import Watcher
+
+    class Closable(ClosedOnExit):
+        closed = 0
+
+        def close(self):
+            self.closed += 1
+
+    with Closable() as closable:
+        assert closable.closed == 0
+    assert closable.closed == 1
+    with pytest.raises(KeyError), Closable() as closable:
+        raise KeyError("inside")
+    assert closable.closed == 1
+    assert issubclass(Papa, ClosedOnExit) and issubclass(Watcher, ClosedOnExit)

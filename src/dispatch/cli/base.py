@@ -40,6 +40,7 @@ from dispatch.errors import (
 )
 from dispatch.state.database import ADDRESS_VARIABLE, dispatch_state
 from dispatch.state.model import Dispatch
+from dispatch.state.views import RunNotFound
 from zeo.address import parse_address
 
 logger = logging.getLogger(__name__)
@@ -178,11 +179,15 @@ def open_database(address: str | None) -> Any:
 @contextmanager
 def dispatch_at(address: str | None, write: bool = False) -> Iterator[Dispatch]:
     """Dispatch state on the zeo server at *address*, for one transaction
-    (committed if *write*); the connection is closed on the way out."""
+    (committed if *write*); the connection is closed on the way out.  A run
+    asked for that is not there (:class:`~dispatch.state.views.RunNotFound`)
+    is a :class:`CommandError` with status 1, for every command alike."""
     database = open_database(address)
     try:
         with dispatch_state(database, write) as dispatch:
             yield dispatch
+    except RunNotFound as error:
+        raise CommandError(str(error), EXIT_FAILED) from None
     finally:
         database.close()
 

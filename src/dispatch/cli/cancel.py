@@ -16,15 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(options: argparse.Namespace) -> int:
-    try:
-        with base.dispatch_at(options.zeo, write=True) as dispatch:
-            run = views.find_run(dispatch, options.run)
-            if run.cancelled is not None:
-                print(f"run {run.id} was cancelled already")
-                return base.EXIT_OK
-            withdrawn = admin.cancel_run(dispatch, run)
-    except views.RunNotFound as error:
-        raise base.CommandError(str(error), base.EXIT_FAILED) from None
+    with base.dispatch_at(options.zeo, write=True) as dispatch:
+        run = views.find_run(dispatch, options.run)
+        if run.cancelled is not None:
+            print(f"run {run.id} was cancelled already")
+            return base.EXIT_OK
+        withdrawn = admin.cancel_run(dispatch, run)
     print(f"run {options.run} cancelled; {withdrawn} pending message(s) withdrawn")
     return base.EXIT_OK
 

@@ -8,8 +8,9 @@ Sub-commands::
 
 The database is a zeo server (``--zeo HOST:PORT`` or a Unix socket path,
 default ``$DISPATCH_ZEO``) or, read-only, a FileStorage file (``--file``).
-Failures to open it exit with status 1, as do unknown run names.  The job
-engine itself is :mod:`dispatch.jobs`.
+An unreachable zeo server exits with status 3, as with every ``dispatch``
+command; another failure to open the database exits with status 1, as do
+unknown run names.  The job engine itself is :mod:`dispatch.jobs`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ EXIT_NOT_FOUND = base.EXIT_FAILED
 
 
 class DatabaseUnavailable(base.CommandError):
-    """The database named cannot be opened (status 1, as always here)."""
+    """The database named cannot be opened (status 1; 3 for an unreachable
+    zeo server, the status of every ``dispatch`` command for it)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +77,9 @@ def _open_storage(options: argparse.Namespace, connect_timeout: float) -> Any:
     try:
         return zeo.client(address, read_only=True, wait_timeout=connect_timeout)
     except ClientDisconnected as error:
-        raise DatabaseUnavailable(f"cannot reach zeo: {error}") from None
+        raise DatabaseUnavailable(
+            f"cannot reach zeo: {error}", base.EXIT_UNREACHABLE
+        ) from None
 
 
 def _open_database(options: argparse.Namespace, connect_timeout: float) -> Any:
@@ -188,7 +192,8 @@ def look(
 
 
 def run(options: argparse.Namespace) -> int:
-    return look(options)
+    # Read now, not when this module was imported, as the other commands do.
+    return look(options, base.CONNECT_TIMEOUT)
 
 
 COMMAND = base.Command(

@@ -22,7 +22,7 @@ def run(options: argparse.Namespace) -> int:
             run = views.find_run(dispatch, options.run)
             revived = admin.retry_dead(dispatch, run, options.step)
             ids = [message.id for message in revived]
-    except (views.RunNotFound, ValueError) as error:
+    except ValueError as error:  # the run was cancelled
         raise base.CommandError(str(error), base.EXIT_FAILED) from None
     if not ids:
         where = f" in step {options.step}" if options.step is not None else ""

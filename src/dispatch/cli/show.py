@@ -20,11 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(options: argparse.Namespace) -> int:
-    try:
-        with base.dispatch_at(options.zeo) as dispatch:
-            document = views.run_document(dispatch, options.run)
-    except views.RunNotFound as error:
-        raise base.CommandError(str(error), base.EXIT_FAILED) from None
+    with base.dispatch_at(options.zeo) as dispatch:
+        document = views.run_document(dispatch, options.run)
     if options.json:
         print(json.dumps(document, indent=2, default=str))
         return base.EXIT_OK

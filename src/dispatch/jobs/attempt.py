@@ -93,71 +93,89 @@ def attempt_job(
     """
     outcome = AttemptOutcome(name=name, number=number, phase=phase, started=time.time())
     try:
-        job = job_class()
-    except Exception as error:
-        logger.error('Could not create Job "%s" - check its __init__', name)
-        outcome.exception = error
-        outcome.error_traceback = traceback.format_exc()
-        outcome.decided_by = DECIDED_BY_CONSTRUCTOR
+        try:
+            job = job_class()
+        except Exception as error:
+            logger.error('Could not create Job "%s" - check its __init__', name)
+            outcome.exception = error
+            outcome.error_traceback = traceback.format_exc()
+            outcome.decided_by = DECIDED_BY_CONSTRUCTOR
+            if verbose:
+                write(f"{name}.check: fail\n")
+            if debug:
+                write(f"  Could not create job, error was {_indented_traceback()}\n")
+            return outcome
+
+        outcome.job = job
+        job._set_storage(storage, global_storage)
+        result, error, error_traceback = _check(
+            job, CHECK_PHASE, directory, args, kwargs
+        )
+        if error is None:
+            _passed(outcome, result, "check", verbose, write)
+            return outcome
         if verbose:
             write(f"{name}.check: fail\n")
-        if debug:
-            write(f"  Could not create job, error was {_indented_traceback()}\n")
-        outcome.ended = time.time()
-        return outcome
+        if no_act:
+            _failed(outcome, error, error_traceback, debug, write)
+            return outcome
 
-    outcome.job = job
-    job._set_storage(storage, global_storage)
-    job._check_phase = CHECK_PHASE
-    result, error, error_traceback = _call(directory, job.Check, args, kwargs)
-    job._check_results, job._check_exception = result, error
-    if error is None:
-        outcome.passed = True
-        outcome.result = result
-        if verbose:
-            write(f"{name}.check: pass\n")
-        outcome.ended = time.time()
-        return outcome
-    if verbose:
-        write(f"{name}.check: fail\n")
-    if no_act:
-        outcome.exception = error
-        outcome.error_traceback = error_traceback
-        if debug:
-            write(f"  Error was:\n  {_indented(error_traceback)}\n")
-        outcome.ended = time.time()
-        return outcome
+        # The Check failed: Run, whose outcome only matters through the recheck.
+        outcome.ran = True
+        result, error, error_traceback = _call(directory, job.Run, args, kwargs)
+        job._run_results, job._run_exception = result, error
+        if error is None:
+            if verbose:
+                write(f"{name}.run: pass\n")
+        else:
+            outcome.run_exception = error
+            outcome.run_traceback = error_traceback
+            if verbose:
+                write(f"{name}.run: fail\n")
+            _write_error(error_traceback, debug, write)
 
-    # The Check failed: Run, whose outcome only matters through the recheck.
-    outcome.ran = True
-    result, error, error_traceback = _call(directory, job.Run, args, kwargs)
-    job._run_results, job._run_exception = result, error
-    if error is None:
-        if verbose:
-            write(f"{name}.run: pass\n")
-    else:
-        outcome.run_exception = error
-        outcome.run_traceback = error_traceback
-        if verbose:
-            write(f"{name}.run: fail\n")
-        if debug:
-            write(f"  Error was:\n  {_indented(error_traceback)}\n")
-
-    outcome.decided_by = DECIDED_BY_RECHECK
-    job._check_phase = RECHECK_PHASE
-    result, error, error_traceback = _call(directory, job.Check, args, kwargs)
-    job._recheck_results, job._recheck_exception = result, error
-    if error is None:
-        outcome.passed = True
-        outcome.result = result
-        if verbose:
-            write(f"{name}.recheck: pass\n")
-    else:
-        outcome.exception = error
-        outcome.error_traceback = error_traceback
+        outcome.decided_by = DECIDED_BY_RECHECK
+        result, error, error_traceback = _check(
+            job, RECHECK_PHASE, directory, args, kwargs
+        )
+        if error is None:
+            _passed(outcome, result, "recheck", verbose, write)
+            return outcome
         if verbose:
             write(f'{name}.recheck: fail "{error}"\n')
-        if debug:
-            write(f"  Error was:\n  {_indented(error_traceback)}\n")
-    outcome.ended = time.time()
-    return outcome
+        _failed(outcome, error, error_traceback, debug, write)
+        return outcome
+    finally:
+        # Also when a BaseException passes through, for whoever catches it.
+        outcome.ended = time.time()
+
+
+def _check(job, phase, directory, args, kwargs):
+    """``job.Check`` in *phase*; its result and error are also kept on the
+    job, under the names DoJobber's jobs read them by."""
+    job._check_phase = phase
+    result, error, error_traceback = _call(directory, job.Check, args, kwargs)
+    if phase == CHECK_PHASE:
+        job._check_results, job._check_exception = result, error
+    else:
+        job._recheck_results, job._recheck_exception = result, error
+    return result, error, error_traceback
+
+
+def _passed(outcome, result, step, verbose, write):
+    outcome.passed = True
+    outcome.result = result
+    if verbose:
+        write(f"{outcome.name}.{step}: pass\n")
+
+
+def _failed(outcome, error, error_traceback, debug, write):
+    """The error that decided the attempt."""
+    outcome.exception = error
+    outcome.error_traceback = error_traceback
+    _write_error(error_traceback, debug, write)
+
+
+def _write_error(error_traceback, debug, write):
+    if debug:
+        write(f"  Error was:\n  {_indented(error_traceback)}\n")

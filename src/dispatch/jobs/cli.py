@@ -1,8 +1,9 @@
 """Old home of ``dispatch jobs``, now :mod:`dispatch.cli.jobs`.
 
 ``jobs_main`` keeps its old contract for programs that call it: a database
-that cannot be opened raises ``SystemExit`` with the message (the
-``dispatch jobs`` command prints it and exits with status 1, as before).
+that cannot be opened raises ``SystemExit`` with the message, as before
+(the ``dispatch jobs`` command prints it and exits with status 1, or 3 when
+the zeo server cannot be reached).
 """
 
 import sys

@@ -36,8 +36,6 @@ import threading
 import time
 from typing import Any, NoReturn
 
-from ZODB.POSException import ConflictError
-
 from dispatch.runtime.consumer import Consumer
 from dispatch.runtime.kernel import PAPA_VARIABLE, papa_address
 from dispatch.runtime.program_ends import (
@@ -50,6 +48,7 @@ from dispatch.runtime.program_ends import (
     describe_end,
     drop_watch,
 )
+from dispatch.runtime.retrying import COMMITTED, CONFLICTED, DECLINED, commit_retrying
 from dispatch.runtime.service import Service
 from dispatch.state import broker, model, programs
 from dispatch.state.programs import OUTPUT_TAIL_BYTES, output_tail
@@ -156,20 +155,20 @@ class CommandRunner(Service):
         """Commit *fields* into the program record of the current attempt,
         so they outlive this runner; False when they could not be (the
         message is no longer ours, or commits kept conflicting)."""
-        manager = self._fed_by.transaction_manager
-        for _ in range(COMMIT_RETRIES):
+
+        def note(retry: int) -> bool:
             message = self._message(recipe_wrapper)
             if not broker.still_claimed_by(message, self._fed_by.name):
-                manager.abort()
                 return False
             programs.note_program(message.attempts[-1], **fields)
-            try:
-                manager.commit()
-                return True
-            except ConflictError:
-                manager.abort()
-        logger.warning("%r: program record not saved (conflicts)", recipe_wrapper)
-        return False
+            return True
+
+        outcome = commit_retrying(
+            self._fed_by.transaction_manager, note, tries=COMMIT_RETRIES
+        )
+        if outcome == CONFLICTED:
+            logger.warning("%r: program record not saved (conflicts)", recipe_wrapper)
+        return outcome == COMMITTED
 
     def _sweep(self) -> None:
         """Stop and forget programs whose message is finished (see
@@ -432,26 +431,29 @@ class CommandRunner(Service):
         another runner; a runner that died stops renewing, and its claim
         lapses one lease later at most.  A conflict (another consumer
         claimed from the same queue tree) is tried again at once."""
-        manager = self._fed_by.transaction_manager
-        for _ in range(COMMIT_RETRIES):
-            try:
-                dispatch = self._dispatch()
-                run = dispatch.runs[recipe_wrapper.environment["ID"]]
-                message = run.messages[recipe_wrapper.message_id]
-                if not broker.still_claimed_by(message, self._fed_by.name):
-                    manager.abort()
-                    self._poke()  # the wake-up check leaves it to its owner
-                    return
-                queue = dispatch.queues[message.queue]
-                if queue.ready.get(message.queue_key) is message:
-                    del queue.ready[message.queue_key]
-                message.lease_until = time.time() + self._fed_by.lease
-                broker.put_in_queue(queue, message, message.lease_until)
-                manager.commit()
-                return
-            except ConflictError:
-                manager.abort()
-        logger.warning("%r: claim renewal kept conflicting; next time", recipe_wrapper)
+
+        def renew(retry: int) -> bool:
+            dispatch = self._dispatch()
+            run = dispatch.runs[recipe_wrapper.environment["ID"]]
+            message = run.messages[recipe_wrapper.message_id]
+            if not broker.still_claimed_by(message, self._fed_by.name):
+                return False
+            queue = dispatch.queues[message.queue]
+            if queue.ready.get(message.queue_key) is message:
+                del queue.ready[message.queue_key]
+            message.lease_until = time.time() + self._fed_by.lease
+            broker.put_in_queue(queue, message, message.lease_until)
+            return True
+
+        outcome = commit_retrying(
+            self._fed_by.transaction_manager, renew, tries=COMMIT_RETRIES
+        )
+        if outcome == DECLINED:
+            self._poke()  # the wake-up check leaves it to its owner
+        elif outcome == CONFLICTED:
+            logger.warning(
+                "%r: claim renewal kept conflicting; next time", recipe_wrapper
+            )
 
     def _check(
         self, papa: Any, name: str, recipe_wrapper: RecipeWrapper, cancelled: bool

@@ -13,8 +13,8 @@ transaction wakes the consumer, which otherwise waits exactly until the
 next delayed message or claim lapse is due.
 
 Every transaction a consumer commits goes through one loop
-(:meth:`Consumer._commit_retrying`): on a conflict it is aborted, counted
-and applied again, a bounded number of times.
+(:func:`dispatch.runtime.retrying.commit_retrying`): on a conflict it is
+aborted, counted and applied again, a bounded number of times.
 """
 
 from __future__ import annotations
@@ -28,17 +28,19 @@ from collections.abc import Callable
 from typing import Any
 
 import transaction
-from ZODB.POSException import ConflictError
 
+# Claim conflicts mean another consumer was faster; after CONFLICT_RETRIES
+# in a row we report "no message" and let the caller wait for the next
+# change.  The names stay importable from here, where they were first.
+from dispatch.runtime.retrying import COMMITTED, CONFLICTED, commit_retrying
+from dispatch.runtime.retrying import CONFLICT_RETRIES as CONFLICT_RETRIES
+from dispatch.runtime.retrying import DECLINED as DECLINED
 from dispatch.state import broker, model, shards
 from dispatch.state.broker import Send
 from dispatch.state.wrapper import RecipeWrapper
 
 logger = logging.getLogger(__name__)
 
-# Claim conflicts mean another consumer was faster; after this many in a
-# row we report "no message" and let the caller wait for the next change.
-CONFLICT_RETRIES = 20
 # After a conflict a consumer claims from its home shard first (FIFO to
 # within broker.CLAIM_SLACK) for this many seconds; alone, it keeps strict
 # first-in first-out order.
@@ -46,10 +48,6 @@ CONTENTION_MEMORY = 10.0
 # A contended consumer with messages in its home shard looks at the other
 # shards (stealing from them if they hold much older messages) this often.
 GLANCE_INTERVAL = 0.25
-# What _commit_retrying made of a transaction.
-COMMITTED = "committed"
-DECLINED = "declined"  # the work found nothing to commit; aborted
-CONFLICTED = "conflicted"  # every try conflicted; aborted
 
 # What a handler is called with: the wrapper and the message's payload.
 Handler = Callable[[RecipeWrapper, Any], None]
@@ -129,29 +127,9 @@ class Consumer:
     def _commit_retrying(
         self, work: Callable[[int], bool], on_conflict: Callable[[], None]
     ) -> str:
-        """Commit the open transaction with what ``work(retry)`` adds to it.
-
-        On a ConflictError the transaction is aborted, ``on_conflict()``
-        called, and ``work`` applied again (with the number of the try) in a
-        new one, up to :data:`CONFLICT_RETRIES` times.  *work* returns False
-        when there is nothing to commit after all.  Returns
-        :data:`COMMITTED`, :data:`DECLINED` or :data:`CONFLICTED`; all but
-        the first leave the transaction aborted.
-        """
-        manager = self.transaction_manager
-        for retry in range(CONFLICT_RETRIES):
-            try:
-                if not work(retry):
-                    manager.abort()
-                    return DECLINED
-                manager.commit()
-                return COMMITTED
-            except ConflictError:
-                manager.abort()
-                on_conflict()
-                manager.begin()
-        manager.abort()
-        return CONFLICTED
+        """Commit the open transaction with what ``work(retry)`` adds to it
+        (see :func:`~dispatch.runtime.retrying.commit_retrying`)."""
+        return commit_retrying(self.transaction_manager, work, on_conflict)
 
     def _claim_some(
         self, now: float, limit: int, retry: int = 0, steal: bool = True

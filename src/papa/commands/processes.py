@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..patterns import match
-from .table import PATTERN_HELP, Watch, command
+from .table import PATTERN_HELP, Watch, command, listing
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -60,10 +59,9 @@ def make_process(
     position=40,
 )
 def list_processes(kernel: Kernel, stream: CommandStream, arguments: list[str]) -> str:
-    processes = kernel.processes
     quote = stream.quote
-    return "\n".join(
-        sorted(processes[name].line(quote) for name in match(processes, arguments))
+    return listing(
+        kernel.processes, arguments, lambda name, process: process.line(quote)
     )
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..patterns import match
-from .table import PATTERN_HELP, command
+from .table import PATTERN_HELP, command, listing
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -51,9 +50,8 @@ def make_socket(kernel: Kernel, stream: CommandStream, arguments: list[str]) -> 
     position=30,
 )
 def list_sockets(kernel: Kernel, stream: CommandStream, arguments: list[str]) -> str:
-    sockets = kernel.sockets
-    return "\n".join(
-        sorted(socket_line(sockets[name], stream) for name in match(sockets, arguments))
+    return listing(
+        kernel.sockets, arguments, lambda name, managed: socket_line(managed, stream)
     )
 
 

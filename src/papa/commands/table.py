@@ -17,8 +17,10 @@ transport; it answers with one of the outcomes below and the session
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
+
+from ..patterns import match
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -111,6 +113,17 @@ def command(
         return handler
 
     return register
+
+
+Entry = TypeVar("Entry")
+
+
+def listing(
+    table: Mapping[str, Entry], patterns: list[str], line: Callable[[str, Entry], str]
+) -> str:
+    """The reply of a ``list`` command: ``line(name, entry)`` of every entry
+    of *table* that *patterns* match, one a line, sorted as papa sorts them."""
+    return "\n".join(sorted(line(name, table[name]) for name in match(table, patterns)))
 
 
 def registered() -> tuple[Command, ...]:

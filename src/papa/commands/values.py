@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import Error
-from ..patterns import match
 from ..protocol import escape
-from .table import PATTERN_HELP, command
+from .table import PATTERN_HELP, command, listing
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -23,11 +22,8 @@ if TYPE_CHECKING:
 )
 def list_values(kernel: Kernel, stream: CommandStream, arguments: list[str]) -> str:
     quote = stream.quote
-    values = kernel.values
-    return "\n".join(
-        sorted(
-            f"{quote(name)} {quote(values[name])}" for name in match(values, arguments)
-        )
+    return listing(
+        kernel.values, arguments, lambda name, value: f"{quote(name)} {quote(value)}"
     )
 
 

@@ -77,6 +77,11 @@ class TransactionState:
         self.blobs: list[tuple[bytes, str | None]] = []
         self.undo = False
 
+    def invalidate_only(self, oid: bytes) -> None:
+        """*oid* changes in the commit, but not to data we can cache."""
+        self.stored.pop(oid, None)
+        self.other_oids.add(oid)
+
 
 def _as_bytes(value: str | bytes | None) -> bytes:
     if value is None:
@@ -119,6 +124,15 @@ class CommitMixin:
             raise ClientDisconnected(
                 "the connection this transaction began on was lost"
             )
+        return state
+
+    def _send(
+        self, transaction: Transaction, method: str, *arguments: object
+    ) -> TransactionState:
+        """Send *method* within *transaction* (whose id the server takes as
+        the last argument); returns the transaction's state."""
+        state = self._check(transaction)
+        self._io.send(method, *arguments, id(transaction), protocol=state.protocol)
         return state
 
     def tpc_begin(
@@ -170,31 +184,16 @@ class CommitMixin:
         transaction: Transaction,
     ) -> None:
         assert not version, "versions are not supported"
-        state = self._check(transaction)
-        self._io.send(
-            "storea", oid, serial, data, id(transaction), protocol=state.protocol
-        )
+        state = self._send(transaction, "storea", oid, serial, data)
         state.stored[oid] = data
 
     def checkCurrentSerialInTransaction(
         self, oid: bytes, serial: bytes, transaction: Transaction
     ) -> None:
-        state = self._check(transaction)
-        self._io.send(
-            "checkCurrentSerialInTransaction",
-            oid,
-            serial,
-            id(transaction),
-            protocol=state.protocol,
-        )
+        self._send(transaction, "checkCurrentSerialInTransaction", oid, serial)
 
     def deleteObject(self, oid: bytes, serial: bytes, transaction: Transaction) -> None:
-        state = self._check(transaction)
-        self._io.send(
-            "deleteObject", oid, serial, id(transaction), protocol=state.protocol
-        )
-        state.stored.pop(oid, None)
-        state.other_oids.add(oid)
+        self._send(transaction, "deleteObject", oid, serial).invalidate_only(oid)
 
     def restore(
         self,
@@ -206,18 +205,8 @@ class CommitMixin:
         transaction: Transaction,
     ) -> None:
         assert not version, "versions are not supported"
-        state = self._check(transaction)
-        self._io.send(
-            "restorea",
-            oid,
-            serial,
-            data,
-            prev_txn,
-            id(transaction),
-            protocol=state.protocol,
-        )
-        state.stored.pop(oid, None)
-        state.other_oids.add(oid)
+        state = self._send(transaction, "restorea", oid, serial, data, prev_txn)
+        state.invalidate_only(oid)
 
     def storeBlob(
         self,
@@ -245,9 +234,7 @@ class CommitMixin:
         state.blobs.append((oid, kept))
 
     def undo(self, transaction_id: bytes, transaction: Transaction) -> None:
-        state = self._check(transaction)
-        self._io.send("undoa", transaction_id, id(transaction), protocol=state.protocol)
-        state.undo = True
+        self._send(transaction, "undoa", transaction_id).undo = True
         return None  # undone oids are reported by tpc_vote
 
     def tpc_vote(self, transaction: Transaction) -> list[bytes]:

@@ -28,6 +28,63 @@ def schema():
     return _schema
 
 
+# The <zeo> section type alone: what a section holds when only the required
+# address is given, i.e. the schema's defaults.
+_ZEO_SECTION_SCHEMA_TEXT = """
+<schema>
+  <import package="zeo" file="server.xml"/>
+  <section type="zeo" name="*" required="yes" attribute="zeo"/>
+</schema>
+"""
+_zeo_section_schema = None
+
+# Keys of <zeo> that say how runzeo runs (where it listens, TLS, the pid
+# file) rather than how the StorageServer behaves.
+RUNNER_KEYS = frozenset({"address", "ssl", "pid_filename"})
+
+
+def zeo_section_schema():
+    """The schema holding only the ``<zeo>`` section type of ``server.xml``."""
+    global _zeo_section_schema
+    if _zeo_section_schema is None:
+        _zeo_section_schema = ZConfig.loadSchemaFile(
+            io.StringIO(_ZEO_SECTION_SCHEMA_TEXT)
+        )
+    return _zeo_section_schema
+
+
+def zeo_keys():
+    """The attribute names of every key and section of ``<zeo>``."""
+    return [info.attribute for _name, info in zeo_section_schema().gettype("zeo")]
+
+
+def default_zeo_section():
+    """A new ``<zeo>`` section with every key at its schema default.
+
+    The address is required by the schema, so a placeholder is given and
+    then cleared: the caller sets the address it listens on.
+    """
+    config, _handlers = ZConfig.loadConfigFile(
+        zeo_section_schema(), io.StringIO("<zeo>\n  address 127.0.0.1:0\n</zeo>\n")
+    )
+    section = config.zeo
+    section.address = None
+    return section
+
+
+def server_options(zeo_section):
+    """The keyword arguments of :class:`StorageServer` a ``<zeo>`` section sets.
+
+    Every key but the runner's goes to the StorageServer under its own
+    name, so a new server key needs only its schema line and its parameter.
+    """
+    return {
+        name: getattr(zeo_section, name)
+        for name in zeo_keys()
+        if name not in RUNNER_KEYS
+    }
+
+
 def load_config(path=None, text=None):
     """Parse a configuration file or text; raises ZConfig.ConfigurationError."""
     if text is not None:
@@ -92,12 +149,4 @@ def open_storages(storage_sections):
 
 def build_server(zeo_section, storages):
     """A :class:`StorageServer` for the options of a ``<zeo>`` section."""
-    return StorageServer(
-        storages,
-        read_only=zeo_section.read_only,
-        invalidation_queue_size=zeo_section.invalidation_queue_size,
-        invalidation_age=zeo_section.invalidation_age,
-        transaction_timeout=zeo_section.transaction_timeout,
-        client_conflict_resolution=zeo_section.client_conflict_resolution,
-        msgpack=zeo_section.msgpack,
-    )
+    return StorageServer(storages, **server_options(zeo_section))

@@ -94,6 +94,8 @@ class StorageServer:
     Options mirror the ``<zeo>`` section: *read_only*,
     *invalidation_queue_size*, *invalidation_age*, *transaction_timeout*,
     *client_conflict_resolution* and *msgpack* (True: announce ``M5``).
+    The defaults are those of ``zeo/server.xml`` (the schema is where they
+    are decided; tests/zeo/server/test_schema_defaults.py keeps these equal).
     """
 
     def __init__(

@@ -272,13 +272,19 @@ class ZEOStorage(CommitMixin):
         self._iterators[iterator_id] = iter(self.storage.iterator(start, stop))
         return iterator_id
 
-    def iterator_next(self, iterator_id):
-        iterator = self._iterators[iterator_id]
+    def _advance(self, iterator_id):
+        """The next item of iterator *iterator_id*; None once it is done,
+        when the iterator is forgotten."""
         try:
-            info = next(iterator)
+            return next(self._iterators[iterator_id])
         except StopIteration:
             del self._iterators[iterator_id]
             self._last_transaction_info.pop(iterator_id, None)
+            return None
+
+    def iterator_next(self, iterator_id):
+        info = self._advance(iterator_id)
+        if info is None:
             return None
         # A record iterator may be started on the transaction just returned.
         self._last_transaction_info[iterator_id] = info
@@ -296,11 +302,8 @@ class ZEOStorage(CommitMixin):
         return iterator_id
 
     def iterator_record_next(self, iterator_id):
-        iterator = self._iterators[iterator_id]
-        try:
-            record = next(iterator)
-        except StopIteration:
-            del self._iterators[iterator_id]
+        record = self._advance(iterator_id)
+        if record is None:
             return None
         return (record.oid, record.tid, record.data, record.data_txn)
 
