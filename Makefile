@@ -17,7 +17,7 @@ PAPA_PEER := $(PEERS)/papa
 # DoJobber 0.6.3 is the reference peer of dispatch.jobs (interop tests, bench).
 DOJOBBER_PEER := $(PEERS)/dojobber
 
-.PHONY: demo test fuzz lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down
+.PHONY: demo test fuzz soak lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ test: venv peers lint
 FUZZ_EXAMPLES ?= 1000000
 fuzz: venv
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest tests/fuzz --timeout=0 -x
+
+# The soaks of bench/soak at full length (make test runs a short version of
+# each): runzeo killed with SIGKILL 100 times under committing clients.
+soak: venv
+	$(PY) bench/soak/zeo_crash.py --kills 100 --workers 4
 
 # The dispatch pipeline: runzeo and papa under zdaemon, dispatch supervise,
 # a recipe run with go --wait, then everything stopped (examples/demo.sh).

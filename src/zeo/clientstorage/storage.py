@@ -124,6 +124,9 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         self._transaction = None
         self._commit_lock = threading.Lock()
         self._oids: list[bytes] = []
+        self._oids_generation = (
+            -1
+        )  # the connection (ClientIO.generation) they came over
         self._oid_lock = threading.Lock()
         self._iterators = IteratorRegistry()
         self._watches = WatchDispatcher(self._name)
@@ -279,7 +282,16 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         if self.isReadOnly():
             raise ReadOnlyError()
         with self._oid_lock:
+            if self._oids and self._oids_generation != self._io.generation:
+                # Handed out before a reconnect: a server restarted after a
+                # crash counts on from its last committed oid and hands the
+                # unused ones out again, to other clients too (found by the
+                # crash soak: two new objects with one oid).
+                self._oids = []
             if not self._oids:
+                # Read first: oids fetched over a connection that is replaced
+                # meanwhile are dropped by the next call, never kept.
+                self._oids_generation = self._io.generation
                 self._oids = list(reversed(self._io.call("new_oids", retry=True)))
             return self._oids.pop()
 
