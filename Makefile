@@ -66,6 +66,7 @@ fuzz: venv
 # each): runzeo killed with SIGKILL 100 times under committing clients.
 soak: venv
 	$(PY) bench/soak/zeo_crash.py --kills 100 --workers 4
+	$(PY) bench/soak/zeo_crash.py --kills 100 --workers 4 --blobs
 
 # The dispatch pipeline: runzeo and papa under zdaemon, dispatch supervise,
 # a recipe run with go --wait, then everything stopped (examples/demo.sh).

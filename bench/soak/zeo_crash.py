@@ -3,7 +3,9 @@
 ``python bench/soak/zeo_crash.py --kills 100`` (``make soak``).  Client
 processes commit increments: each transaction adds one to the worker's own
 counter and inserts ``(worker, value)`` into one shared OOBTree, and every
-commit the server acknowledged is written to the worker's log.  The
+commit the server acknowledged is written to the worker's log.  With
+``--blobs`` each entry is a blob, and every blob's content is checked at the
+end.  The
 controller kills the server at random moments, some of them during a pack,
 restarts it on the same port and FileStorage, waits until every worker has
 committed again by itself (so the clients reconnected on their own), checks
@@ -47,14 +49,21 @@ DEADLINE = 120.0
 # -- the worker (a separate process) ------------------------------------------
 
 
-def worker(address, number, log_path, stop_path):
+def blob_content(number, value):
+    return f"worker {number} value {value}\n".encode() * 50
+
+
+def worker(address, number, log_path, stop_path, blob_dir=None):
     import transaction
+    from ZODB.blob import Blob
     from ZODB.POSException import ConflictError, POSError
 
     import zeo
     from zeo.exceptions import ClientDisconnected
 
-    db = zeo.DB(address, wait_timeout=DEADLINE, max_disconnect_poll=2.0)
+    db = zeo.DB(
+        address, wait_timeout=DEADLINE, max_disconnect_poll=2.0, blob_dir=blob_dir
+    )
     manager = transaction.TransactionManager()
     connection = db.open(manager)
     key = f"counter-{number}"
@@ -65,7 +74,13 @@ def worker(address, number, log_path, stop_path):
                 root = connection.root()
                 value = root[key]["value"] + 1
                 root[key]["value"] = value
-                root["entries"][(number, value)] = value
+                if blob_dir is None:
+                    root["entries"][(number, value)] = value
+                else:
+                    blob = Blob()
+                    with blob.open("w") as file:
+                        file.write(blob_content(number, value))
+                    root["entries"][(number, value)] = blob
                 manager.commit()
             except (ConflictError, ClientDisconnected, POSError, OSError):
                 manager.abort()
@@ -81,20 +96,32 @@ def worker(address, number, log_path, stop_path):
 class Server:
     """Our runzeo on one FileStorage, restarted on the same port."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, blobs=False):
         self.directory = directory
         self.data = directory / "Data.fs"
         self.port = 0
         self.process = None
         self.log = open(directory / "runzeo.log", "ab")
+        self.configuration = directory / "zeo.conf"
+        storage = f"<filestorage>\n  path {self.data}\n</filestorage>\n"
+        if blobs:
+            blob_dir = directory / "blobs"
+            storage = (
+                f"<blobstorage 1>\n  blob-dir {blob_dir}\n{storage}</blobstorage>\n"
+            )
+        else:
+            storage = storage.replace("<filestorage>", "<filestorage 1>")
+        self.configuration.write_text(
+            "<zeo>\n  address 127.0.0.1:0\n</zeo>\n" + storage
+        )
 
     def start(self):
         address_file = self.directory / "address"
         if address_file.exists():
             address_file.unlink()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "zeo.runzeo", "-a", f"127.0.0.1:{self.port}"]
-            + ["-f", str(self.data), "--address-file", str(address_file)],
+            [sys.executable, "-m", "zeo.runzeo", "-C", str(self.configuration)]
+            + ["-a", f"127.0.0.1:{self.port}", "--address-file", str(address_file)],
             env=implementation_environment(OURS, ROOT / "src"),
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -127,13 +154,22 @@ def acknowledged(log_path):
         return [int(line) for line in log if line.endswith("\n")]
 
 
-def check(address, workers, logs):
-    """(lost, partial) over every worker: both must be 0."""
+def check(address, workers, logs, blob_dir=None):
+    """(lost, partial) over every worker: both must be 0.
+
+    With *blob_dir* every blob's content is read and compared too (a blob
+    that does not hold what its commit wrote counts as lost).
+    """
     import transaction
 
     import zeo
 
-    db = zeo.DB(address, wait_timeout=DEADLINE)
+    # The workers go on committing: what they acknowledged is read first,
+    # and the snapshot begun after it syncs with the server, so it holds
+    # every one of those commits (reading the logs after the snapshot counted
+    # newer commits as lost).
+    acknowledged_values = [acknowledged(log) for log in logs]
+    db = zeo.DB(address, wait_timeout=DEADLINE, blob_dir=blob_dir, server_sync=True)
     manager = transaction.TransactionManager()
     connection = db.open(manager)
     lost = partial = 0
@@ -144,7 +180,12 @@ def check(address, workers, logs):
         for number in range(workers):
             value = root[f"counter-{number}"]["value"]
             present = {n for (w, n) in entries.keys((number, 0), (number, 2**62))}
-            lost += sum(1 for n in acknowledged(logs[number]) if n not in present)
+            lost += sum(1 for n in acknowledged_values[number] if n not in present)
+            if blob_dir is not None:
+                for n in present:
+                    with entries[(number, n)].open("r") as file:
+                        if file.read() != blob_content(number, n):
+                            lost += 1
             partial += len(present ^ set(range(1, value + 1)))
         manager.abort()
     finally:
@@ -207,9 +248,9 @@ def zodb_checks(data_path):
     return problems
 
 
-def soak(kills, workers, directory, seed):
+def soak(kills, workers, directory, seed, blobs=False):
     generator = random.Random(seed)
-    server = Server(directory)
+    server = Server(directory, blobs)
     server.start()
     prepare(server.address, workers)
     stop_path = directory / "stop"
@@ -217,7 +258,8 @@ def soak(kills, workers, directory, seed):
     processes = [
         subprocess.Popen(
             [sys.executable, __file__, "--worker", str(n), "--port", str(server.port)]
-            + ["--log", str(logs[n]), "--stop", str(stop_path)],
+            + ["--log", str(logs[n]), "--stop", str(stop_path)]
+            + (["--blob-dir", str(directory / f"blobs-{n}")] if blobs else []),
             env=implementation_environment(OURS, ROOT / "src"),
             # Each disconnect is logged; keep that out of the figures.
             stderr=open(directory / f"worker-{n}.err", "ab"),
@@ -265,7 +307,8 @@ def soak(kills, workers, directory, seed):
                 process.wait(DEADLINE)
             except subprocess.TimeoutExpired:
                 process.kill()
-    found = check(server.address, workers, logs)
+    check_blobs = directory / "blobs-check" if blobs else None
+    found = check(server.address, workers, logs, check_blobs)
     lost += found[0]
     partial += found[1]
     server.stop()
@@ -273,6 +316,7 @@ def soak(kills, workers, directory, seed):
     commits = sum(len(acknowledged(log)) for log in logs)
     return {
         "soak": "zeo_crash",
+        "blobs": blobs,
         "seed": seed,
         "kills": kills,
         "packs_killed": packs_killed,
@@ -296,7 +340,9 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--directory", type=Path, default=None)
+    parser.add_argument("--blobs", action="store_true", help="commit blobs too")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--blob-dir", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--log", help=argparse.SUPPRESS)
     parser.add_argument("--stop", help=argparse.SUPPRESS)
@@ -307,11 +353,12 @@ def main(argv=None):
             arguments.worker,
             arguments.log,
             arguments.stop,
+            arguments.blob_dir,
         )
         return 0
     seed = arguments.seed if arguments.seed is not None else random.randrange(2**32)
     directory = arguments.directory or Path(tempfile.mkdtemp(prefix="zeo_crash-"))
-    figures = soak(arguments.kills, arguments.workers, directory, seed)
+    figures = soak(arguments.kills, arguments.workers, directory, seed, arguments.blobs)
     print(json.dumps(figures))
     bad = figures["lost"] or figures["partial"] or figures["fstest_fsrefs_problems"]
     return 1 if bad else 0

@@ -161,9 +161,15 @@ class CommitMixin:
                 storage.tpc_begin(transaction, self.requested_tid, self.status)
             else:
                 storage.tpc_begin(transaction)
+            # A client sends a blob's record twice, in storea and in
+            # storeBlobEnd (PROTOCOL.md 10); storing both wrote two records
+            # of one oid in the transaction, which makes FileStorage distrust
+            # its index at the next start and reread the whole file.
+            blob_oids = {entry[0] for entry in self.blob_log}
             for operation, args in self.commit_log:
                 if operation == "store":
-                    self._store(*args)
+                    if args[0] not in blob_oids:
+                        self._store(*args)
                 elif operation == "check":
                     storage.checkCurrentSerialInTransaction(*args, transaction)
                 elif operation == "delete":

@@ -1,23 +1,27 @@
 """The short version of the zeo crash soak (``make soak`` runs 100 kills).
 
 ``bench/soak/zeo_crash.py`` kills a real runzeo with SIGKILL under real
-client processes that commit; here 6 kills (one during a pack would need
-10), each followed by a restart on the same FileStorage.
+client processes that commit records, or blobs; here 6 kills (one during a
+pack would need 10), each followed by a restart on the same FileStorage.
 """
 
 import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.support import ROOT
 
 SOAK = ROOT / "bench" / "soak" / "zeo_crash.py"
 
 
-def test_no_acknowledged_commit_is_lost_across_server_kills(tmp_path):
+@pytest.mark.parametrize("blobs", [False, True], ids=["records", "blobs"])
+def test_no_acknowledged_commit_is_lost_across_server_kills(tmp_path, blobs):
     result = subprocess.run(
         [sys.executable, str(SOAK), "--kills", "6", "--workers", "3"]
-        + ["--directory", str(tmp_path)],
+        + ["--directory", str(tmp_path)]
+        + (["--blobs"] if blobs else []),
         capture_output=True,
         text=True,
         timeout=600,
@@ -25,6 +29,7 @@ def test_no_acknowledged_commit_is_lost_across_server_kills(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["kills"] == 6 and figures["workers"] == 3
+    assert figures["blobs"] is blobs
     # Every worker committed after every restart, by itself.
     assert figures["acknowledged_commits"] >= 3 * 6
     assert figures["lost"] == 0
