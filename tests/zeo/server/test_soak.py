@@ -35,3 +35,24 @@ def test_no_acknowledged_commit_is_lost_across_server_kills(tmp_path, blobs):
     assert figures["lost"] == 0
     assert figures["partial"] == 0
     assert figures["fstest_fsrefs_problems"] == []
+
+
+def test_connections_that_come_and_go_give_back_their_resources(tmp_path):
+    # bench/soak/zeo_resources.py: clean hang-ups, hang-ups mid-frame, mid-
+    # transaction and holding the commit lock; 1,000 in make soak.
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "soak" / "zeo_resources.py")]
+        + ["--connections", "200", "--directory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["connections"] == 200
+    assert figures["fds_after"] == figures["fds_before"]
+    assert figures["rss_growth_mib"] < 32
+    assert figures["commit_after"] is True
+    log = (tmp_path / "runzeo.log").read_text()
+    # The voters and the abandoned transactions were each aborted.
+    assert log.count("disconnected during") >= 200 // 5
