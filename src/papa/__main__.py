@@ -59,6 +59,7 @@ def load_settings(arguments) -> dict:
     settings["debug"] = False
     settings["eventlog"] = None
     settings["slurm"] = None
+    settings["access"] = None
     if arguments.configure:
         import ZConfig
 
@@ -74,6 +75,12 @@ def load_settings(arguments) -> dict:
         settings["state_dir"] = kernel.state_dir
         settings["debug"] = kernel.debug
         settings["eventlog"] = config.eventlog
+        from .security import access_from_config
+
+        try:
+            settings["access"] = access_from_config(kernel)
+        except Error as exc:
+            raise Error(f"{arguments.configure}: {exc}")
         if config.slurm is not None:
             from .slurm import SlurmSettings
 
@@ -171,6 +178,7 @@ def main(argv=None) -> int:
             on_ready=on_ready,
             handle_signals=True,
             slurm_settings=settings["slurm"],
+            access=settings["access"],
         )
     except Error as exc:
         log.error("%s", exc)

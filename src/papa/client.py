@@ -21,6 +21,7 @@ import logging
 import os
 import shlex
 import socket
+import ssl as ssl_module
 import subprocess
 import threading
 import time
@@ -29,8 +30,8 @@ from typing import Any, Literal, overload
 
 from .autostart import kernel_alive, start_kernel_process, start_kernel_thread
 from .closing import ClosedOnExit
-from .connection import ClientConnection
-from .errors import Error
+from .connection import ClientConnection, append_options, option_value
+from .errors import AuthenticationError, Error
 from .protocol import unescape
 from .sockets import FAMILY_NAMES, TYPE_NAMES
 from .watcher import Watcher
@@ -61,8 +62,15 @@ class Papa(ClosedOnExit):
         self,
         port_or_path: int | str | None = None,
         connection_timeout: float | None = None,
+        *,
+        host: str | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        token: str | None = None,
     ) -> None:
+        """*host*, *ssl* and *token* reach a kernel that asks for them
+        (papa.security); a kernel is started on demand only on this host."""
         port_or_path = port_or_path or self._default_port_or_path
+        self.ssl, self.token = ssl, token
         self.port_or_path = port_or_path
         self.connection_timeout = connection_timeout or self._default_connection_timeout
         self.location: str | tuple[str, int]
@@ -73,10 +81,10 @@ class Papa(ClosedOnExit):
             self.location = port_or_path
         else:
             self.family = socket.AF_INET
-            self.location = ("127.0.0.1", int(port_or_path))
+            self.location = (host or "127.0.0.1", int(port_or_path))
         self.connection: ClientConnection | None = None
         self.t: threading.Thread | None = None
-        self._connect(allow_spawn=True)
+        self._connect(allow_spawn=host is None)
 
     def __exit__(self, *exc_info: object) -> None:
         # Closing is not all: a kernel thread this Papa started to serve
@@ -94,11 +102,18 @@ class Papa(ClosedOnExit):
         while True:
             try:
                 connection = ClientConnection(
-                    self.family, self.location, self.connection_timeout
+                    self.family,
+                    self.location,
+                    self.connection_timeout,
+                    self.ssl,
+                    self.token,
                 )
                 self.connection = connection
                 connection.negotiate()
                 return connection
+            except AuthenticationError:
+                self.connection = None
+                raise
             except (OSError, Error):
                 self.connection = None
             if time.monotonic() >= deadline:
@@ -188,14 +203,14 @@ class Papa(ClosedOnExit):
             if socket_type not in TYPE_NAMES:
                 raise Error("Invalid socket type")
             words.append(f"type={TYPE_NAMES[socket_type]}")
-        _append_options(words, backlog=backlog)
+        append_options(words, backlog=backlog)
         if path:
             if not path.startswith("/") or path[-1] in "/\\":
                 raise Error("Socket path must be absolute to a file")
             words.append(f"path={path}")
-            _append_options(words, umask=umask)
+            append_options(words, umask=umask)
         else:
-            _append_options(words, host=host, port=port, interface=interface)
+            append_options(words, host=host, port=port, interface=interface)
             if reuseport:
                 words.append("reuseport=1")
         return self._socket_dict(self._command(words))[1]
@@ -343,8 +358,8 @@ class Papa(ClosedOnExit):
                     value = shlex.join(str(item) for item in value)
                 elif isinstance(value, bool):
                     value = "1" if value else "0"
-                words.append(f"slurm.{key}={_option_value(value)}")
-        _append_options(
+                words.append(f"slurm.{key}={option_value(value)}")
+        append_options(
             words, working_dir=working_dir, uid=uid, gid=gid, bufsize=bufsize
         )
         if watch_immediately:
@@ -363,7 +378,7 @@ class Papa(ClosedOnExit):
                 elif stderr != PIPE:
                     raise Error("stderr must be DEVNULL, PIPE or STDOUT")
         for key, value in (env or {}).items():
-            words.append(f"env.{key}={_option_value(value)}")
+            words.append(f"env.{key}={option_value(value)}")
         for key, value in (rlimits or {}).items():
             words.append(f"rlimit.{key.lower()}={value}")
         if executable:
@@ -447,29 +462,6 @@ class Papa(ClosedOnExit):
     @classmethod
     def set_default_connection_timeout(cls, connection_timeout: float) -> None:
         cls._default_connection_timeout = connection_timeout
-
-
-def _option_value(value: object) -> str:
-    """An option value the kernel reads back exactly.
-
-    Quotes are added around empty values, values ending in a backslash and
-    values that are already quoted, since the kernel strips one pair; this
-    also works with a real papa kernel, which fails on ``key=``.
-    """
-    text = str(value)
-    if (
-        text == ""
-        or text.endswith("\\")
-        or (len(text) >= 2 and text[0] == text[-1] == '"')
-    ):
-        return f'"{text}"'
-    return text
-
-
-def _append_options(words: list, **options: object) -> None:
-    for key, value in options.items():
-        if value is not None:
-            words.append(f"{key}={_option_value(value)}")
 
 
 def set_debug_mode(

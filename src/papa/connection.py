@@ -13,8 +13,9 @@ their newline and no further, so no batch hides in our buffer where
 from __future__ import annotations
 
 import socket
+import ssl
 
-from .errors import Error
+from .errors import AuthenticationError, Error
 from .protocol import escape, tokenize
 
 # Below glibc's mmap threshold (128 KiB): recv() allocates its whole size
@@ -55,18 +56,52 @@ def encode_request(words: list, escapes: bool) -> bytes:
     return " ".join(encoded).encode("utf-8") + b"\n"
 
 
+def option_value(value: object) -> str:
+    """An option value the kernel reads back exactly.
+
+    Quotes are added around empty values, values ending in a backslash and
+    values that are already quoted, since the kernel strips one pair; this
+    also works with a real papa kernel, which fails on ``key=``.
+    """
+    text = str(value)
+    if (
+        text == ""
+        or text.endswith("\\")
+        or (len(text) >= 2 and text[0] == text[-1] == '"')
+    ):
+        return f'"{text}"'
+    return text
+
+
+def append_options(words: list, **options: object) -> None:
+    for key, value in options.items():
+        if value is not None:
+            words.append(f"{key}={option_value(value)}")
+
+
 class ClientConnection:
     """A connected, greeted socket to a kernel."""
 
-    def __init__(self, family: int, location, timeout: float | None = None):
+    def __init__(
+        self,
+        family: int,
+        location,
+        timeout: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        token: str | None = None,
+    ):
         self.family = family
         self.location = location
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.buffer = b""
         self.escapes = False
+        self.token = token
         try:
             self.sock.settimeout(timeout)
             self.sock.connect(location)
+            if ssl_context is not None:
+                host = location[0] if isinstance(location, tuple) else None
+                self.sock = ssl_context.wrap_socket(self.sock, server_hostname=host)
             self.read_reply()  # the banner
             self.sock.settimeout(None)
         except BaseException:
@@ -76,7 +111,16 @@ class ClientConnection:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def negotiate(self) -> None:
-        """Switch on ``escapes`` if the kernel knows it."""
+        """Log in when there is a token; switch on ``escapes`` if the kernel
+        knows it."""
+        if self.token is not None:
+            self.send_words(["auth", self.token])
+            try:
+                self.read_reply()
+            except Error as exc:
+                raise AuthenticationError(
+                    f"The kernel refused the token: {exc}"
+                ) from None
         self.send_words(["protocol", "escapes"])
         try:
             self.escapes = self.read_reply() == "escapes on"

@@ -3,3 +3,7 @@
 
 class Error(RuntimeError):
     """A request papa refused or could not carry out; the text says why."""
+
+
+class AuthenticationError(Error):
+    """The kernel refused this client's token (no use trying again)."""

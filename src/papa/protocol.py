@@ -60,6 +60,9 @@ class CommandStream:
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES):
         self.max_line_bytes = max_line_bytes
         self.escapes = False
+        # False until "auth TOKEN" on a kernel with a token (papa.security).
+        self.authenticated = True
+        self.auth_failures = 0
         self._buffer = bytearray()
         self._discarding = False
 

@@ -51,6 +51,7 @@ class Session(asyncio.Protocol):
     def __init__(self, kernel: Kernel):
         self.kernel = kernel
         self.stream = CommandStream()
+        self.stream.authenticated = kernel.access.token is None
         self._pending: collections.deque[str | LineTooLong] = collections.deque()
         self._busy = False
         self._eof = False
@@ -173,6 +174,8 @@ class Session(asyncio.Protocol):
             return PROMPT
         try:
             command, arguments = TABLE.find(tokenize(event, self.stream.escapes))
+            if not self.stream.authenticated and not command.before_auth:
+                raise Error("Authentication required: send 'auth TOKEN' first")
             result = command.handler(self.kernel, self.stream, arguments)
         except CloseConnection:
             raise

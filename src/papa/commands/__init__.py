@@ -54,6 +54,7 @@ __all__ = [
     'Type "help <command>" for more information',
     "Show the commands, or the help of one command.",
     position=170,
+    before_auth=True,
 )
 def show_help(kernel: Kernel, stream: CommandStream, arguments: list[str]) -> str:
     if arguments:

@@ -1,10 +1,12 @@
-"""Commands about the connection itself: ``protocol``, ``quit``, ``exit-if-idle``."""
+"""Commands about the connection itself: ``auth``, ``protocol``, ``quit``,
+``exit-if-idle``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from ..errors import Error
+from ..security import AUTH_ATTEMPTS
 from .table import CloseConnection, command
 
 if TYPE_CHECKING:
@@ -23,6 +25,7 @@ this connection.
              value, socket and process listings, so newlines and values
              beginning with 'Error:' travel intact""",
     position=140,
+    before_auth=True,
 )
 def protocol(kernel: Kernel, stream: CommandStream, arguments: list[str]) -> str:
     if not arguments:
@@ -39,9 +42,33 @@ def protocol(kernel: Kernel, stream: CommandStream, arguments: list[str]) -> str
     "Close the client session",
     "Close this connection.",
     position=150,
+    before_auth=True,
 )
 def quit(kernel: Kernel, stream: CommandStream, arguments: list[str]) -> None:
     raise CloseConnection(b"ok\n")
+
+
+@command(
+    "auth",
+    "TOKEN",
+    "Log in to a kernel that has a token",
+    "Send the kernel's token (its token-file).  Until then a kernel with a\n"
+    f"token answers only help, protocol and quit; {AUTH_ATTEMPTS} wrong tokens end\n"
+    "the connection.",
+    position=145,
+    extension=True,
+    before_auth=True,
+)
+def auth(kernel: Kernel, stream: CommandStream, arguments: list[str]) -> str:
+    if kernel.access.token is None:
+        return "ok (this kernel has no token)"
+    if len(arguments) == 1 and kernel.access.token_matches(arguments[0]):
+        stream.authenticated = True
+        return "ok"
+    stream.auth_failures += 1
+    if stream.auth_failures >= AUTH_ATTEMPTS:
+        raise CloseConnection(b"Error: Wrong token; closing the connection\n")
+    raise Error("Wrong token")
 
 
 @command(

@@ -76,6 +76,8 @@ class Command:
     # Our additions to papa's set lose every abbreviation contest against
     # papa's own words, so "l p" stays "list processes".
     extension: bool = False
+    # Answered before "auth" on a kernel with a token (help, protocol, quit).
+    before_auth: bool = False
 
     @property
     def name(self) -> str:
@@ -94,6 +96,7 @@ def command(
     position: int,
     abbreviable: bool = True,
     extension: bool = False,
+    before_auth: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of command ``name``."""
 
@@ -108,6 +111,7 @@ def command(
                 position,
                 abbreviable,
                 extension,
+                before_auth,
             )
         )
         return handler

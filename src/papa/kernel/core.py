@@ -19,6 +19,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from ..security import Access
 from .listener import DEFAULT_PORT, Listener
 from .tables import Tables
 
@@ -38,8 +39,12 @@ class Kernel(Tables):
         state_dir: str | None = None,
         quit_when_no_connections: bool = False,
         slurm_settings: SlurmSettings | None = None,
+        access: Access | None = None,
     ):
         super().__init__(state_dir, slurm_settings)
+        # Who may connect: the address, TLS, a token (papa.security).
+        self.access = access if access is not None else Access()
+        self.access.check()
         self.sessions: set[Session] = set()
         self.quit_when_no_connections = quit_when_no_connections
         self.exit_requested = False

@@ -1,8 +1,8 @@
 """The kernel's listening socket: accepting connections, one Session each.
 
 The kernel listens on 127.0.0.1 (port 20202 unless told otherwise) or on a
-Unix socket made 0600, never on another address: whoever can connect can run
-any program as the kernel's user.
+Unix socket made 0600: whoever can connect can run any program as the
+kernel's user.  Another address needs TLS or a token (:mod:`papa.security`).
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ class Listener:
         self._unix_path: str | None = None
 
     async def listen(self, port_or_path: int | str = DEFAULT_PORT) -> None:
-        """Bind a TCP port on 127.0.0.1 (an int) or a Unix socket (a path)."""
+        """Bind a TCP port (an int) on the kernel's host, or a Unix socket (a path)."""
         loop = asyncio.get_running_loop()
+        access = self.kernel.access
 
         def new_session() -> Session:
             return Session(self.kernel)
@@ -48,19 +49,22 @@ class Listener:
         if isinstance(port_or_path, str):
             listener = bind_unix(port_or_path)
             self._unix_path = port_or_path
-            self._server = await loop.create_unix_server(new_session, sock=listener)
+            self._server = await loop.create_unix_server(
+                new_session, sock=listener, ssl=access.ssl_context
+            )
             self.address = port_or_path
         else:
             try:
                 self._server = await loop.create_server(
                     new_session,
-                    LOOPBACK,
+                    access.host,
                     port_or_path,
                     reuse_address=True,
                     backlog=BACKLOG,
+                    ssl=access.ssl_context,
                 )
             except OSError as exc:
-                raise Error(f"Cannot listen on {LOOPBACK}:{port_or_path}: {exc}")
+                raise Error(f"Cannot listen on {access.host}:{port_or_path}: {exc}")
             self.address = self._server.sockets[0].getsockname()[:2]
         log.info("papa kernel listening on %s", self.address)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Error
+from ..security import Access
 from .core import Kernel
 from .listener import DEFAULT_PORT
 
@@ -24,9 +25,10 @@ async def serve(
     on_ready: Callable[[Kernel], None] | None = None,
     handle_signals: bool = False,
     slurm_settings: SlurmSettings | None = None,
+    access: Access | None = None,
 ) -> Kernel:
     """Run a kernel until it stops; ``on_ready(kernel)`` once it listens."""
-    kernel = Kernel(state_dir, quit_when_no_connections, slurm_settings)
+    kernel = Kernel(state_dir, quit_when_no_connections, slurm_settings, access)
     await kernel.start(port_or_path)
     if handle_signals:
         loop = asyncio.get_running_loop()

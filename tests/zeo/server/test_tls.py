@@ -2,50 +2,16 @@
 
 import shutil
 import ssl
-import subprocess
 
 import pytest
+
+from tests.support.pki import make_certificates
 
 from .conftest import run_peer_script
 
 pytestmark = pytest.mark.skipif(
     shutil.which("openssl") is None, reason="needs the openssl command"
 )
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_certificates(directory):
-    """A CA, and a server and a client certificate it signed."""
-    openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=zeopapa test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=directory,
-    )  # fmt: skip
-    for name in ("server", "client"):
-        (directory / f"{name}.ext").write_text(
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-            "basicConstraints=CA:FALSE\n"
-            "keyUsage=critical,digitalSignature,keyEncipherment\n"
-            f"extendedKeyUsage={'serverAuth' if name == 'server' else 'clientAuth'}\n"
-            "authorityKeyIdentifier=keyid\n"
-            "subjectKeyIdentifier=hash\n"
-        )
-        openssl(
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-            "-out", f"{name}.csr", "-subj", f"/CN={name}",
-            cwd=directory,
-        )  # fmt: skip
-        openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey",
-            "ca.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
-            "-extfile", f"{name}.ext",
-            cwd=directory,
-        )  # fmt: skip
 
 
 SCRIPT = """
