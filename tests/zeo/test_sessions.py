@@ -25,6 +25,7 @@ from zeo.protocol.server import (
     Refused,
     ServerSession,
     StatusRequested,
+    is_call,
 )
 
 OID = b"\0" * 7 + b"\1"
@@ -414,7 +415,7 @@ def test_a_client_and_a_server_session_talk_without_a_socket(protocol):
     (call,) = server.receive(client.call(1, "register", ("1", False)))
     assert call == Call(1, False, "register", ("1", False))
     server.allow({"loadBefore"}, registered=True)
-    to_client = server.reply(call.msgid, TID)
+    to_client = server.reply(Call(*call).msgid, TID)
     to_client += server.callback("invalidateTransaction", (TID, (OID,)))
     assert list(client.receive(to_client)) == []  # held back: not verified yet
     assert registered.outcome == ("result", TID)
@@ -423,7 +424,8 @@ def test_a_client_and_a_server_session_talk_without_a_socket(protocol):
     missing = Slot()
     client.register((OID, TID), "loadBefore", missing, None)
     (call,) = server.receive(client.call((OID, TID), "loadBefore", (OID, TID)))
-    assert call.msgid == (OID, TID) and call.args == (OID, TID)
+    assert is_call(call) and Call(*call).msgid == (OID, TID)
+    assert Call(*call).args == (OID, TID)
     assert list(client.receive(server.failed(call, POSKeyError(OID)))) == []
     kind, error = missing.outcome
     assert kind == "error" and isinstance(error, POSKeyError)

@@ -48,7 +48,13 @@ class Connected(NamedTuple):
 
 
 class Call(NamedTuple):
-    """A well-formed call to a method the session may serve now."""
+    """A well-formed call to a method the session may serve now.
+
+    On the hot path a call comes out as the plain 4-tuple the decoder made,
+    not as this class (one allocation less per message): it compares equal
+    to ``Call(...)``, and ``is_call`` tells it from the other events, which
+    are all of their own classes.
+    """
 
     msgid: int
     one_way: bool
@@ -70,7 +76,12 @@ class Close(NamedTuple):
     reason: str
 
 
-Event = StatusRequested | Connected | Call | Refused | Close
+Event = StatusRequested | Connected | Call | Refused | Close | tuple
+
+
+def is_call(event: Event) -> bool:
+    """True for a call (a plain tuple or a :class:`Call`)."""
+    return type(event) is tuple or type(event) is Call
 
 
 class ServerSession:
@@ -159,9 +170,10 @@ class ServerSession:
 
     def _message(self, payload: bytes) -> Event | None:
         try:
-            msgid, one_way, name, args = self._decode(payload)
+            message = self._decode(payload)
         except ProtocolError as exc:
             return self._close(str(exc))
+        msgid, one_way, name, args = message
         if msgid == -1:
             return None  # heartbeat
         if name not in self._allowed:
@@ -169,7 +181,7 @@ class ServerSession:
         problem = self._checkers[name](args)
         if problem is not None:
             return self._close(f"bad arguments: {problem}")
-        return Call(msgid, one_way, name, args)
+        return message  # the decoder's 4-tuple is the call (see Call)
 
     def _refuse(self, msgid: int, one_way: bool, name: str) -> Event:
         if name not in self._checkers:
@@ -209,14 +221,15 @@ class ServerSession:
         """A one-way message from the server (``invalidateTransaction``, ...)."""
         return frame(self.encode(0, True, name, args))
 
-    def failed(self, call: Call, exc: BaseException) -> bytes | Close:
+    def failed(self, call: Call | tuple, exc: BaseException) -> bytes | Close:
         """What to do when *call* raised *exc*: an error reply, or close.
 
         A one-way call has no reply to carry the error; the client would go
         on as if it had worked (PROTOCOL.md 3.1), so the connection ends.
         """
-        if call.one_way:
+        msgid, one_way, name, _ = call
+        if one_way:
             return self._close(
-                f"one-way call {call.name} failed: {type(exc).__name__}: {exc}"
+                f"one-way call {name} failed: {type(exc).__name__}: {exc}"
             )
-        return self.error(call.msgid, exc)
+        return self.error(msgid, exc)

@@ -23,7 +23,7 @@ import threading
 from ZODB.POSException import POSError
 
 from ..eventloop import new_event_loop
-from ..protocol.server import Call, Close, Connected, Refused, ServerSession
+from ..protocol.server import Close, Connected, Refused, ServerSession
 from .transaction import DELAYED
 
 logger = logging.getLogger(__name__)
@@ -70,31 +70,30 @@ class ServerConnection(asyncio.Protocol):
             for event in self.wire.receive(data):
                 if self._closing:
                     break
-                if type(event) is Call:
-                    self._call(event)
-                else:
+                if type(event) is not tuple:  # not a call (see protocol.server.Call)
                     self._act(event)
+                    continue
+                msgid, one_way, name, args = event
+                self.session.msgid = msgid
+                try:
+                    result = self._methods[name](*args)
+                except Exception as exc:
+                    self._failed(event, exc)
+                    continue
+                if not one_way and result is not DELAYED:
+                    self.send_reply(msgid, result)
         finally:
             self._batch = None
             if batch and not self._closing:
                 self.transport.write(b"".join(batch))
 
-    def _call(self, call):
-        session = self.session
-        session.msgid = call.msgid
-        try:
-            result = self._methods[call.name](*call.args)
-        except Exception as exc:
-            outcome = self.wire.failed(call, exc)
-            if type(outcome) is Close:
-                self.close(outcome.reason)
-            else:
-                self._log_error(exc)
-                self._send(outcome)
-            return
-        if call.one_way or result is DELAYED:
-            return
-        self.send_reply(call.msgid, result)
+    def _failed(self, call, exc):
+        outcome = self.wire.failed(call, exc)
+        if type(outcome) is Close:
+            self.close(outcome.reason)
+        else:
+            self._log_error(exc)
+            self._send(outcome)
 
     def _act(self, event):
         """Act on what the session said that is not a call."""
