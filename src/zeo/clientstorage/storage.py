@@ -282,15 +282,14 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         if self.isReadOnly():
             raise ReadOnlyError()
         with self._oid_lock:
+            # Oids fetched before a reconnect are dropped: a server restarted
+            # after a crash counts on from its last committed oid and hands
+            # them out again (the crash soak saw two new objects share one).
+            # The generation is read before the call, so a batch fetched over
+            # a connection replaced meanwhile is dropped by the next call.
             if self._oids and self._oids_generation != self._io.generation:
-                # Handed out before a reconnect: a server restarted after a
-                # crash counts on from its last committed oid and hands the
-                # unused ones out again, to other clients too (found by the
-                # crash soak: two new objects with one oid).
                 self._oids = []
             if not self._oids:
-                # Read first: oids fetched over a connection that is replaced
-                # meanwhile are dropped by the next call, never kept.
                 self._oids_generation = self._io.generation
                 self._oids = list(reversed(self._io.call("new_oids", retry=True)))
             return self._oids.pop()
