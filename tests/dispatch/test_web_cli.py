@@ -1,0 +1,87 @@
+"""``dispatch web`` as a real process on a real runzeo: ``--new-token``
+writes a 0600 file and prints the token once; the console serves what
+the configuration's ``<web>`` section says (``--bind`` overriding it),
+and stops on SIGTERM; a bad address is a usage error."""
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+from tests.conftest import PYTHON
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 60
+
+
+def configuration(tmp_path, runzeo, bind="127.0.0.1:1"):
+    path = tmp_path / "dispatch.conf"
+    path.write_text(
+        f"zeo {runzeo.address_text}\n"
+        "<service greeter>\n  instances 1\n</service>\n"
+        f"<web>\n  bind {bind}\n  token-file {tmp_path / 'secret' / 'web.token'}\n</web>\n"
+    )
+    return path
+
+
+def dispatch_web(*arguments, **options):
+    return subprocess.run(
+        [PYTHON, "-m", "dispatch.cli", "web", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}"),
+        **options,
+    )
+
+
+def test_new_token_is_written_0600_and_printed_once(runzeo, tmp_path):
+    conf = configuration(tmp_path, runzeo)
+    made = dispatch_web("-C", conf, "--new-token")
+    assert made.returncode == 0, made.stderr
+    path = tmp_path / "secret" / "web.token"
+    token = path.read_text().strip()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert made.stdout.splitlines()[-1] == token and len(token) >= 40
+    again = dispatch_web("-C", conf, "--new-token")
+    assert path.read_text().strip() != token
+    assert again.stdout.count(path.read_text().strip()) == 1
+
+
+def test_the_console_serves_until_sigterm(runzeo, tmp_path):
+    conf = configuration(tmp_path, runzeo)
+    dispatch_web("-C", conf, "--new-token")
+    process = subprocess.Popen(
+        [PYTHON, "-m", "dispatch.cli", "web", "-C", str(conf), "--bind", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}"),
+    )
+    try:
+        line = process.stdout.readline()
+        found = re.search(r"serving the console at http://127\.0\.0\.1:(\d+)/", line)
+        assert found, line + process.stderr.read()
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", int(found.group(1)), timeout=TIMEOUT
+        )
+        connection.request("GET", "/api/runs")
+        reply = connection.getresponse()
+        assert reply.status == 200
+        assert json.loads(reply.read())["runs"] == []
+        connection.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, errors = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0, errors
+    assert "web: stopped" in output
+
+
+def test_a_bad_bind_address_is_a_usage_error(runzeo, tmp_path):
+    conf = configuration(tmp_path, runzeo)
+    refused = dispatch_web("-C", conf, "--bind", "localhost:http")
+    assert refused.returncode == 2
+    assert "bind:" in refused.stderr and "port number" in refused.stderr
