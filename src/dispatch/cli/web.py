@@ -65,6 +65,7 @@ def run(options: argparse.Namespace) -> int:
         ) from None
     zeo = config.zeo or options.zeo
     database = base.open_database(zeo)
+    database.setCacheSize(settings.cache_size)
     try:
         asyncio.run(_serve(database, settings, base.zeo_address(zeo), address))
     except tokens.TokenFileError as error:

@@ -10,6 +10,7 @@ middleware: a refused request is answered with its message (JSON
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +29,7 @@ from dispatch.web.console import (
     CONSOLE,
     HERE,
     SECURITY_HEADERS,
+    STATE_THREADS,
     Console,
     Handler,
     is_api,
@@ -65,6 +67,10 @@ def _refusal(request: web.Request, status: int, message: str) -> web.Response:
     return respond(request, "error.html", {"error": message, "status": status}, status)
 
 
+async def _stop_workers(application: web.Application) -> None:
+    application[CONSOLE].workers.shutdown(wait=True)
+
+
 async def _secure_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
@@ -82,7 +88,9 @@ def create_app(
         zeo_address,
         auth.Gate(auth.read_token(settings.token_file), settings.user_header),
         templates(),
+        ThreadPoolExecutor(STATE_THREADS, thread_name_prefix="dispatch-web-state"),
     )
+    application.on_cleanup.append(_stop_workers)
     for area in (runs, deadletters, services, zeofigures, metrics, login, events):
         application.add_routes(area.ROUTES)
     events.install(application)

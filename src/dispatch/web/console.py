@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,6 +64,9 @@ class Console:
     zeo_address: Address
     gate: auth.Gate
     templates: jinja2.Environment
+    # State is read by a few threads only: each holds a connection, and a
+    # connection's cache is only warm if it is used again.
+    workers: ThreadPoolExecutor
 
     async def read(self, function: Callable[[model.Dispatch], Result]) -> Result:
         """``function(dispatch)`` in a read-only transaction of its own."""
@@ -71,7 +75,7 @@ class Console:
             with dispatch_state(self.database) as dispatch:
                 return function(dispatch)
 
-        return await _in_thread(work)
+        return await self._in_thread(work)
 
     async def write(self, function: Callable[[model.Dispatch], Result]) -> Result:
         """``function(dispatch)`` in a transaction committed at the end,
@@ -86,17 +90,20 @@ class Console:
                     logger.info("write conflicted (attempt %d); again", attempt)
             raise ConsoleError(409, "the state kept changing under us: try again")
 
-        return await _in_thread(work)
+        return await self._in_thread(work)
+
+    async def _in_thread(self, work: Callable[[], Result]) -> Result:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.workers, work)
+        except ClientDisconnected as error:
+            raise ConsoleError(
+                503, f"the zeo server cannot be reached: {error}"
+            ) from None
 
 
 CONSOLE = web.AppKey("console", Console)
-
-
-async def _in_thread(work: Callable[[], Result]) -> Result:
-    try:
-        return await asyncio.to_thread(work)
-    except ClientDisconnected as error:
-        raise ConsoleError(503, f"the zeo server cannot be reached: {error}") from None
+# Threads reading and writing dispatch state (see Console.workers).
+STATE_THREADS = 2
 
 
 def console(request: web.Request) -> Console:

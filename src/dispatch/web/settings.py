@@ -14,6 +14,10 @@ DEFAULT_BIND = "127.0.0.1:8080"
 DEFAULT_TOKEN_FILE = "var/dispatch-web.token"
 DLQ_LOCATION_VARIABLE = "DISPATCH_DLQ_LOCATION"
 DEFAULT_PAGE_SIZE = 50
+# Objects kept in memory per connection: listing runs by state reads about
+# three per run, and reading them again from zeo is what makes a page slow
+# (ZODB's own default, 400, is far too small for 100,000 runs).
+DEFAULT_CACHE_SIZE = 250_000
 # The largest page a request may ask for (?size=), so one request stays cheap.
 MAX_PAGE_SIZE = 500
 
@@ -28,6 +32,7 @@ class WebSettings:
     user_header: str | None = None
     dlq_location: str = "DLQ"
     page_size: int = DEFAULT_PAGE_SIZE
+    cache_size: int = DEFAULT_CACHE_SIZE
 
     @classmethod
     def from_section(cls, section: Any | None) -> WebSettings:
@@ -41,6 +46,7 @@ class WebSettings:
             user_header=section.user_header or None,
             dlq_location=section.dlq_location or location,
             page_size=section.page_size,
+            cache_size=section.cache_size,
         )
 
     def bind_address(self) -> Address:
