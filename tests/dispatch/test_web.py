@@ -420,3 +420,21 @@ def test_a_commit_is_an_event_on_the_stream(console):
     page = console.browser.get("/runs")
     assert 'data-live="runs"' in page.text
     assert "EventSource" in console.browser.get("/static/console.js").text
+
+
+def test_with_zeo_down_metrics_say_so_and_pages_are_503(console, runzeo):
+    runzeo.stop()
+    reply = console.browser.get("/metrics")
+    assert reply.status == 200
+    families = {f.name: f for f in text_string_to_metric_families(reply.text)}
+    assert families["zeo_up"].samples[0].value == 0
+    assert "dispatch_runs" not in families
+    down = console.browser.get("/api/zeo")
+    assert down.status == 503 and "does not answer" in down.json()["error"]
+
+
+def test_static_files_stay_in_their_folder(console):
+    for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py"):
+        reply = console.browser.get(path)
+        assert reply.status in (403, 404), (path, reply)
+        assert "create_app" not in reply.text

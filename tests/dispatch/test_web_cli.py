@@ -85,3 +85,46 @@ def test_a_bad_bind_address_is_a_usage_error(runzeo, tmp_path):
     refused = dispatch_web("-C", conf, "--bind", "localhost:http")
     assert refused.returncode == 2
     assert "bind:" in refused.stderr and "port number" in refused.stderr
+
+
+def test_zdaemon_runs_the_console(runzeo, tmp_path):
+    from tests.conftest import free_port
+    from tests.dispatch.conftest import wait_until
+
+    zdaemon = Path(PYTHON).parent / "zdaemon"
+    assert zdaemon.exists(), "zdaemon is a dependency"
+    port = free_port()
+    (tmp_path / "var").mkdir()
+    (tmp_path / "conf").mkdir()
+    conf = configuration(tmp_path / "conf", runzeo, bind=f"127.0.0.1:{port}")
+    assert conf == tmp_path / "conf" / "dispatch.conf"
+    text = (ROOT / "conf" / "zdaemon-web.conf").read_text()
+    (tmp_path / "conf" / "zdaemon-web.conf").write_text(
+        text.replace(".venv/bin/python", PYTHON)
+    )
+
+    def control(command):
+        return subprocess.run(
+            [str(zdaemon), "-C", "conf/zdaemon-web.conf", command],
+            cwd=tmp_path,
+            env=dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def answers():
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/api/services")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+
+    try:
+        assert control("start").returncode == 0
+        wait_until(answers, message="the console under zdaemon")
+    finally:
+        stopped = control("stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not answers()

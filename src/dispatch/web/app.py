@@ -55,6 +55,10 @@ async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse
         if error.status < 400:
             raise
         response = _refusal(request, error.status, error.reason)
+    except Exception:
+        # A bug: the browser gets no traceback (it may hold state), the log does.
+        logger.exception("%s %s failed", request.method, request.path)
+        response = _refusal(request, 500, "the console failed: see its log")
     auth.set_cookies(request, response)
     return response
 

@@ -40,21 +40,27 @@ class Snapshot(Collector):
     """Gauges of figures read once, for one scrape."""
 
     def __init__(
-        self, dispatch: dict[str, Any], zeo: dict[str, dict[str, Any]] | None
+        self, dispatch: dict[str, Any] | None, zeo: dict[str, dict[str, Any]] | None
     ) -> None:
         self.dispatch = dispatch
         self.zeo = zeo
 
     def collect(self) -> Iterable[Metric]:
-        for name, description, label, key in DISPATCH_GAUGES:
-            gauge = GaugeMetricFamily(name, description, labels=[label])
-            for value, count in sorted(self.dispatch[key].items()):
-                gauge.add_metric([value], count)
-            yield gauge
+        if self.dispatch is not None:
+            yield from dispatch_gauges(self.dispatch)
         up = GaugeMetricFamily("zeo_up", "1 when the zeo server answered ruok.")
         up.add_metric([], 0 if self.zeo is None else 1)
         yield up
         yield from zeo_gauges(self.zeo or {})
+
+
+def dispatch_gauges(figures: dict[str, Any]) -> Iterator[Metric]:
+    """The gauges of :func:`dispatch.state.views.figures`."""
+    for name, description, label, key in DISPATCH_GAUGES:
+        gauge = GaugeMetricFamily(name, description, labels=[label])
+        for value, count in sorted(figures[key].items()):
+            gauge.add_metric([value], count)
+        yield gauge
 
 
 def zeo_gauges(storages: dict[str, dict[str, Any]]) -> Iterator[Metric]:
@@ -80,12 +86,16 @@ def zeo_gauges(storages: dict[str, dict[str, Any]]) -> Iterator[Metric]:
 @ROUTES.get("/metrics")
 async def metrics(request: web.Request) -> web.StreamResponse:
     here = console(request)
-    figures = await here.read(views.figures)
+    # The state is on that server too: when it does not answer, reading the
+    # state would only wait for it, and the scrape says zeo_up 0 at once.
+    figures = None
     try:
         zeo: dict[str, dict[str, Any]] | None = await zeo_figures(here.zeo_address)
     except OSError as error:
         logger.warning("zeo did not answer ruok: %s", error)
         zeo = None
+    else:
+        figures = await here.read(views.figures)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Snapshot(figures, zeo))
     return web.Response(
