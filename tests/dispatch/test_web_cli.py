@@ -128,3 +128,18 @@ def test_zdaemon_runs_the_console(runzeo, tmp_path):
         stopped = control("stop")
     assert stopped.returncode == 0, stopped.stderr
     assert not answers()
+
+
+def test_dispatch_help_lists_the_console():
+    from dispatch.cli import load_command
+
+    command = load_command("web")
+    assert command is not None and "web console" in command.summary
+    listed = subprocess.run(
+        [PYTHON, "-m", "dispatch.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}"),
+    )
+    assert any(line.split()[:1] == ["web"] for line in listed.stdout.splitlines())

@@ -64,11 +64,12 @@ async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 def _refusal(request: web.Request, status: int, message: str) -> web.Response:
+    response = respond(
+        request, "error.html", {"error": message, "status": status}, status
+    )
     if status == 401 and is_api(request):
-        response = web.json_response({"error": message}, status=status)
         response.headers["WWW-Authenticate"] = 'Bearer realm="dispatch"'
-        return response
-    return respond(request, "error.html", {"error": message, "status": status}, status)
+    return response
 
 
 async def _stop_workers(application: web.Application) -> None:

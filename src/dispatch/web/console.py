@@ -57,7 +57,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @dataclass(frozen=True)
 class Console:
     """What every handler needs: the database, the settings, the zeo
-    server's address (for ``ruok``), who may act, and the templates."""
+    server's address (for ``ruok``), who may act, the templates and the
+    threads that read and write the state."""
 
     database: Any
     settings: WebSettings
@@ -119,10 +120,15 @@ def respond(
 ) -> web.Response:
     """*data* as JSON under ``/api/``, else rendered with *template*."""
     if is_api(request):
-        return web.json_response(
-            data, status=status, dumps=lambda value: json.dumps(value, default=str)
-        )
+        return json_response(data, status)
     return render(request, template, data, status)
+
+
+def json_response(data: dict[str, Any], status: int = 200) -> web.Response:
+    """*data* as JSON; times and other values JSON lacks become text."""
+    return web.json_response(
+        data, status=status, dumps=lambda value: json.dumps(value, default=str)
+    )
 
 
 def render(
@@ -131,7 +137,6 @@ def render(
     """The page *template* with *data* (every field autoescaped)."""
     here = console(request)
     page = here.templates.get_template(template).render(
-        data=data,
         csrf=auth.csrf_for(request),
         actor=here.gate.actor(request),
         path=request.path,
@@ -144,9 +149,7 @@ def done(request: web.Request, data: dict[str, Any], page: str) -> web.Response:
     """The answer to an action: its *data* as JSON under ``/api/``, else a
     303 to *page* (so a reload does not post the form again)."""
     if is_api(request):
-        return web.json_response(
-            data, dumps=lambda value: json.dumps(value, default=str)
-        )
+        return json_response(data)
     return see_other(page)
 
 

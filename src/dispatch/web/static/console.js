@@ -13,8 +13,10 @@ document.addEventListener("submit", (event) => {
 
 // Live parts: an element with data-live is fetched again (this same page,
 // rendered by the server and escaped there) whenever zeo reports a commit
-// on /api/events.  Commits arriving while a fetch is on the way make one
-// more fetch, not one each.
+// on /api/events.  Commits arriving while a fetch is on the way, or within
+// GAP milliseconds of the last, make one more fetch, not one each: a busy
+// queue commits many times a second.
+const GAP = 250;
 const live = document.querySelector("[data-live]");
 if (live && window.EventSource) {
   let fetching = false;
@@ -36,11 +38,13 @@ if (live && window.EventSource) {
         }
       }
     } finally {
-      fetching = false;
-      if (again) {
-        again = false;
-        refresh();
-      }
+      window.setTimeout(() => {
+        fetching = false;
+        if (again) {
+          again = false;
+          refresh();
+        }
+      }, GAP);
     }
   };
   new EventSource("/api/events").addEventListener("commit", refresh);
