@@ -438,3 +438,27 @@ def test_static_files_stay_in_their_folder(console):
         reply = console.browser.get(path)
         assert reply.status in (403, 404), (path, reply)
         assert "create_app" not in reply.text
+
+
+def test_the_dead_letter_forms_work_for_a_logged_in_browser(console):
+    browser = console.browser
+    login_page = browser.get("/login")
+    browser.post("/login", {"csrf": csrf_of(login_page), "token": console.token})
+    letter = console.state.dead_letter
+    page = browser.get(f"/dead-letters/{letter}")
+    assert f'action="/dead-letters/{letter}/reinject"' in page.text
+    sent = browser.post(
+        f"/dead-letters/{letter}/reinject", {"csrf": csrf_of(page), "destination": ""}
+    )
+    assert sent.status == 303 and sent.headers["Location"] == "/runs/run-01"
+    assert run_status(console.database, "run-01") == model.RUNNING
+    with dispatch_state(console.database, write=True) as dispatch:
+        again = broker.claim(dispatch, "count", "test")
+        broker.dead_letter(dispatch, again, "still broken")
+    listing = browser.get("/dead-letters")
+    purged = browser.post(
+        "/dead-letters/purge", {"csrf": csrf_of(listing), "queue": "count"}
+    )
+    assert purged.status == 303 and purged.headers["Location"] == "/dead-letters"
+    assert list((console.tmp_path / "DLQ").rglob("msg-*"))
+    assert browser.get("/api/dead-letters").json()["total"] == 0

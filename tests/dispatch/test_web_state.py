@@ -154,3 +154,10 @@ def test_the_console_sits_above_the_state_and_beside_the_commands():
     ]
     assert wrong == []
     assert "dispatch.web.app" in graph()["dispatch.cli.web"]
+
+
+def test_an_attempts_tail_is_its_programs_while_it_runs(dispatch):
+    assert views.output_tail({"output_tail": "done\n", "program": None}) == "done\n"
+    running = {"output_tail": None, "program": {"output_tail": "so far"}}
+    assert views.output_tail(running) == "so far"
+    assert views.output_tail({"output_tail": None, "program": None}) is None

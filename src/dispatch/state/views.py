@@ -90,6 +90,15 @@ def run_document(dispatch: model.Dispatch, run_id: str) -> dict[str, Any]:
     }
 
 
+def output_tail(attempt: dict[str, Any]) -> str | None:
+    """The output tail of an attempt of :func:`run_document`: its own once
+    it ended, its program record's while the program runs."""
+    tail = attempt.get("output_tail") or (attempt.get("program") or {}).get(
+        "output_tail"
+    )
+    return str(tail) if tail else None
+
+
 def _where(attempt: Any) -> str:
     """Where a delivery ran: its Slurm job, else host and pid."""
     if getattr(attempt, "slurm_job", None):

@@ -73,12 +73,9 @@ def _run_page_document(dispatch: model.Dispatch, run_id: str) -> dict[str, Any]:
 
 
 def output_tail(attempt: dict[str, Any]) -> list[str]:
-    """The last lines of an attempt's output: its recorded tail, or while
-    its program runs, the program record's."""
-    tail = attempt.get("output_tail") or (attempt.get("program") or {}).get(
-        "output_tail"
-    )
-    return str(tail).splitlines()[-TAIL_LINES:] if tail else []
+    """The last lines of an attempt's output (see views.output_tail)."""
+    tail = views.output_tail(attempt)
+    return tail.splitlines()[-TAIL_LINES:] if tail else []
 
 
 @both(ROUTES, "GET", "/runs/{run_id}")
