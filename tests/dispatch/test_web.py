@@ -17,7 +17,11 @@ from dispatch.web.tokens import new_token
 from tests.dispatch.webconsole import Browser, ConsoleServer, csrf_of
 
 GREET = {"1": {"service": "greeter", "queue": "greet"}, "start": [[1, {}]]}
-COUNT = {"1": {"service": "counter", "queue": "count"}, "start": [[1, {}]]}
+COUNT = {
+    "description": "Count <the> words",
+    "1": {"service": "counter", "queue": "count"},
+    "start": [[1, {}]],
+}
 EVIL_RUN = "<script>alert('run')</script>"
 EVIL_REASON = "<img src=x onerror=alert('reason')>"
 EVIL_TAIL = '<script>alert("tail")</script>'
@@ -124,6 +128,8 @@ def test_runs_are_filtered_by_state_and_service(console):
     assert listed("service=counter") == ["run-05", "run-03", "run-01"]
     assert listed("service=count&state=running") == ["run-05", "run-03"]
     assert listed("service=nobody") == []
+    assert listed("recipe=%3Cthe%3E+WORDS") == ["run-05", "run-03", "run-01"]
+    assert listed("recipe=words&state=failed") == ["run-01"]
     page = console.browser.get("/runs?state=failed")
     assert "run-01" in page.text and "run-03" not in page.text
     assert '<option value="failed" selected>' in page.text
@@ -212,6 +218,9 @@ def test_every_field_is_escaped(console):
         page = console.browser.get(path)
         assert page.status == 200, page
         assert EVIL_REASON not in page.text and "&lt;img src=x" in page.text
+    echoed = console.browser.get("/runs?recipe=" + quote('"><script>x()</script>'))
+    assert echoed.status == 200 and "<script>x()" not in echoed.text
+    assert 'value="&#34;&gt;&lt;script&gt;x()&lt;/script&gt;"' in echoed.text
     missing = console.browser.get("/runs/" + quote("<b>nothing</b>", safe=""))
     assert missing.status == 404 and "<b>nothing" not in missing.text
 

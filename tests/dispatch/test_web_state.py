@@ -11,7 +11,11 @@ from BTrees.OOBTree import OOBTree
 from dispatch.state import broker, deadletters, model, views
 
 GREET = {"1": {"service": "greeter", "queue": "greet"}, "start": [[1, {}]]}
-COUNT = {"1": {"service": "counter", "queue": "count"}, "start": [[1, {}]]}
+COUNT = {
+    "description": "Count the words",
+    "1": {"service": "counter", "queue": "count"},
+    "start": [[1, {}]],
+}
 
 
 def start(dispatch, recipe, guid, now):
@@ -60,6 +64,9 @@ def test_filters_by_state_and_service_across_slices(dispatch, monkeypatch):
     assert counted.has_next
     rest = views.list_runs(dispatch, service="count", page=2, size=4)
     assert ids(rest) == ["run-03", "run-01"] and not rest.has_next
+    described = views.list_runs(dispatch, recipe="the WORDS", size=50)
+    assert ids(described) == [f"run-{n:02d}" for n in (11, 9, 7, 5, 3, 1)]
+    assert views.list_runs(dispatch, recipe="greet").rows == []
     failed = views.list_runs(dispatch, status=model.FAILED)
     assert ids(failed) == ["run-01"]
     assert failed.rows[0]["status"] == model.FAILED

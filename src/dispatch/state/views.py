@@ -14,6 +14,7 @@ from typing import Any
 
 from dispatch.state import deadletters, model
 from dispatch.state import steps as step_kinds
+from dispatch.state.recipe import SPECIAL_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -163,16 +164,26 @@ def run_summary(run: model.Run) -> dict[str, Any]:
 
 
 def services_of(run: model.Run) -> set[str]:
-    """The names of the services (queues) *run*'s steps are sent to."""
+    """The names of the services and queues *run*'s steps are sent to,
+    read from the run's recipe (no step object is loaded)."""
     names = set()
-    for step in run.steps.values():
-        queue = step_kinds.destination_queue(step.definition)
+    for key, step in run.recipe.items():
+        if key in SPECIAL_KEYS or not isinstance(step, dict):
+            continue
+        queue = step_kinds.destination_queue(step)
         if queue is not None:
             names.add(queue)
-        service = step.definition.get("service")
-        if service:
-            names.add(str(service))
+        if step.get("service"):
+            names.add(str(step["service"]))
     return names
+
+
+def recipe_matches(run: model.Run, text: str) -> bool:
+    """True when *run*'s recipe ``description`` holds *text* (any case):
+    recipes have no name of their own, their description says what they
+    are."""
+    description = run.recipe.get("description", run.recipe.get("comment")) or ""
+    return text.lower() in str(description).lower()
 
 
 def keys_newest_first(tree: Any) -> Iterator[str]:
@@ -193,17 +204,19 @@ def list_runs(
     service: str | None = None,
     page: int = 1,
     size: int = 50,
+    recipe: str | None = None,
 ) -> RunPage:
-    """Page *page* (from 1) of *size* runs, newest first, of *status*
-    and with a step sent to *service* when given.  Without a filter the
-    page is one slice of the index; with one, runs are read newest first
-    until the page is full."""
+    """Page *page* (from 1) of *size* runs, newest first, of *status*,
+    with a step sent to *service* and a recipe described by *recipe*
+    (:func:`recipe_matches`) when given.  Without a filter the page is one
+    slice of the index; with one, runs are read newest first until the
+    page is full."""
     if page < 1 or size < 1:
         raise ValueError("page and size start at 1")
     if status is not None and status not in RUN_STATES:
         raise ValueError(f"no run state {status!r} (one of {', '.join(RUN_STATES)})")
     runs = dispatch.runs
-    if status is None and service is None:
+    if status is None and service is None and recipe is None:
         keys = runs.keys()
         end = len(keys) - (page - 1) * size
         start = max(0, end - size)
@@ -217,6 +230,8 @@ def list_runs(
         if status is not None and run.status != status:
             continue
         if service is not None and service not in services_of(run):
+            continue
+        if recipe is not None and not recipe_matches(run, recipe):
             continue
         if skip:
             skip -= 1

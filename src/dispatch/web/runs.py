@@ -1,5 +1,5 @@
-"""Runs: the list (``/runs``, filtered by state and by a service the
-recipe sends to, paginated), a run's page (``/runs/ID``: steps, attempts,
+"""Runs: the list (``/runs``, filtered by state, by a service the recipe
+sends to and by the recipe's description, paginated), a run's page (``/runs/ID``: steps, attempts,
 exit codes, output tails) and the cancel and retry buttons, which call
 what ``dispatch cancel`` and ``dispatch retry`` call."""
 
@@ -40,10 +40,11 @@ async def runs_list(request: web.Request) -> web.StreamResponse:
             f"state must be one of {', '.join(views.RUN_STATES)}, not {status!r}"
         )
     service = query.get("service") or None
+    recipe = query.get("recipe") or None
     page = query_integer(query, "page", 1, 1, 10**9)
     size = query_integer(query, "size", here.settings.page_size, 1, MAX_PAGE_SIZE)
     found = await here.read(
-        lambda dispatch: views.list_runs(dispatch, status, service, page, size)
+        lambda dispatch: views.list_runs(dispatch, status, service, page, size, recipe)
     )
     return respond(
         request,
@@ -55,6 +56,7 @@ async def runs_list(request: web.Request) -> web.StreamResponse:
             "has_next": found.has_next,
             "state": status,
             "service": service,
+            "recipe": recipe,
             "states": list(views.RUN_STATES),
         },
     )
