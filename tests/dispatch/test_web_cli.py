@@ -114,12 +114,14 @@ def test_zdaemon_runs_the_console(runzeo, tmp_path):
         )
 
     def answers():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             connection.request("GET", "/api/services")
             return connection.getresponse().status == 200
         except OSError:
             return False
+        finally:
+            connection.close()
 
     try:
         assert control("start").returncode == 0

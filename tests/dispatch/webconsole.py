@@ -21,8 +21,8 @@ class ConsoleServer:
     """``create_app(...)`` listening on an ephemeral port until stop()."""
 
     def __init__(self, database, settings, zeo_address):
-        self.loop = asyncio.new_event_loop()
         self.application = create_app(database, settings, zeo_address)
+        self.loop = asyncio.new_event_loop()
         self.port = None
         self.failure = None
         started = threading.Event()
@@ -37,6 +37,7 @@ class ConsoleServer:
                 self.port = runner.addresses[0][1]
             except BaseException as error:
                 self.failure = error
+                self.loop.close()
                 started.set()
                 return
             started.set()
