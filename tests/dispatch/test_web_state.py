@@ -168,3 +168,18 @@ def test_an_attempts_tail_is_its_programs_while_it_runs(dispatch):
     running = {"output_tail": None, "program": {"output_tail": "so far"}}
     assert views.output_tail(running) == "so far"
     assert views.output_tail({"output_tail": None, "program": None}) is None
+
+
+def test_a_storage_without_watch_gives_quiet_streams():
+    import asyncio
+
+    from dispatch.web.events import Hub
+
+    async def check():
+        hub = Hub()
+        hub.start(object())
+        stream = hub.open()
+        hub.stop()
+        return await stream.get()
+
+    assert asyncio.run(check()) is None

@@ -137,18 +137,25 @@ def set_cookies(request: web.Request, response: web.StreamResponse) -> None:
     """Give the browser the CSRF cookie a page of this request made."""
     if request.get(NEW_CSRF_KEY):
         response.set_cookie(
-            CSRF_COOKIE, request[CSRF_KEY], httponly=True, samesite="Strict", path="/"
+            CSRF_COOKIE,
+            request[CSRF_KEY],
+            httponly=True,
+            samesite="Strict",
+            path="/",
+            secure=request.secure,
         )
 
 
-def log_in(response: web.StreamResponse, token: str) -> None:
-    """Set the login cookie for *token* on *response*."""
+def log_in(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    """Set the login cookie for *token* on *response* (sent back over
+    TLS only when *request* came over TLS)."""
     response.set_cookie(
         SESSION_COOKIE,
         session_value(token),
         httponly=True,
         samesite="Strict",
         path="/",
+        secure=request.secure,
     )
 
 

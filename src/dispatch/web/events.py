@@ -35,9 +35,14 @@ class Hub:
         self.watch: Any = None
 
     def start(self, storage: Any) -> None:
-        """Watch *storage* (a zeo client storage) from now on."""
+        """Watch *storage* (a zeo client storage) from now on; a storage
+        without ``watch`` (not zeo's) gives streams that stay quiet."""
         self.loop = asyncio.get_running_loop()
-        self.watch = storage.watch(self._committed)
+        watch = getattr(storage, "watch", None)
+        if watch is None:
+            logger.warning("%r cannot be watched: no live updates", storage)
+            return
+        self.watch = watch(self._committed)
 
     def _committed(self, tid: bytes, oids: Any) -> None:
         # On the storage's dispatcher thread: hand over to the loop.

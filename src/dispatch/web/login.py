@@ -37,7 +37,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return render(request, "login.html", {"error": "wrong token"}, status=401)
     assert here.gate.token is not None  # check_token passed
     response = see_other("/runs")
-    auth.log_in(response, here.gate.token)
+    auth.log_in(request, response, here.gate.token)
     return response
 
 
