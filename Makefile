@@ -22,7 +22,7 @@ DOJOBBER_PEER := $(PEERS)/dojobber
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,uvloop]'
+	$(PY) -m pip install -q -e '.[test,uvloop,web]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -15,7 +15,12 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"zeo": ["*.xml"], "papa": ["*.xml"], "dispatch.runtime": ["*.xml"]},
+    package_data={
+        "zeo": ["*.xml"],
+        "papa": ["*.xml"],
+        "dispatch.runtime": ["*.xml"],
+        "dispatch.web": ["templates/*.html", "static/*"],
+    },
     zip_safe=False,
     install_requires=[
         "ZODB>=6.0",
@@ -34,6 +39,9 @@ setup(
     ],
     extras_require={
         "uvloop": ["uvloop"],
+        # The console (`dispatch web`) runs on one host; the service
+        # instances and step programs on every node do not need a web server.
+        "web": ["aiohttp>=3.9", "prometheus-client>=0.17"],
         "test": [
             "pytest",
             "pytest-timeout",

@@ -87,14 +87,18 @@ def purge(
     location: str | os.PathLike[str],
     queues: Collection[str] | None = None,
     now: float | None = None,
+    message_ids: Collection[str] | None = None,
 ) -> list[Path]:
-    """Move dead letters (of *queues*, default all) to files in *location*;
-    returns the paths written.  Each file is on disk before its entry leaves
+    """Move dead letters (of *queues*, default all; only those of
+    *message_ids* when given) to files in *location*; returns the paths
+    written.  Each file is on disk before its entry leaves
     the index, so a commit that fails leaves a duplicate, never a loss."""
     now = time.time() if now is None else now
     written = []
     for message_id, message in list(dispatch.dead_letters.items()):
         if queues and message.queue not in queues:
+            continue
+        if message_ids is not None and message_id not in message_ids:
             continue
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
         milliseconds = int(now * 1000) % 1000
@@ -109,6 +113,30 @@ def purge(
         message.purged = now
         written.append(path)
     return written
+
+
+def find_dead_letter(dispatch: model.Dispatch, message_id: str) -> model.Message:
+    """The dead letter *message_id* of the index; :class:`DeadLetterError`
+    when there is none (never one, purged, or sent again)."""
+    message = dispatch.dead_letters.get(message_id)
+    if message is None:
+        raise DeadLetterError(
+            f"no dead letter {message_id!r} (see `dispatch dlq-check`)"
+        )
+    return message
+
+
+def reinject_dead_letter(
+    dispatch: model.Dispatch,
+    message_id: str,
+    destination: str | None = None,
+    now: float | None = None,
+) -> str:
+    """Send dead letter *message_id*, still in the index, back to its step
+    as :func:`reinject` does with a purged one; returns the new message id."""
+    now = time.time() if now is None else now
+    message = find_dead_letter(dispatch, message_id)
+    return reinject(dispatch, export_document(dispatch, message, now), destination, now)
 
 
 def reinject(

@@ -1,0 +1,145 @@
+"""Runs: the list (``/runs``, filtered by state, by a service the recipe
+sends to and by the recipe's description, paginated), a run's page (``/runs/ID``: steps, attempts,
+exit codes, output tails) and the cancel and retry buttons, which call
+what ``dispatch cancel`` and ``dispatch retry`` call."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from dispatch.state import admin, model, views
+from dispatch.web.console import both, console, done, respond, see_other
+from dispatch.web.errors import bad_request, not_found, query_integer
+from dispatch.web.settings import MAX_PAGE_SIZE
+
+logger = logging.getLogger(__name__)
+
+ROUTES = web.RouteTableDef()
+# How many lines of a step's output the run page shows (the tail itself is
+# bounded where it is recorded).
+TAIL_LINES = 200
+
+
+@ROUTES.get("/")
+async def home(request: web.Request) -> web.StreamResponse:
+    return see_other("/runs")
+
+
+@both(ROUTES, "GET", "/runs")
+async def runs_list(request: web.Request) -> web.StreamResponse:
+    """A page of runs, newest first."""
+    here = console(request)
+    query = request.query
+    status = query.get("state") or None
+    if status is not None and status not in views.RUN_STATES:
+        raise bad_request(
+            f"state must be one of {', '.join(views.RUN_STATES)}, not {status!r}"
+        )
+    service = query.get("service") or None
+    recipe = query.get("recipe") or None
+    page = query_integer(query, "page", 1, 1, 10**9)
+    size = query_integer(query, "size", here.settings.page_size, 1, MAX_PAGE_SIZE)
+    found = await here.read(
+        lambda dispatch: views.list_runs(dispatch, status, service, page, size, recipe)
+    )
+    return respond(
+        request,
+        "runs.html",
+        {
+            "runs": found.rows,
+            "page": found.page,
+            "size": found.size,
+            "has_next": found.has_next,
+            "state": status,
+            "service": service,
+            "recipe": recipe,
+            "states": list(views.RUN_STATES),
+        },
+    )
+
+
+def _run_page_document(dispatch: model.Dispatch, run_id: str) -> dict[str, Any]:
+    try:
+        document = views.run_document(dispatch, run_id)
+    except views.RunNotFound as error:
+        raise not_found(str(error)) from None
+    for step in document["steps"]:
+        for message in step["messages"]:
+            for attempt in message["attempts"]:
+                attempt["tail"] = output_tail(attempt)
+    return document
+
+
+def output_tail(attempt: dict[str, Any]) -> list[str]:
+    """The last lines of an attempt's output (see views.output_tail)."""
+    tail = views.output_tail(attempt)
+    return tail.splitlines()[-TAIL_LINES:] if tail else []
+
+
+@both(ROUTES, "GET", "/runs/{run_id}")
+async def run_page(request: web.Request) -> web.StreamResponse:
+    """One run: its steps, their messages and attempts."""
+    run_id = request.match_info["run_id"]
+    document = await console(request).read(
+        lambda dispatch: _run_page_document(dispatch, run_id)
+    )
+    return respond(request, "run.html", {"run": document})
+
+
+@both(ROUTES, "POST", "/runs/{run_id}/cancel")
+async def cancel(request: web.Request) -> web.StreamResponse:
+    """``dispatch cancel RUN``."""
+    here = console(request)
+    actor = await here.gate.require(request)
+    run_id = request.match_info["run_id"]
+
+    def work(dispatch: model.Dispatch) -> dict[str, Any]:
+        run = _find(dispatch, run_id)
+        already = run.cancelled is not None
+        withdrawn = admin.cancel_run(dispatch, run)
+        return {"run": run_id, "withdrawn": withdrawn, "already": already}
+
+    result = await here.write(work)
+    logger.info("%s cancelled run %s", actor.name, run_id)
+    return done(request, result, run_path(run_id))
+
+
+@both(ROUTES, "POST", "/runs/{run_id}/retry")
+async def retry(request: web.Request) -> web.StreamResponse:
+    """``dispatch retry RUN [STEP]`` (the form's ``step`` field)."""
+    here = console(request)
+    actor = await here.gate.require(request)
+    run_id = request.match_info["run_id"]
+    form = await request.post()
+    text = str(form.get("step", "") or request.query.get("step", ""))
+    if text and not text.isdigit():
+        raise bad_request(f"step must be a step number, not {text!r}")
+    step = int(text) if text else None
+
+    def work(dispatch: model.Dispatch) -> dict[str, Any]:
+        run = _find(dispatch, run_id)
+        try:
+            revived = admin.retry_dead(dispatch, run, step)
+        except ValueError as error:
+            raise bad_request(str(error)) from None
+        return {"run": run_id, "sent": [message.id for message in revived]}
+
+    result = await here.write(work)
+    logger.info("%s retried run %s: %s", actor.name, run_id, result["sent"])
+    return done(request, result, run_path(run_id))
+
+
+def _find(dispatch: model.Dispatch, run_id: str) -> model.Run:
+    try:
+        return views.find_run(dispatch, run_id)
+    except views.RunNotFound as error:
+        raise not_found(str(error)) from None
+
+
+def run_path(run_id: str) -> str:
+    """The run page's path (the id quoted whole: it may hold a "/")."""
+    return "/runs/" + quote(run_id, safe="")

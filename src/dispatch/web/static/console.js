@@ -1,0 +1,51 @@
+// The dispatch console's only script: no build step, no inline code (the
+// Content-Security-Policy forbids it).
+"use strict";
+
+// Ask before forms marked data-confirm are posted.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  const question = form.dataset ? form.dataset.confirm : undefined;
+  if (question && !window.confirm(question)) {
+    event.preventDefault();
+  }
+});
+
+// Live parts: an element with data-live is fetched again (this same page,
+// rendered by the server and escaped there) whenever zeo reports a commit
+// on /api/events.  Commits arriving while a fetch is on the way, or within
+// GAP milliseconds of the last, make one more fetch, not one each: a busy
+// queue commits many times a second.
+const GAP = 250;
+const live = document.querySelector("[data-live]");
+if (live && window.EventSource) {
+  let fetching = false;
+  let again = false;
+  const refresh = async () => {
+    if (fetching) {
+      again = true;
+      return;
+    }
+    fetching = true;
+    try {
+      const reply = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+      if (reply.ok) {
+        const page = new DOMParser().parseFromString(await reply.text(), "text/html");
+        const fresh = page.querySelector("[data-live]");
+        const current = document.querySelector("[data-live]");
+        if (fresh && current) {
+          current.replaceWith(document.importNode(fresh, true));
+        }
+      }
+    } finally {
+      window.setTimeout(() => {
+        fetching = false;
+        if (again) {
+          again = false;
+          refresh();
+        }
+      }, GAP);
+    }
+  };
+  new EventSource("/api/events").addEventListener("commit", refresh);
+}
