@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dispatch.cli import base
-from dispatch.state import model, views
+from dispatch.state import views
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,14 +16,13 @@ def run(options: argparse.Namespace) -> int:
     with base.dispatch_at(options.zeo) as dispatch:
         rows = []
         for run in dispatch.runs.values():
-            states = views.step_states(dispatch, run.id)
-            done = sum(state == model.DONE for state in states.values())
+            summary = views.run_summary(run)  # what the web console lists too
             rows.append(
                 (
-                    run.id,
-                    run.status,
-                    base.when(run.created),
-                    f"{done}/{len(states)}",
+                    summary["run"],
+                    summary["status"],
+                    base.when(summary["created"]),
+                    f"{summary['steps_done']}/{summary['steps']}",
                 )
             )
     print(f"{'RUN':<24}  {'STATUS':<9}  {'CREATED':<19}  STEPS DONE")

@@ -57,8 +57,7 @@ def _print_message(message: dict[str, Any]) -> None:
             print(f"      {program_line(attempt)}")
         if attempt["error"]:
             print(f"      error: {attempt['error']}")
-        # A running program's tail is in its record until it ends.
-        tail = attempt["output_tail"] or (attempt["program"] or {}).get("output_tail")
+        tail = views.output_tail(attempt)  # the program's while it runs
         if tail:
             for line in str(tail).splitlines():
                 print(f"      | {line}")
