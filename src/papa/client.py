@@ -84,7 +84,9 @@ class Papa(ClosedOnExit):
             self.location = (host or "127.0.0.1", int(port_or_path))
         self.connection: ClientConnection | None = None
         self.t: threading.Thread | None = None
-        self._connect(allow_spawn=host is None)
+        # A kernel is started on demand only for a plain local client: a
+        # failed TLS handshake or login must not start a second kernel.
+        self._connect(allow_spawn=host is None and ssl is None and token is None)
 
     def __exit__(self, *exc_info: object) -> None:
         # Closing is not all: a kernel thread this Papa started to serve

@@ -100,7 +100,9 @@ class ClientConnection:
             self.sock.settimeout(timeout)
             self.sock.connect(location)
             if ssl_context is not None:
-                host = location[0] if isinstance(location, tuple) else None
+                # A Unix socket has no host name: its kernel's certificate is
+                # checked against "localhost".
+                host = location[0] if isinstance(location, tuple) else "localhost"
                 self.sock = ssl_context.wrap_socket(self.sock, server_hostname=host)
             self.read_reply()  # the banner
             self.sock.settimeout(None)

@@ -6,7 +6,8 @@ a Unix socket made 0600.  To serve other hosts (``host`` in ``<kernel>``)
 it needs TLS (``<ssl>``: its certificate and key, and ``authenticate``, the
 CA file client certificates must be signed by) or a token (``token-file``,
 a file of mode 0600), or both; without either it refuses to start unless
-``insecure on`` says so on purpose.
+``insecure on`` says so on purpose.  TLS without ``authenticate`` encrypts
+but lets anyone in, so it does not count.
 
 With a token every connection must send ``auth TOKEN`` before any command
 but ``help``, ``protocol`` and ``quit``; three wrong tokens end the
@@ -43,12 +44,20 @@ class Access:
         """Refuse to serve other hosts without TLS or a token (see above)."""
         if is_loopback(self.host) or self.insecure:
             return
-        if self.ssl_context is None and self.token is None:
+        if self.token is None and not self.certificates_required:
             raise Error(
-                f"Refusing to listen on {self.host} without TLS (<ssl>) or a "
-                f"token (token-file): anyone who can connect runs programs as "
-                f"this user. Set 'insecure on' to do it anyway."
+                f"Refusing to listen on {self.host} without TLS client "
+                f"certificates (<ssl> with authenticate) or a token "
+                f"(token-file): anyone who can connect runs programs as this "
+                f"user. Set 'insecure on' to do it anyway."
             )
+
+    @property
+    def certificates_required(self) -> bool:
+        """TLS that lets in only clients with a certificate (encryption alone
+        identifies nobody)."""
+        context = self.ssl_context
+        return context is not None and context.verify_mode == ssl.CERT_REQUIRED
 
     def token_matches(self, candidate: str) -> bool:
         if self.token is None:
@@ -80,6 +89,9 @@ def read_token(path: str) -> str:
         )
     if len(token) < 16:
         raise Error(f"The token in {path} is too short: use 16 characters or more")
+    if any(character.isspace() or character == "\\" for character in token):
+        # Sent as one word before escapes are on: it could never match.
+        raise Error(f"The token in {path} may hold no spaces or backslashes")
     return token
 
 

@@ -92,6 +92,11 @@ def test_a_token_file_others_can_read_is_refused(tmp_path):
     short = config(tmp_path, [f"token-file {token_file(tmp_path, token='short')}"])
     result = run_papa("-C", str(short), "-p", "0", cwd=tmp_path)
     assert result.returncode == 2 and "too short" in result.stderr
+    spaced = token_file(tmp_path, token="a token with spaces in it")
+    result = run_papa(
+        "-C", str(config(tmp_path, [f"token-file {spaced}"])), cwd=tmp_path
+    )
+    assert result.returncode == 2 and "no spaces or backslashes" in result.stderr
 
 
 def test_other_hosts_are_refused_without_tls_or_token(tmp_path):
@@ -102,6 +107,12 @@ def test_other_hosts_are_refused_without_tls_or_token(tmp_path):
     assert "insecure on" in result.stderr
     # What makes it acceptable, checked without binding anything.
     Access("0.0.0.0", token=TOKEN).check()
+    encrypting_only = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with pytest.raises(Error, match="client certificates"):
+        Access("0.0.0.0", ssl_context=encrypting_only).check()
+    identifying = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    identifying.verify_mode = ssl.CERT_REQUIRED
+    Access("0.0.0.0", ssl_context=identifying).check()
     Access("0.0.0.0", insecure=True).check()
     Access("::1").check()
     assert is_loopback("127.0.0.2") and is_loopback("localhost")
@@ -110,15 +121,17 @@ def test_other_hosts_are_refused_without_tls_or_token(tmp_path):
         Access("kernel.example.org").check()
 
 
-@pytest.fixture
-def tls_kernel(kernel_factory, tmp_path):
+@pytest.fixture(params=["tcp", "unix"])
+def tls_kernel(request, kernel_factory, tmp_path):
     pki = make_certificates(tmp_path / "pki")
     (tmp_path / "tls.conf").write_text(
         "<kernel>\n  <ssl>\n"
         f"    certificate {pki / 'server.pem'}\n    key {pki / 'server.key'}\n"
         f"    authenticate {pki / 'ca.pem'}\n  </ssl>\n</kernel>\n"
     )
-    kernel = kernel_factory(extra=["-C", str(tmp_path / "tls.conf")])
+    kernel = kernel_factory(
+        unix=request.param == "unix", extra=["-C", str(tmp_path / "tls.conf")]
+    )
     kernel.pki = pki
     # The fixture's stop lists children over a plain connection, which this
     # kernel refuses; it starts none.
@@ -137,8 +150,18 @@ def test_tls_with_client_certificates(tls_kernel):
             connection_timeout=2,
             ssl=client_context(tls_kernel.pki, certificate=False),
         )
+    # A failed handshake started no kernel of its own (Papa starts one only
+    # for a plain local client), and the TLS kernel still serves.
+    assert tls_kernel.port_or_path not in Papa._kernels
+    with Papa(tls_kernel.port_or_path, ssl=client_context(tls_kernel.pki)) as papa:
+        assert papa.get("x") == "over tls"
     # A plain client gets no banner in clear text.
-    plain = socket.create_connection(tls_kernel.address, timeout=30)
+    if isinstance(tls_kernel.address, str):
+        plain = socket.socket(socket.AF_UNIX)
+        plain.settimeout(30)
+        plain.connect(tls_kernel.address)
+    else:
+        plain = socket.create_connection(tls_kernel.address, timeout=30)
     plain.sendall(b"list processes\n")
     received = b""
     try:

@@ -124,9 +124,7 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         self._transaction = None
         self._commit_lock = threading.Lock()
         self._oids: list[bytes] = []
-        self._oids_generation = (
-            -1
-        )  # the connection (ClientIO.generation) they came over
+        self._oids_generation = -1  # ClientIO.generation they were fetched in
         self._oid_lock = threading.Lock()
         self._iterators = IteratorRegistry()
         self._watches = WatchDispatcher(self._name)

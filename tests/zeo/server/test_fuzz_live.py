@@ -111,6 +111,28 @@ def random_call(generator):
 SHAPED_METHODS = sorted(set(SIGNATURES) - {"register", "pack"})
 
 
+# ZODB's conflict resolution logs the traceback of a record it cannot
+# unpickle (random bytes stored over an existing object); the server goes on
+# and the client gets a ConflictError.  Any other traceback is a bug.
+TRACEBACKS_ALLOWED = {"ZODB.ConflictResolution"}
+
+
+def loggers_with_tracebacks(log):
+    """The logger names of the log records that carry a traceback."""
+    names, current = set(), None
+    for line in log.splitlines():
+        words = line.split()
+        if line[:4].isdigit():  # a record: "TIME LEVEL NAME MESSAGE"
+            levels = [i for i, word in enumerate(words[:3]) if word in LEVELS]
+            current = words[levels[0] + 1] if levels else None
+        elif line.startswith("Traceback"):
+            names.add(current)
+    return names
+
+
+LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
 def served_to_the_end(client, last_msgid):
     """True if the server answers the final ping; False if it hung up first."""
     try:
@@ -154,7 +176,7 @@ def test_random_calls_from_many_connections_leave_the_server_healthy(
         assert served is shaped, f"seed {seed}, connection {number}"
     assert_still_serving(server, raw_clients)
     log = server.log_text()
-    assert "Traceback" not in log, f"seed {seed}"
+    assert loggers_with_tracebacks(log) <= TRACEBACKS_ALLOWED, f"seed {seed}"
     assert "Unhandled" not in log, f"seed {seed}"
 
 
