@@ -11,6 +11,7 @@ lock (PROTOCOL.md sections 6 and 7).
 
 import logging
 import os
+import shutil
 
 from ZODB.Connection import TransactionMetaData
 from ZODB.POSException import (
@@ -49,6 +50,7 @@ class CommitMixin:
         self.locked = False  # True between a successful vote and finish/abort
         self.commit_log = None
         self.blob_log = []  # (oid, serial, data, filename) waiting for vote
+        self.blob_names = []  # the second names given to the storage
         self.blob_tempfile = None  # (descriptor, filename) while uploading
         self.invalidated = []  # oids to broadcast at finish
         self.serials = []  # oids the storage resolved (vote result)
@@ -92,6 +94,7 @@ class CommitMixin:
         metadata.id = txn
         self.commit_log = CommitLog()
         self.blob_log = []
+        self.blob_names = []
         self.invalidated = []
         self.serials = []
         self.conflicts = {}
@@ -181,9 +184,12 @@ class CommitMixin:
                     undo_tid, oids = storage.undo(args[0], transaction)
                     self.invalidated.extend(oids)
                     self.serials.extend(oids)
-            # Blob files are moved into the storage: they can be replayed once.
-            while self.blob_log:
-                self._store(*self.blob_log.pop(0))
+            # The storage moves a blob file it is given into place, or away
+            # when this attempt is aborted for client-side conflict resolution;
+            # it gets a second name of the file, so a repeated vote still has
+            # the upload (real ZEO loses the blob then).
+            for oid, serial, data, filename in self.blob_log:
+                self._store(oid, serial, data, self._second_name(filename))
             if not self.conflicts:
                 try:
                     resolved = storage.tpc_vote(transaction)
@@ -226,6 +232,16 @@ class CommitMixin:
             raise
         self.locked = True
         return self.serials
+
+    def _second_name(self, filename):
+        """A new hard link to *filename* (a copy where links fail)."""
+        name = f"{filename}.vote{len(self.blob_names)}"
+        try:
+            os.link(filename, name)
+        except OSError:
+            shutil.copyfile(filename, name)
+        self.blob_names.append(name)
+        return name
 
     def _store(self, oid, serial, data, blob_filename=None):
         try:
@@ -298,11 +314,13 @@ class CommitMixin:
         if self.commit_log is not None:
             self.commit_log.close()
             self.commit_log = None
-        for _oid, _serial, _data, filename in self.blob_log:
+        leftovers = [entry[3] for entry in self.blob_log] + self.blob_names
+        for filename in leftovers:  # the storage moved the ones it kept
             try:
                 os.remove(filename)
             except OSError:
                 pass
         self.blob_log = []
+        self.blob_names = []
         self.invalidated = []
         self.conflicts = {}

@@ -337,3 +337,36 @@ def test_a_blob_commit_writes_one_record_per_object(
             assert len(oids) == len(set(oids))
     finally:
         stored.close()
+
+
+def test_a_blob_survives_a_vote_repeated_for_client_side_conflict_resolution(
+    impl, start_server, client_factory, tmp_path
+):
+    # The server replays the transaction's log when the client has resolved
+    # a conflict and votes again; the first replay had handed the uploaded
+    # blob file to the storage, which threw it away with that attempt.
+    from ZODB.tests.ConflictResolution import PCounter
+
+    if impl == "zeo":
+        pytest.skip("real ZEO 6.2 loses the blob of a repeated vote")
+    server = start_server(msgpack=True, blobs=True, client_conflict_resolution=True)
+    storage = client_factory(server.addr, blob_dir=str(tmp_path / "blob-cache"))
+    counter_oid, blob_oid = storage.new_oid(), storage.new_oid()
+    counter = PCounter()
+    counter._value = 0
+    base = commit_record(storage, counter_oid, z64, zodb_pickle(counter))
+    counter.inc()
+    commit_record(storage, counter_oid, base, zodb_pickle(counter))
+    upload = tmp_path / "upload"
+    upload.write_bytes(b"blob payload " * 1000)
+    counter._value = 5  # based on the older state: a conflict to resolve
+    txn = TransactionMetaData()
+    storage.tpc_begin(txn)
+    storage.storeBlob(blob_oid, z64, zodb_pickle(MinPO("b")), str(upload), "", txn)
+    storage.store(counter_oid, base, zodb_pickle(counter), "", txn)
+    assert storage.tpc_vote(txn) == [counter_oid]
+    tid = storage.tpc_finish(txn)
+    reader = client_factory(server.addr, blob_dir=str(tmp_path / "reader-cache"))
+    with open(reader.loadBlob(blob_oid, tid), "rb") as blob:
+        assert blob.read() == b"blob payload " * 1000
+    assert zodb_unpickle(reader.load(counter_oid)[0])._value == 6
