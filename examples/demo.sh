@@ -3,9 +3,10 @@
 #
 # Starts runzeo and the papa kernel under zdaemon (conf/zdaemon-*.conf),
 # starts `dispatch supervise -C conf/dispatch.conf` (Greeter, Counter and a
-# CommandRunner, kept running through papa), submits
-# examples/recipes/demo.json with `go --wait` (plus demo-slurm.json when a
-# Slurm cluster answers), shows the run, and stops everything it started,
+# CommandRunner, kept running through papa) and the web console (`dispatch
+# web`, 127.0.0.1:8080), submits examples/recipes/demo.json with
+# `go --wait` (plus demo-slurm.json when a Slurm cluster answers), shows
+# the run and its page in the console, and stops everything it started,
 # also when a step fails or the demo is interrupted.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +16,15 @@ mkdir -p var
 say() { printf 'demo: %s\n' "$*"; }
 
 supervise_pid=
+web_pid=
 stop_all() {
     status=$?
     trap - EXIT INT TERM
+    if [ -n "$web_pid" ]; then
+        say "stopping the web console"
+        kill -TERM "$web_pid" 2>/dev/null
+        wait "$web_pid" 2>/dev/null
+    fi
     if [ -n "$supervise_pid" ]; then
         say "stopping dispatch supervise (each service finishes its message)"
         kill -TERM "$supervise_pid" 2>/dev/null
@@ -62,6 +69,20 @@ until grep -q '^supervising' var/supervise.log; do
     sleep 0.1
 done
 
+say "starting the web console: dispatch web -C conf/dispatch.conf (log: var/web.log)"
+$BIN/dispatch web -C conf/dispatch.conf >var/web.log 2>&1 &
+web_pid=$!
+until grep -q '^web: serving' var/web.log; do
+    if ! kill -0 "$web_pid" 2>/dev/null; then
+        web_pid=
+        say "the web console could not start (the demo goes on without it):"
+        cat var/web.log
+        break
+    fi
+    sleep 0.1
+done
+[ -n "$web_pid" ] && say "$(grep '^web: serving' var/web.log | sed 's/^web: //')"
+
 recipes=(examples/recipes/demo.json)
 if command -v sinfo >/dev/null 2>&1 && sinfo -h >/dev/null 2>&1; then
     say "a Slurm cluster answers: the run also has a Slurm job"
@@ -78,6 +99,16 @@ run_id=$(head -n 1 var/demo-go.out)
 if [ -n "$run_id" ]; then
     say "dispatch show $run_id"
     $BIN/dispatch show "$run_id"
+    if [ -n "$web_pid" ]; then
+        say "the run's page: http://127.0.0.1:8080/runs/$run_id (JSON: /api/runs/$run_id)"
+        $BIN/python - "$run_id" <<'PY'
+import json, sys, urllib.request
+url = f"http://127.0.0.1:8080/api/runs/{sys.argv[1]}"
+with urllib.request.urlopen(url, timeout=30) as reply:
+    run = json.load(reply)
+print(f"demo: the console says the run is {run['run']['status']}")
+PY
+    fi
 fi
 if [ "$go_status" -ne 0 ]; then
     say "the run did not succeed (status $go_status); var/supervise.log:"
