@@ -35,6 +35,14 @@ stop_all() {
     $BIN/zdaemon -C conf/zdaemon-zeo.conf stop >/dev/null 2>&1
     exit "$status"
 }
+# started PID PATTERN LOG: wait until LOG has a line matching PATTERN;
+# false if the process PID exits first.
+started() {
+    until grep -q "$2" "$3"; do
+        kill -0 "$1" 2>/dev/null || return 1
+        sleep 0.1
+    done
+}
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
@@ -60,27 +68,20 @@ PY
 say "starting dispatch supervise -C conf/dispatch.conf (log: var/supervise.log)"
 $BIN/dispatch supervise -C conf/dispatch.conf >var/supervise.log 2>&1 &
 supervise_pid=$!
-until grep -q '^supervising' var/supervise.log; do
-    if ! kill -0 "$supervise_pid" 2>/dev/null; then
-        supervise_pid=
-        say "dispatch supervise could not start:"; cat var/supervise.log
-        exit 1
-    fi
-    sleep 0.1
-done
+if ! started "$supervise_pid" '^supervising' var/supervise.log; then
+    supervise_pid=
+    say "dispatch supervise could not start:"; cat var/supervise.log
+    exit 1
+fi
 
 say "starting the web console: dispatch web -C conf/dispatch.conf (log: var/web.log)"
 $BIN/dispatch web -C conf/dispatch.conf >var/web.log 2>&1 &
 web_pid=$!
-until grep -q '^web: serving' var/web.log; do
-    if ! kill -0 "$web_pid" 2>/dev/null; then
-        web_pid=
-        say "the web console could not start (the demo goes on without it):"
-        cat var/web.log
-        break
-    fi
-    sleep 0.1
-done
+if ! started "$web_pid" '^web: serving' var/web.log; then
+    web_pid=
+    say "the web console could not start (the demo goes on without it):"
+    cat var/web.log
+fi
 [ -n "$web_pid" ] && say "$(grep '^web: serving' var/web.log | sed 's/^web: //')"
 
 recipes=(examples/recipes/demo.json)

@@ -10,17 +10,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from papa.protocol import CommandStream, LineTooLong, escape, tokenize
+from tests.fuzz.streams import chunks
 
 LIMIT = 64
-
-
-def chunks(data, cuts):
-    points = sorted({cut % (len(data) + 1) for cut in cuts})
-    pieces, start = [], 0
-    for point in points + [len(data)]:
-        pieces.append(data[start:point])
-        start = point
-    return pieces
 
 
 def expected_events(data, limit):

@@ -12,6 +12,7 @@ import struct
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from tests.fuzz.streams import chunks
 from zeo.exceptions import ProtocolError
 from zeo.protocol import FrameDecoder, decoder, encoder, frame
 from zeo.protocol.client import Announced, Broken, Callback, ClientSession
@@ -54,16 +55,6 @@ messages = st.tuples(
     st.one_of(st.sampled_from(METHODS + [".reply"]), st.text(max_size=30)),
     st.one_of(st.lists(values, max_size=6).map(tuple), values),
 )
-
-
-def chunks(data, cuts):
-    """*data* cut at the positions *cuts* (as a network would)."""
-    points = sorted({cut % (len(data) + 1) for cut in cuts})
-    pieces, start = [], 0
-    for point in points + [len(data)]:
-        pieces.append(data[start:point])
-        start = point
-    return pieces
 
 
 # -- frames -----------------------------------------------------------------
