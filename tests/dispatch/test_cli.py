@@ -44,6 +44,10 @@ def test_jobs_needs_a_database(capsys, monkeypatch):
     monkeypatch.delenv("DISPATCH_ZEO", raising=False)
     with pytest.raises(SystemExit, match="say which database"):
         jobs_main(["list"])
+    # Through the command, naming no database is a usage error, as for
+    # every other dispatch command.
+    assert main(["jobs", "list"]) == 2
+    assert "say which database" in capsys.readouterr().err
 
 
 def test_parse_address():

@@ -8,9 +8,9 @@ Sub-commands::
 
 The database is a zeo server (``--zeo HOST:PORT`` or a Unix socket path,
 default ``$DISPATCH_ZEO``) or, read-only, a FileStorage file (``--file``).
-An unreachable zeo server exits with status 3, as with every ``dispatch``
-command; another failure to open the database exits with status 1, as do
-unknown run names.  The job engine itself is :mod:`dispatch.jobs`.
+As with every ``dispatch`` command, naming no database is a usage error
+(status 2) and an unreachable zeo server exits with status 3; another
+failure to open the database exits with status 1, as do unknown run names.  The job engine itself is :mod:`dispatch.jobs`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ EXIT_NOT_FOUND = base.EXIT_FAILED
 
 
 class DatabaseUnavailable(base.CommandError):
-    """The database named cannot be opened (status 1; 3 for an unreachable
-    zeo server, the status of every ``dispatch`` command for it)."""
+    """The database cannot be opened (status 1; 2 when none is named and 3
+    for an unreachable zeo server, as for every ``dispatch`` command)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +68,8 @@ def _open_storage(options: argparse.Namespace, connect_timeout: float) -> Any:
     if not options.zeo:
         raise DatabaseUnavailable(
             f"say which database: --zeo HOST:PORT, --file PATH, "
-            f"or set ${base.ADDRESS_VARIABLE}."
+            f"or set ${base.ADDRESS_VARIABLE}.",
+            base.EXIT_USAGE,
         )
     import zeo
     from zeo.exceptions import ClientDisconnected
