@@ -16,6 +16,9 @@ SHOOTOUT_PEER := $(PEERS)/zodbshootout
 PAPA_PEER := $(PEERS)/papa
 # DoJobber 0.6.3 is the reference peer of dispatch.jobs (interop tests, bench).
 DOJOBBER_PEER := $(PEERS)/dojobber
+# JupyterHub's proxy, from the npm registry, for the papa.hub tests (the hub
+# itself and jupyter-server are in the venv: the spawner runs inside the hub).
+CHP_PEER := $(PEERS)/chp
 
 .PHONY: demo test fuzz soak lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down
 
@@ -39,7 +42,11 @@ $(PAPA_PEER)/.installed: $(VENV)/.installed
 	$(PY) -m pip install -q --target $(PAPA_PEER) 'papa==1.0.6'
 	touch $@
 
-peers: $(ZEO_PEER)/.installed $(PAPA_PEER)/.installed $(DOJOBBER_PEER)/.installed
+$(CHP_PEER)/.installed:
+	npm install --silent --no-audit --no-fund --prefix $(CHP_PEER) 'configurable-http-proxy@5.3.0'
+	touch $@
+
+peers: $(ZEO_PEER)/.installed $(PAPA_PEER)/.installed $(DOJOBBER_PEER)/.installed $(CHP_PEER)/.installed
 
 $(SHOOTOUT_PEER)/.installed: $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps --target $(SHOOTOUT_PEER) \

@@ -20,6 +20,7 @@ setup(
         "papa": ["*.xml"],
         "dispatch.runtime": ["*.xml"],
         "dispatch.web": ["templates/*.html", "static/*"],
+        "papa.hub": ["templates/*.html"],
     },
     zip_safe=False,
     install_requires=[
@@ -42,6 +43,8 @@ setup(
         # The console (`dispatch web`) runs on one host; the service
         # instances and step programs on every node do not need a web server.
         "web": ["aiohttp>=3.9", "prometheus-client>=0.17"],
+        # papa.hub: the JupyterHub spawner, a drop-in for jupyterhub-moss's.
+        "jupyterhub": ["jupyterhub>=5.3"],
         "test": [
             "pytest",
             "pytest-timeout",
@@ -52,6 +55,9 @@ setup(
             "manuel",
             # tests/fuzz: property-based fuzzing of every network and file decoder.
             "hypothesis",
+            # tests/papa/hub start a real JupyterHub and single-user servers.
+            "jupyterhub>=5.3",
+            "jupyter-server",
         ],
     },
     entry_points={

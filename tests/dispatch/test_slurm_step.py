@@ -38,7 +38,8 @@ from tests.dispatch.test_broker import start
 from tests.dispatch.test_commandrunner import papa_kernel  # noqa: F401
 from tests.dispatch.test_programs import Follower
 from tests.dispatch.test_run_cli import TIMEOUT, dispatch
-from tests.papa.test_slurm_cluster import sinfo_answer, squeue_state
+from tests.papa.test_slurm_cluster import squeue_state
+from tests.support.slurm import sinfo_answer
 
 pytestmark = pytest.mark.slurm
 

@@ -17,8 +17,9 @@ import subprocess
 import pytest
 
 import papa
-from tests.papa.conftest import KernelProcess, wait_for
 from tests.papa.conftest import read_all as read_all_within
+from tests.papa.conftest import wait_for
+from tests.support.slurm import SlurmKernel, require_cluster
 
 pytestmark = pytest.mark.slurm
 
@@ -26,49 +27,9 @@ JOB_DEADLINE = 90
 SLURMCTLD_PID_FILE = "/run/slurm-local/slurmctld.pid"
 
 
-def sinfo_answer() -> str | None:
-    """Why no cluster can be used, or None when one answers."""
-    try:
-        completed = subprocess.run(
-            ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30
-        )
-    except FileNotFoundError:
-        return "Slurm client tools are not installed (make slurm-up installs them)"
-    except subprocess.TimeoutExpired:
-        return "sinfo did not answer within 30 s"
-    if completed.returncode != 0:
-        return f"no Slurm controller answers: {completed.stderr.strip()}"
-    partitions = completed.stdout.split()
-    if "debug*" not in partitions or "long" not in partitions:
-        return f"not the test cluster (partitions {partitions}); run make slurm-up"
-    return None
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    reason = sinfo_answer()
-    if reason is not None:
-        if os.environ.get("ZEOPAPA_REQUIRE_SLURM"):
-            pytest.fail(f"ZEOPAPA_REQUIRE_SLURM is set but {reason}")
-        pytest.skip(reason)
-
-
-class SlurmKernel(KernelProcess):
-    """Our kernel with a state dir; its Slurm jobs are cancelled at the end."""
-
-    def job_ids(self) -> list[int]:
-        with papa.Papa(self.port_or_path, connection_timeout=30) as client:
-            listed = client.list_processes()
-        return [info["slurm_job"] for info in listed.values() if "slurm_job" in info]
-
-    def stop(self, kill_children=False) -> None:
-        # Listed pids of Slurm jobs are 0: never kill "children" here.
-        jobs = []
-        if self.process is not None and self.process.poll() is None:
-            jobs = self.job_ids()
-        for job_id in jobs:
-            subprocess.run(["scancel", str(job_id)], capture_output=True)
-        super().stop(kill_children=False)
+    require_cluster()
 
 
 @pytest.fixture

@@ -212,9 +212,10 @@ class SlurmSettings:
         self._live = (now, live)
         return live
 
-    def table(self) -> list[dict]:
-        """``list partitions``: configured descriptions with live resources."""
-        live = self.live()
+    def table(self, max_age: float = 0.0) -> list[dict]:
+        """``list partitions``: configured descriptions with live resources
+        (from an sinfo answer up to *max_age* seconds old)."""
+        live = self.live(max_age)
         names = list(self.partitions) or list(live)
         rows = []
         for name in names:
@@ -250,7 +251,10 @@ class SlurmSettings:
                     f'Unknown slurm request "{key}"; expected one of: '
                     + ", ".join(REQUEST_KEYS)
                 )
-            if "\n" in value or "\r" in value:
+            # Values become #SBATCH lines, where a newline would smuggle in
+            # more; a prologue is shell code in the script's body, and who may
+            # send one may run any program through the kernel anyway.
+            if key != "prologue" and ("\n" in value or "\r" in value):
                 raise Error(f"slurm {key} must not contain a newline")
         name = request.get("partition") or None
         if name is None and self.partitions:

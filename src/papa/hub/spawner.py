@@ -1,0 +1,369 @@
+"""``MOSlurmSpawner``: jupyterhub-moss's spawner, with papa's kernel
+submitting and watching the Slurm jobs.
+
+moss (through batchspawner) runs ``sbatch``/``squeue``/``scancel`` from the
+hub process and keeps the job id in the hub's database.  Here the papa
+kernel of the hub's host (a separate, long-lived process with a state
+directory) submits the job and follows it: the hub only names it
+(``jupyterhub.USER.SERVER``), so a hub killed and started again asks the
+kernel about that name and finds the server still running, with its
+address, and a query that fails (kernel or controller unreachable) is never
+taken for a job that ended (batchspawner issue 315).
+
+The configuration names are moss's: ``partitions``, ``req_prologue``,
+``req_options``, ``singularity_cmd``, ``start_timeout`` (300 s, as
+batchspawner), the options of the spawn form and URL (see
+:mod:`papa.hub.options`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import jinja2
+import traitlets
+from jupyterhub.spawner import Spawner
+from tornado.web import HTTPError
+
+from papa import Papa
+from papa.errors import Error
+from papa.hub import launch, options
+from papa.hub.config import ConfigurationError, check_partitions, slurm_settings
+from papa.slurm.partitions import SlurmSettings
+
+# The spawn form's table of partitions may be this many seconds old.
+FORM_SINFO_MAX_AGE = 5.0
+_FORM = jinja2.Environment(
+    loader=jinja2.PackageLoader("papa.hub", "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+).get_template("option_form.html")
+# How often start() looks at the job while it waits for the server's port.
+START_POLL_SECONDS = 0.5
+# Slurm job states in which the job has not started yet.
+PENDING_STATES = ("PENDING", "CONFIGURING", "REQUEUED", "SUSPENDED")
+DIED_BEFORE_LAUNCH = (
+    "The Jupyter batch job started but died before launching the single-user server."
+)
+DISAPPEARED = (
+    "The Jupyter batch job has disappeared while pending in the queue "
+    "or died immediately after starting."
+)
+
+
+class MOSlurmSpawner(Spawner):
+    """Single-user servers as Slurm jobs, through the papa kernel."""
+
+    partitions = traitlets.Dict(
+        help="""Partitions offered, as jupyterhub-moss's ``partitions``: name ->
+        architecture, description, gpu, max_ngpus, max_nprocs, max_runtime,
+        simple, jupyter_environments (id -> description, path, modules,
+        add_to_path, prologue).""",
+    ).tag(config=True)
+
+    papa_kernel = traitlets.Union(
+        [traitlets.Integer(), traitlets.Unicode()],
+        default_value=20202,
+        help="""The papa kernel that submits the jobs: a port on 127.0.0.1 or
+        a Unix socket path.  It must run with a state directory (papa -C
+        conf/papa.conf), so that it outlives the hub.""",
+    ).tag(config=True)
+
+    papa_token_file = traitlets.Unicode(
+        "",
+        help="The kernel's token file, when the kernel asks for one.",
+    ).tag(config=True)
+
+    req_prologue = traitlets.Unicode(
+        "", help="Shell code run in every job before the environment's prologue."
+    ).tag(config=True)
+
+    req_options = traitlets.Unicode(
+        "", help="Extra sbatch options added to every job."
+    ).tag(config=True)
+
+    singularity_cmd = traitlets.List(
+        trait=traitlets.Unicode(),
+        default_value=["singularity", "exec"],
+        help="How a server is started in a .sif environment image.",
+    ).tag(config=True)
+
+    startup_poll_interval = traitlets.Float(
+        START_POLL_SECONDS, help="Seconds between looks at a starting job."
+    ).tag(config=True)
+
+    process_name = traitlets.Unicode("")
+    job_id = traitlets.Unicode("")
+    job_state = traitlets.Unicode("")
+
+    @traitlets.default("start_timeout")
+    def _start_timeout_default(self) -> int:
+        return 300
+
+    @traitlets.default("apply_user_options")
+    def _apply_user_options_default(self) -> Any:
+        return _check_user_options
+
+    @traitlets.validate("partitions")
+    def _check_partitions(self, proposal: dict) -> dict:
+        try:
+            return check_partitions(proposal["value"])
+        except ConfigurationError as error:
+            raise traitlets.TraitError(str(error)) from None
+
+    # -- the kernel ------------------------------------------------------------------
+    def _papa(self) -> Papa:
+        token = None
+        if self.papa_token_file:
+            from papa.security import read_token
+
+            token = read_token(self.papa_token_file)
+        address = self.papa_kernel
+        if isinstance(address, str) and address.isdigit():
+            address = int(address)
+        # host= keeps the client from starting a kernel of its own: one
+        # started inside the hub would die with it.
+        host = None if isinstance(address, str) else "127.0.0.1"
+        return Papa(address, host=host, token=token)
+
+    async def _kernel(self, method: str, *arguments: Any, **keywords: Any) -> Any:
+        def call() -> Any:
+            with self._papa() as papa:
+                return getattr(papa, method)(*arguments, **keywords)
+
+        return await asyncio.to_thread(call)
+
+    @property
+    def settings(self) -> SlurmSettings:
+        cached = getattr(self, "_settings", None)
+        if cached is None or cached[0] is not self.partitions:
+            cached = (self.partitions, slurm_settings(self.partitions))
+            self._settings = cached
+        return cached[1]
+
+    def _name(self) -> str:
+        server = self.name or "default"
+        return f"jupyterhub.{self.user.name}.{server}"
+
+    # -- the form --------------------------------------------------------------------
+    @traitlets.default("options_form")
+    def _options_form_default(self) -> Any:
+        return render_form
+
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        return options.user_options(formdata)
+
+    def options_from_query(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        return options.user_options(query)
+
+    # -- start, poll, stop ---------------------------------------------------------
+    async def checked_options(
+        self, user_options: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The options completed as moss does, and papa's Slurm request
+        (:class:`~papa.hub.options.OptionsError` when one is refused)."""
+        chosen = options.user_options(user_options or {})
+        request = await asyncio.to_thread(
+            options.slurm_request,
+            chosen,
+            self.settings,
+            self.req_prologue,
+            self.req_options,
+        )
+        return chosen, request
+
+    async def start(self) -> tuple[str, int]:
+        chosen, request = await self.checked_options(self.user_options)
+        if chosen["default_url"]:
+            self.default_url = chosen["default_url"]
+        if chosen["root_dir"]:
+            self.notebook_dir = chosen["root_dir"]
+        name = self._name()
+        environment = self.get_env()
+        command = launch.command(
+            chosen["environment_path"],
+            list(self.cmd),
+            self.get_args(),
+            list(self.singularity_cmd),
+        )
+        await self._forget(name)
+        self.log.info(
+            "submitting %s through papa: %s; %s",
+            name,
+            request,
+            launch.shell_line(command),
+        )
+        entry = await self._kernel(
+            "make_process",
+            name,
+            command[0],
+            command[1:],
+            env=environment,
+            working_dir=self.notebook_dir or None,
+            slurm=request,
+        )
+        self.process_name = name
+        self.job_id = str(entry.get("slurm_job", ""))
+        self.job_state = entry.get("state", "")
+        address = await self._wait_for_address(name)
+        self.log.info("server %s of job %s is at %s:%d", name, self.job_id, *address)
+        return address
+
+    async def _forget(self, name: str) -> None:
+        """Remove an ended process of this name (a kernel keeps them listed)."""
+        found = await self._kernel("list_processes", name)
+        if name in found:
+            if found[name].get("running"):
+                raise RuntimeError(
+                    f"a job {name} (Slurm job {found[name].get('slurm_job')}) "
+                    "still runs: stop it first"
+                )
+            await self._kernel("remove_processes", name)
+
+    async def _wait_for_address(self, name: str) -> tuple[str, int]:
+        output = b""
+        ran = False
+        while True:
+            data, entry = await asyncio.to_thread(self._read_output, name)
+            output += data
+            address = launch.find_address(output)
+            if address is not None:
+                return address
+            if entry is not None and entry.get("running"):
+                self.job_state = entry.get("state", "")
+                ran = ran or self.job_state not in PENDING_STATES
+                await asyncio.sleep(self.startup_poll_interval)
+                continue
+            self.clear_state()
+            # The script writes its exit status: one means it ran.
+            code = (entry or {}).get("exit_code")
+            if ran or output or (isinstance(code, int) and code >= 0):
+                raise RuntimeError(DIED_BEFORE_LAUNCH + _reason(entry))
+            raise RuntimeError(DISAPPEARED + _reason(entry))
+
+    def _read_output(self, name: str) -> tuple[bytes, dict[str, Any] | None]:
+        """Output the job printed since the last call, and its entry."""
+        with self._papa() as papa:
+            entry = papa.list_processes(name).get(name)
+            if entry is None:
+                return b"", None
+            watcher = papa.watch_processes(name)
+            data = b""
+            try:
+                while watcher.ready:
+                    batch = watcher.read()
+                    data += b"".join(record.data for record in batch[0])
+                    if not batch:
+                        break
+            finally:
+                watcher.close()
+            return data, entry
+
+    async def poll(self) -> int | None:
+        if not self.process_name:
+            return 0
+        try:
+            found = await self._kernel("list_processes", self.process_name)
+        except (Error, OSError) as error:
+            # Not knowing is not dying: the server stays routed.
+            self.log.warning(
+                "cannot ask papa about %s (%s): taken as still running",
+                self.process_name,
+                error,
+            )
+            return None
+        entry = found.get(self.process_name)
+        if entry is None:
+            self.clear_state()
+            return 1
+        self.job_state = entry.get("state", "")
+        if entry.get("running"):
+            return None
+        code = entry.get("exit_code")
+        self.clear_state()
+        return code if isinstance(code, int) and code >= 0 else 1
+
+    async def stop(self, now: bool = False) -> None:
+        if not self.process_name:
+            return
+        name = self.process_name
+        try:
+            await self._kernel("cancel_processes", name)
+            await self._kernel("remove_processes", name)
+        except Error as error:
+            if "not found" not in str(error):
+                raise
+        self.clear_state()
+
+    async def progress(self):  # type: ignore[override]
+        started = time.monotonic()
+        while self._spawn_pending if hasattr(self, "_spawn_pending") else False:
+            if self.job_state in PENDING_STATES:
+                message = "Pending in queue..."
+            elif self.job_state:
+                message = "Cluster job running... waiting to connect"
+            else:
+                message = "Submitting the job..."
+            elapsed = time.monotonic() - started
+            yield {
+                "progress": min(90, 10 + int(elapsed)),
+                "message": f"{message} (Slurm job {self.job_id or '-'})",
+            }
+            await asyncio.sleep(1)
+
+    # -- state kept in the hub's database ------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.process_name:
+            state.update(process_name=self.process_name, job_id=self.job_id)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.process_name = state.get("process_name", "")
+        self.job_id = state.get("job_id", "")
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.process_name = ""
+        self.job_id = ""
+        self.job_state = ""
+
+
+async def render_form(spawner: MOSlurmSpawner) -> str:
+    """The spawn form: the partitions with their live resources, and moss's
+    fields (sinfo is asked at most every few seconds, not per page)."""
+    rows = await asyncio.to_thread(spawner.settings.table, FORM_SINFO_MAX_AGE)
+    simple = [row["name"] for row in rows if spawner.partitions[row["name"]]["simple"]]
+    if not simple:
+        raise RuntimeError("No 'simple' partition defined: No default partition")
+    environments = {
+        name: settings["jupyter_environments"]
+        for name, settings in spawner.partitions.items()
+    }
+    return _FORM.render(
+        partitions=rows, default_partition=simple[0], environments=environments
+    )
+
+
+async def _check_user_options(spawner: MOSlurmSpawner, user_options: dict) -> None:
+    """JupyterHub's ``apply_user_options`` hook: a refused option is a 400
+    with moss's message, before anything is submitted."""
+    try:
+        await spawner.checked_options(user_options)
+    except (options.OptionsError, Error) as error:
+        raise HTTPError(400, str(error)) from None
+
+
+def _reason(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return ""
+    details = [
+        f"{key} {entry[key]}"
+        for key in ("slurm_job", "state", "reason", "exit_code")
+        if entry.get(key) not in (None, "", "-")
+    ]
+    return f" ({', '.join(details)})" if details else ""

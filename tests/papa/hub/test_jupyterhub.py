@@ -1,0 +1,196 @@
+"""papa.hub in a real JupyterHub: single-user servers (jupyter-server) as
+jobs of the real Slurm test cluster, submitted by a real papa kernel, reached
+through JupyterHub's real proxy.
+
+Skipped with the reason without the cluster (``make slurm-up``) or the
+proxy (``make peers``); in CI both must be there.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from papa.hub.spawner import DIED_BEFORE_LAUNCH
+from tests.support import PYTHON, wait_until
+from tests.support.jupyterhub import DUMMY_PASSWORD, HubProcess
+from tests.support.slurm import SlurmKernel, require_cluster
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+SERVER_DEADLINE = 120.0
+VENV = str(Path(PYTHON).parent)
+PARTITIONS = {
+    "debug": {
+        "description": "Short jobs",
+        "architecture": "x86_64",
+        "jupyter_environments": {
+            "venv": {"description": "The test venv", "path": VENV},
+            "broken": {
+                "description": "Dies in its prologue",
+                "path": VENV,
+                "prologue": "exit 3",
+            },
+        },
+    },
+    "long": {
+        "description": "Long jobs",
+        "simple": False,
+        "max_nprocs": 1,
+        "jupyter_environments": {"venv": {"description": "venv", "path": VENV}},
+    },
+}
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    require_cluster()
+    started = SlurmKernel(tmp_path, state_dir=tmp_path / "papa-state").start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def hub(tmp_path, kernel):
+    process = HubProcess(tmp_path, kernel.port_or_path, PARTITIONS)
+    process.start()
+    yield process
+    for user in ("alice", "bob"):
+        if process.process is not None and process.process.poll() is None:
+            process.api("DELETE", f"/users/{user}/server")
+    process.stop()
+
+
+def ready(hub: HubProcess, user: str) -> bool:
+    server = hub.server(user)
+    return bool(server and server["ready"])
+
+
+def squeue_ids() -> set[str]:
+    listed = subprocess.run(
+        ["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True
+    )
+    return set(listed.stdout.split())
+
+
+def spawn(hub: HubProcess, user: str, options: dict) -> dict:
+    hub.api("POST", f"/users/{user}")
+    status, reply = hub.api("POST", f"/users/{user}/server", options)
+    assert status in (201, 202), reply
+    wait_until(
+        lambda: ready(hub, user), SERVER_DEADLINE, message=f"{user}'s server ready"
+    )
+    server = hub.server(user)
+    assert server is not None
+    return server
+
+
+def through_proxy(hub: HubProcess, user: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{hub.url}/user/{user}/api/status",
+        headers={"Authorization": f"token {hub.token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_a_server_runs_as_a_slurm_job_and_stops(hub):
+    server = spawn(hub, "alice", {"partition": "debug", "nprocs": "1", "runtime": "10"})
+    job = server["state"]["job_id"]
+    assert server["state"]["process_name"] == "jupyterhub.alice.default"
+    assert job in squeue_ids()
+    assert through_proxy(hub, "alice") == 200
+    status, reply = hub.api("DELETE", "/users/alice/server")
+    assert status in (202, 204), reply
+    wait_until(lambda: hub.server("alice") is None, SERVER_DEADLINE, message="stop")
+    wait_until(lambda: job not in squeue_ids(), SERVER_DEADLINE, message="job gone")
+
+
+def test_a_hub_killed_finds_its_server_again(hub):
+    server = spawn(hub, "alice", {"partition": "debug"})
+    job = server["state"]["job_id"]
+    hub.kill()
+    hub.start()
+    again = hub.server("alice")
+    assert again is not None and again["ready"], again
+    assert again["state"]["job_id"] == job
+    assert through_proxy(hub, "alice") == 200
+    assert job in squeue_ids()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"partition": "debug", "nprocs": "64"}, "Unsupported number of CPU cores"),
+        ({"partition": "long", "nprocs": "2"}, "Unsupported number of CPU cores"),
+        (
+            {"partition": "debug", "runtime": "3:00:00"},
+            "Requested runtime exceeds partition time limit",
+        ),
+        ({"partition": "debug", "ngpus": "1"}, "Unsupported number of GPUs"),
+        ({"partition": "nosuch"}, "Partition nosuch is not available"),
+        ({"partition": "debug", "options": "--x\n#SBATCH --y"}, "newline"),
+    ],
+)
+def test_a_request_over_the_limits_is_refused_with_moss_message(hub, options, message):
+    hub.api("POST", "/users/bob")
+    status, reply = hub.api("POST", "/users/bob/server", options)
+    assert status == 400, reply
+    assert message in reply["message"]
+    assert hub.server("bob") is None
+
+
+def test_a_job_that_dies_before_the_server_starts_says_so(hub):
+    hub.api("POST", "/users/bob")
+    hub.api(
+        "POST", "/users/bob/server", {"partition": "debug", "environment_id": "broken"}
+    )
+    wait_until(
+        lambda: DIED_BEFORE_LAUNCH in hub.log.read_text(),
+        SERVER_DEADLINE,
+        message="the hub to log why the spawn failed",
+    )
+    wait_until(lambda: hub.server("bob") is None, SERVER_DEADLINE, message="cleared")
+
+
+def test_spawn_through_url_and_the_form(hub):
+    import requests
+
+    session = requests.Session()
+    login = session.get(f"{hub.url}/hub/login", timeout=30)
+    assert login.status_code == 200
+    reply = session.post(
+        f"{hub.url}/hub/login",
+        data={
+            "username": "alice",
+            "password": DUMMY_PASSWORD,
+            "_xsrf": session.cookies.get("_xsrf"),
+        },
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text[-2000:]
+    form = session.get(f"{hub.url}/hub/spawn", timeout=60)
+    assert form.status_code == 200
+    assert 'name="partition"' in form.text and "Short jobs" in form.text
+    assert 'name="nprocs"' in form.text
+    spawned = session.get(
+        f"{hub.url}/hub/spawn",
+        params={"partition": "debug", "nprocs": "1", "runtime": "10", "colour": "red"},
+        allow_redirects=False,
+        timeout=60,
+    )
+    assert spawned.status_code == 302, spawned.text[-2000:]
+    assert "/hub/spawn-pending/alice" in spawned.headers["Location"]
+    wait_until(lambda: ready(hub, "alice"), SERVER_DEADLINE, message="ready")
+    server = hub.server("alice")
+    assert server is not None
+    assert server["user_options"]["partition"] == "debug"
+    assert server["user_options"]["nprocs"] == 1
