@@ -50,6 +50,8 @@ c.JupyterHub.load_roles = [{{
     "services": ["tester"],
 }}]
 c.MOSlurmSpawner.papa_kernel = {kernel!r}
+# The hub's users are not users of this machine: jobs run as the kernel's.
+c.MOSlurmSpawner.job_user = ""
 # Jobs of the test cluster run as root, which jupyter-server refuses by default.
 c.MOSlurmSpawner.args = ["--allow-root"]
 c.MOSlurmSpawner.start_timeout = 120

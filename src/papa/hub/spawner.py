@@ -19,6 +19,8 @@ batchspawner), the options of the spawn form and URL (see
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import time
 from typing import Any
 
@@ -75,6 +77,14 @@ class MOSlurmSpawner(Spawner):
     papa_token_file = traitlets.Unicode(
         "",
         help="The kernel's token file, when the kernel asks for one.",
+    ).tag(config=True)
+
+    job_user = traitlets.Unicode(
+        "{username}",
+        help="""Who a server's job runs as: ``{username}`` (the hub's user name,
+        as moss's ``sudo -u {username}``; the kernel must run as root and
+        its state directory be searchable by others), another name, or ""
+        for the kernel's own user.""",
     ).tag(config=True)
 
     req_prologue = traitlets.Unicode(
@@ -144,6 +154,21 @@ class MOSlurmSpawner(Spawner):
             self._settings = cached
         return cached[1]
 
+    def _job_user(self) -> str:
+        return self.job_user.format(username=self.user.name)
+
+    def _home(self) -> str:
+        user = self._job_user()
+        if not user:
+            return os.path.expanduser("~")
+        try:
+            return pwd.getpwnam(user).pw_dir
+        except KeyError:
+            raise RuntimeError(
+                f"no user {user!r} on the hub's host to run the job as "
+                '(job_user; set it to "" to run jobs as the kernel\'s user)'
+            ) from None
+
     def _name(self) -> str:
         server = self.name or "default"
         return f"jupyterhub.{self.user.name}.{server}"
@@ -202,7 +227,10 @@ class MOSlurmSpawner(Spawner):
             command[0],
             command[1:],
             env=environment,
-            working_dir=self.notebook_dir or None,
+            uid=self._job_user() or None,
+            # As moss's --chdir={homedir}: the server's root is the home
+            # unless root_dir says otherwise (JUPYTERHUB_ROOT_DIR).
+            working_dir=self._home(),
             slurm=request,
         )
         self.process_name = name

@@ -80,13 +80,17 @@ class SlurmJob(ManagedProcess):
                 raise Error(
                     f"environment variable name {key!r} is not valid in a shell"
                 )
-        if spec.uid is not None or spec.gid is not None:
+        as_user = spec.uid is not None or spec.gid is not None
+        if as_user and os.geteuid() != 0:
             raise Error(
-                "uid and gid are not supported for Slurm jobs (sbatch runs as the kernel's user)"
+                "uid and gid of a Slurm job need a kernel running as root "
+                "(sbatch --uid/--gid are for root only)"
             )
         self.partition = request.partition or ""
         self.keep_output = request.keep_output
         self.folder = self._new_folder()
+        if as_user:
+            _reachable_by_others(self.folder)
         suffix = "-%a" if request.array else ""
         text = script.render(
             spec.name,
@@ -101,6 +105,14 @@ class SlurmJob(ManagedProcess):
         script_path = os.path.join(self.folder, "job.sh")
         with open(script_path, "w") as script_file:
             script_file.write(text)
+        if as_user:
+            # The job writes its output and exit status here as that user.
+            for path in (self.folder, script_path):
+                os.chown(
+                    path,
+                    -1 if spec.uid is None else spec.uid,
+                    -1 if spec.gid is None else spec.gid,
+                )
         arguments = [
             f"--job-name={spec.name}",
             f"--chdir={spec.working_dir or self.folder}",
@@ -108,6 +120,10 @@ class SlurmJob(ManagedProcess):
             f"--error={self.folder}/err{suffix}.txt",
             *request.extra_options,
         ]
+        if spec.uid is not None:
+            arguments.append(f"--uid={spec.uid}")
+        if spec.gid is not None:
+            arguments.append(f"--gid={spec.gid}")
         if not spec.stdout and spec.stderr != "1":
             arguments[2] = "--output=/dev/null"
         if spec.stderr == "stdout":
@@ -128,7 +144,9 @@ class SlurmJob(ManagedProcess):
     def _new_folder(self) -> str:
         if self.jobs_dir is None:
             return tempfile.mkdtemp(prefix=f"papa-slurm-{self.spec.name}-")
-        os.makedirs(self.jobs_dir, mode=0o700, exist_ok=True)
+        # Searchable by all, listable by none: a job run as another user
+        # (uid=) reaches its own folder, which is 0700 and that user's.
+        os.makedirs(self.jobs_dir, mode=0o711, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         return tempfile.mkdtemp(prefix=f"{self.spec.name}-{stamp}-", dir=self.jobs_dir)
 
@@ -337,6 +355,20 @@ class SlurmJob(ManagedProcess):
             or (self.folder and self.jobs_dir and self.folder.startswith(self.jobs_dir))
         ):
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _reachable_by_others(folder: str) -> None:
+    """Refuse a job run as another user that could not reach its folder."""
+    parent = os.path.dirname(folder)
+    while parent != os.path.dirname(parent):
+        if not os.stat(parent).st_mode & 0o001:
+            os.rmdir(folder)
+            raise Error(
+                f"a job run as another user (uid=) cannot reach its folder: {parent} "
+                "is not searchable by others (chmod o+x it, e.g. chmod 711 on the "
+                "kernel's state directory)"
+            )
+        parent = os.path.dirname(parent)
 
 
 def _combined(codes: list[int]) -> int:
