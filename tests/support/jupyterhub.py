@@ -70,11 +70,13 @@ class HubProcess:
         kernel: int | str,
         partitions: dict[str, Any],
         extra: str = "",
+        token: str | None = None,
     ) -> None:
         chp = require_peer("chp") / "node_modules" / ".bin" / "configurable-http-proxy"
         self.folder = folder
         self.public_port = free_port()
-        self.token = secrets.token_hex(16)
+        # Hubs that stand for one another share their service's token.
+        self.token = token or secrets.token_hex(16)
         self.config = folder / "jupyterhub_config.py"
         self.config.write_text(
             CONFIG.format(

@@ -24,7 +24,6 @@ import pwd
 import time
 from typing import Any
 
-import jinja2
 import traitlets
 from jupyterhub.spawner import Spawner
 from tornado.web import HTTPError
@@ -33,16 +32,13 @@ from papa import Papa
 from papa.errors import Error
 from papa.hub import launch, options
 from papa.hub.config import ConfigurationError, check_partitions, slurm_settings
+from papa.hub.form import render_form
+from papa.hub.shared import Claimed, SharedServers
 from papa.slurm.partitions import SlurmSettings
+from zeo.address import parse_address
 
-# The spawn form's table of partitions may be this many seconds old.
-FORM_SINFO_MAX_AGE = 5.0
-_FORM = jinja2.Environment(
-    loader=jinja2.PackageLoader("papa.hub", "templates"),
-    autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-).get_template("option_form.html")
+# One connection to each zeo server named by zeo_state, for every spawner.
+_SHARED: dict[str, SharedServers] = {}
 # How often start() looks at the job while it waits for the server's port.
 START_POLL_SECONDS = 0.5
 # Slurm job states in which the job has not started yet.
@@ -85,6 +81,13 @@ class MOSlurmSpawner(Spawner):
         as moss's ``sudo -u {username}``; the kernel must run as root and
         its state directory be searchable by others), another name, or ""
         for the kernel's own user.""",
+    ).tag(config=True)
+
+    zeo_state = traitlets.Unicode(
+        "",
+        help="""A zeo server (HOST:PORT or a socket path) where every server is
+        recorded too, so that several hubs agree: one starts it, the others
+        use it (papa.hub.shared).  Empty: each hub keeps its own.""",
     ).tag(config=True)
 
     req_prologue = traitlets.Unicode(
@@ -214,6 +217,34 @@ class MOSlurmSpawner(Spawner):
             self.get_args(),
             list(self.singularity_cmd),
         )
+        shared = self._shared()
+        if shared is not None:
+            adopted = await self._claim_or_adopt(shared, name)
+            if adopted is not None:
+                return adopted
+        try:
+            address = await self._submit(name, command, environment, request)
+        except BaseException:
+            if shared is not None:
+                await asyncio.to_thread(shared.forget, self._key())
+            raise
+        if shared is not None:
+            await asyncio.to_thread(
+                shared.update,
+                self._key(),
+                job_id=self.job_id,
+                ip=address[0],
+                port=address[1],
+            )
+        return address
+
+    async def _submit(
+        self,
+        name: str,
+        command: list[str],
+        environment: dict[str, str],
+        request: dict[str, str],
+    ) -> tuple[str, int]:
         await self._forget(name)
         self.log.info(
             "submitting %s through papa: %s; %s",
@@ -239,6 +270,63 @@ class MOSlurmSpawner(Spawner):
         address = await self._wait_for_address(name)
         self.log.info("server %s of job %s is at %s:%d", name, self.job_id, *address)
         return address
+
+    # -- servers shared with other hubs (zeo_state) ------------------------------
+    def _shared(self) -> SharedServers | None:
+        if not self.zeo_state:
+            return None
+        found = _SHARED.get(self.zeo_state)
+        if found is None:
+            found = SharedServers(parse_address(self.zeo_state))
+            _SHARED[self.zeo_state] = found
+        return found
+
+    def _key(self) -> str:
+        return f"{self.user.name}/{self.name}"
+
+    async def _claim_or_adopt(
+        self, shared: SharedServers, name: str
+    ) -> tuple[str, int] | None:
+        """Claim this server for this hub (None), or the address of the one
+        another hub started (or is starting: wait for it)."""
+        record = {"kernel": str(self.papa_kernel), "process_name": name}
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                await asyncio.to_thread(shared.claim, self._key(), record)
+                return None
+            except Claimed as claimed:
+                other = claimed.record
+            if other.get("port"):
+                if await self._still_runs(shared, other):
+                    self.process_name = other["process_name"]
+                    self.job_id = str(other.get("job_id", ""))
+                    self.log.info(
+                        "%s was started by hub %s: using it", name, other.get("hub")
+                    )
+                    return other["ip"], int(other["port"])
+                await asyncio.to_thread(shared.forget, self._key())
+                continue
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"hub {other.get('hub')} is starting this server and has "
+                    f"not finished in {self.start_timeout} s"
+                )
+            await asyncio.sleep(self.startup_poll_interval)
+
+    async def _still_runs(self, shared: SharedServers, record: dict) -> bool:
+        """Whether a recorded server still runs (True when its kernel is
+        another host's: only that hub can tell, and it will)."""
+        if record.get("hub") != shared.hub or record.get("kernel") != str(
+            self.papa_kernel
+        ):
+            return True
+        try:
+            found = await self._kernel("list_processes", record["process_name"])
+        except (Error, OSError):
+            return True
+        entry = found.get(record["process_name"])
+        return bool(entry and entry.get("running"))
 
     async def _forget(self, name: str) -> None:
         """Remove an ended process of this name (a kernel keeps them listed)."""
@@ -290,7 +378,18 @@ class MOSlurmSpawner(Spawner):
                 watcher.close()
             return data, entry
 
+    async def _load_shared(self) -> None:
+        """Take the server another hub recorded, if this hub knows none."""
+        shared = self._shared()
+        if shared is None or self.process_name:
+            return
+        record = await asyncio.to_thread(shared.get, self._key())
+        if record and record.get("port"):
+            self.process_name = record["process_name"]
+            self.job_id = str(record.get("job_id", ""))
+
     async def poll(self) -> int | None:
+        await self._load_shared()
         if not self.process_name:
             return 0
         try:
@@ -305,16 +404,24 @@ class MOSlurmSpawner(Spawner):
             return None
         entry = found.get(self.process_name)
         if entry is None:
+            await self._forget_shared()
             self.clear_state()
             return 1
         self.job_state = entry.get("state", "")
         if entry.get("running"):
             return None
         code = entry.get("exit_code")
+        await self._forget_shared()
         self.clear_state()
         return code if isinstance(code, int) and code >= 0 else 1
 
+    async def _forget_shared(self) -> None:
+        shared = self._shared()
+        if shared is not None:
+            await asyncio.to_thread(shared.forget, self._key())
+
     async def stop(self, now: bool = False) -> None:
+        await self._load_shared()
         if not self.process_name:
             return
         name = self.process_name
@@ -324,6 +431,7 @@ class MOSlurmSpawner(Spawner):
         except Error as error:
             if "not found" not in str(error):
                 raise
+        await self._forget_shared()
         self.clear_state()
 
     async def progress(self):  # type: ignore[override]
@@ -359,22 +467,6 @@ class MOSlurmSpawner(Spawner):
         self.process_name = ""
         self.job_id = ""
         self.job_state = ""
-
-
-async def render_form(spawner: MOSlurmSpawner) -> str:
-    """The spawn form: the partitions with their live resources, and moss's
-    fields (sinfo is asked at most every few seconds, not per page)."""
-    rows = await asyncio.to_thread(spawner.settings.table, FORM_SINFO_MAX_AGE)
-    simple = [row["name"] for row in rows if spawner.partitions[row["name"]]["simple"]]
-    if not simple:
-        raise RuntimeError("No 'simple' partition defined: No default partition")
-    environments = {
-        name: settings["jupyter_environments"]
-        for name, settings in spawner.partitions.items()
-    }
-    return _FORM.render(
-        partitions=rows, default_partition=simple[0], environments=environments
-    )
 
 
 async def _check_user_options(spawner: MOSlurmSpawner, user_options: dict) -> None:

@@ -8,13 +8,14 @@ proxy (``make peers``); in CI both must be there.
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from papa.hub.spawner import DIED_BEFORE_LAUNCH
-from tests.support import PYTHON, wait_until
+from tests.support import PYTHON, free_port, wait_until
 from tests.support.jupyterhub import DUMMY_PASSWORD, HubProcess
 from tests.support.slurm import SlurmKernel, require_cluster
 
@@ -194,3 +195,60 @@ def test_spawn_through_url_and_the_form(hub):
     assert server is not None
     assert server["user_options"]["partition"] == "debug"
     assert server["user_options"]["nprocs"] == 1
+
+
+def test_two_hubs_sharing_zeo_agree_on_a_server(tmp_path, kernel):
+    from tests.support import RunzeoProcess
+
+    port = free_port()
+    store = RunzeoProcess(
+        tmp_path,
+        f"<zeo>\n  address 127.0.0.1:{port}\n</zeo>\n"
+        f"<filestorage 1>\n  path {tmp_path / 'Data.fs'}\n</filestorage>\n",
+        ("127.0.0.1", port),
+    )
+    store.start()
+    shared = f'c.MOSlurmSpawner.zeo_state = "127.0.0.1:{port}"'
+    hubs: list[HubProcess] = []
+    token = secrets.token_hex(16)
+    try:
+        for name in ("a", "b"):
+            folder = tmp_path / f"hub-{name}"
+            folder.mkdir()
+            hubs.append(
+                HubProcess(
+                    folder, kernel.port_or_path, PARTITIONS, shared, token
+                ).start()
+            )
+        first, second = hubs
+        server = spawn(first, "alice", {"partition": "debug"})
+        job = server["state"]["job_id"]
+        # The second hub is asked for alice's server too: it uses the one
+        # the first started instead of submitting a second job.
+        again = spawn(second, "alice", {"partition": "debug"})
+        assert again["state"]["job_id"] == job
+        assert through_proxy(second, "alice") == 200
+        assert [name for name in kernel_processes(kernel) if "alice" in name] == [
+            "jupyterhub.alice.default"
+        ]
+        status, reply = second.api("DELETE", "/users/alice/server")
+        assert status in (202, 204), reply
+        wait_until(lambda: job not in squeue_ids(), SERVER_DEADLINE, message="gone")
+        # The first hub, polled, finds its server ended (JupyterHub polls
+        # every 30 s; a spawn request makes it look at once).
+        status, reply = first.api("POST", "/users/alice/server", {"partition": "debug"})
+        assert status in (201, 202), reply
+        wait_until(lambda: ready(first, "alice"), SERVER_DEADLINE, message="new one")
+        assert first.server("alice")["state"]["job_id"] != job
+    finally:
+        for hub_process in hubs:
+            hub_process.api("DELETE", "/users/alice/server")
+            hub_process.stop()
+        store.stop()
+
+
+def kernel_processes(kernel) -> list[str]:
+    import papa
+
+    with papa.Papa(kernel.port_or_path, connection_timeout=30) as client:
+        return sorted(client.list_processes())
