@@ -49,3 +49,21 @@ if (live && window.EventSource) {
   };
   new EventSource("/api/events").addEventListener("commit", refresh);
 }
+
+// Parts whose state is not in zeo (papa's processes and jobs) carry
+// data-refresh="MS": fetched again that often, as above.
+const refreshed = document.querySelector("[data-refresh]");
+if (refreshed) {
+  const every = Number(refreshed.dataset.refresh) || 2000;
+  window.setInterval(async () => {
+    const reply = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+    if (reply.ok) {
+      const page = new DOMParser().parseFromString(await reply.text(), "text/html");
+      const fresh = page.querySelector("[data-refresh]");
+      const current = document.querySelector("[data-refresh]");
+      if (fresh && current) {
+        current.replaceWith(document.importNode(fresh, true));
+      }
+    }
+  }, every);
+}
