@@ -42,6 +42,9 @@ setup(
         # The console (`dispatch web`) runs on one host; the service
         # instances and step programs on every node do not need a web server.
         "web": ["aiohttp>=3.9", "prometheus-client>=0.17"],
+        # tests/browser: Playwright drives Debian's chromium (make browser-up
+        # installs it with apt; Playwright never downloads a browser here).
+        "browser": ["playwright>=1.40"],
         "test": [
             "pytest",
             "pytest-timeout",
