@@ -66,6 +66,7 @@ def test_spawn_from_the_simple_tab_and_see_the_job_finish(console, page, screens
     page.wait_for_url(f"{console.url}/jobs/spawn.*")
     page.locator("#job-state", has_text="COMPLETED").wait_for(timeout=JOB_DEADLINE_MS)
     assert page.inner_text("#job-exit-code") == "0"
+    assert "hello from the simple tab" in page.inner_text("#job-output")
     screenshot(page, "job")
     page.goto(f"{console.url}/jobs")
     row = page.locator("tr[data-job^='spawn.']")

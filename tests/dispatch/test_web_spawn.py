@@ -105,7 +105,12 @@ def test_a_url_spawn_with_the_token_submits_and_the_job_ends(spawn):
     assert job["exit_code"] == 0 and job["slurm_job"] > 0
     listing = spawn.browser.get("/jobs")
     assert name in listing.text and "<script>x" not in listing.text
-    assert "&lt;script&gt;x" in spawn.browser.get(location).text
+    page = spawn.browser.get(location)
+    assert "&lt;script&gt;x" in page.text and "<script>x" not in page.text
+    # The output tail, left in the kernel: a second look sees it again.
+    output = '<pre class="tail" id="job-output">&lt;script&gt;x&lt;/script&gt;\n'
+    assert output in page.text
+    assert output in spawn.browser.get(location).text
 
 
 def test_a_url_spawn_from_a_browser_asks_to_confirm(spawn):

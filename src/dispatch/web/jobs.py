@@ -1,6 +1,7 @@
 """Jobs: the papa kernel's processes, local children and Slurm jobs alike
 (``/jobs``: state, Slurm job id, reason, exit code), one job's page
-(``/jobs/NAME``) and its cancel button (``cancel processes``: scancel for a
+(``/jobs/NAME``, with the output tail of a job /spawn made) and its
+cancel button (``cancel processes``: scancel for a
 job, SIGTERM then SIGKILL for a child), which needs a login and, from a
 browser, the CSRF token.  papa's state lives in the kernel, not in zeo, so
 the pages are refreshed by the browser every few seconds (``data-refresh``)
@@ -16,10 +17,13 @@ from aiohttp import web
 
 from dispatch.web.console import both, console, done, respond
 from dispatch.web.errors import not_found
+from dispatch.web.kernel import peek_output
 
 logger = logging.getLogger(__name__)
 
 ROUTES = web.RouteTableDef()
+# The names of the jobs /spawn makes (spawn.DATE-TIME.RANDOM).
+SPAWNED_PREFIX = "spawn."
 
 
 def job_path(name: str) -> str:
@@ -59,7 +63,13 @@ async def job_page(request: web.Request) -> web.StreamResponse:
     processes = await console(request).kernel.call(lambda c: c.list_processes())
     if name not in processes:
         raise not_found(f"no process {name!r} in the papa kernel (see /jobs)")
-    return respond(request, "job.html", {"job": _row(name, processes[name])})
+    job = _row(name, processes[name])
+    # Only the console's own jobs: peeking at a program another client
+    # watches (a step's, an instance's) would cut into its watch.
+    tail = None
+    if name.startswith(SPAWNED_PREFIX):
+        tail = await console(request).kernel.call(lambda c: peek_output(c, name))
+    return respond(request, "job.html", {"job": job, "tail": tail})
 
 
 @both(ROUTES, "POST", "/jobs/{name}/cancel")
