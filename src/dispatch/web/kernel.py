@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import select
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -42,6 +43,23 @@ class Kernel:
         self._lock = asyncio.Lock()
 
     def _client(self) -> papa.Papa:
+        # A refused connection is known at once; Papa() would try again
+        # until its timeout.
+        family = socket.AF_UNIX if isinstance(self.address, str) else socket.AF_INET
+        target = (
+            self.address
+            if isinstance(self.address, str)
+            else (
+                "127.0.0.1",
+                self.address,
+            )
+        )
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.settimeout(CONNECT_TIMEOUT)
+            try:
+                probe.connect(target)
+            except OSError:
+                raise papa.Error("Could not connect to Papa") from None
         # host= keeps Papa() from starting a kernel where none answers.
         return papa.Papa(self.address, CONNECT_TIMEOUT, host="127.0.0.1")
 
