@@ -20,12 +20,12 @@ DOJOBBER_PEER := $(PEERS)/dojobber
 # itself and jupyter-server are in the venv: the spawner runs inside the hub).
 CHP_PEER := $(PEERS)/chp
 
-.PHONY: demo test fuzz soak lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down
+.PHONY: demo test fuzz soak lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down browser-up screenshots
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,uvloop,web]'
+	$(PY) -m pip install -q -e '.[test,uvloop,web,browser]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -94,6 +94,15 @@ bench-shootout: venv peers shootout-peer
 # its state and logs on the way down.
 slurm-up:
 	tests/slurm/start-cluster.sh
+
+# Debian's chromium for the browser tests (tests/browser; needs root and apt
+# when it is missing).
+browser-up:
+	tests/browser/install-chromium.sh
+
+# The console's screenshots in docs/web/*.png, taken by the browser tests.
+screenshots: venv
+	$(VENV)/bin/pytest tests/browser --screenshots -q
 
 slurm-down:
 	tests/slurm/stop-cluster.sh $(if $(filter 1,$(SLURM_PURGE)),--purge)

@@ -45,6 +45,9 @@ setup(
         "web": ["aiohttp>=3.9", "prometheus-client>=0.17"],
         # papa.hub: the JupyterHub spawner, a drop-in for jupyterhub-moss's.
         "jupyterhub": ["jupyterhub>=5.3"],
+        # tests/browser: Playwright drives Debian's chromium (make browser-up
+        # installs it with apt; Playwright never downloads a browser here).
+        "browser": ["playwright>=1.40"],
         "test": [
             "pytest",
             "pytest-timeout",

@@ -25,7 +25,7 @@ from .client import (
     set_default_path,
     set_default_port,
 )
-from .errors import Error
+from .errors import Error, RequestError
 from .watcher import ProcessOutput, WatchBatch, Watcher
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "Error",
     "Papa",
     "ProcessOutput",
+    "RequestError",
     "WatchBatch",
     "Watcher",
     "set_debug_mode",

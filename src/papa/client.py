@@ -427,6 +427,16 @@ class Papa(ClosedOnExit):
             result[words[0]] = info
         return result
 
+    def check_slurm(self, slurm: Mapping[str, object]) -> list[str]:
+        """Check a Slurm request as :meth:`make_process` would, submitting
+        nothing: the sbatch options it gives, or
+        :class:`~papa.errors.RequestError` naming the refused field."""
+        words = ["check", "slurm"]
+        for key, value in slurm.items():
+            words.append(f"slurm.{key}={option_value(value)}")
+        reply = self._command(words)
+        return [line for line in reply.split("\n") if line]
+
     def remove_processes(self, *patterns: str) -> bool:
         self._command(["r", "p", *patterns])
         return True

@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 import ssl
 
-from .errors import AuthenticationError, Error
+from .errors import AuthenticationError, Error, error_from_reply
 from .protocol import escape, tokenize
 
 # Below glibc's mmap threshold (128 KiB): recv() allocates its whole size
@@ -159,7 +159,7 @@ class ClientConnection:
             return self.read_reply()
         text = data[:-3].decode("utf-8", errors="replace")
         if text[:6] == "Error:":
-            raise Error(text[7:])
+            raise error_from_reply(text[7:])
         return text
 
     # -- receiving ---------------------------------------------------------------
@@ -185,7 +185,7 @@ class ClientConnection:
         self.buffer = b""
         text = data[:-3].decode("utf-8", errors="replace")
         if text.startswith("Error:"):
-            raise Error(text[7:])
+            raise error_from_reply(text[7:])
         return text
 
     def read_line_exactly(self) -> str:

@@ -187,6 +187,24 @@ def test_requests_over_a_limit_are_refused_before_sbatch(client):
     assert client.list_processes() == {}
 
 
+def test_a_refused_request_names_its_field_across_the_wire(client):
+    with pytest.raises(papa.RequestError) as refused:
+        client.make_process(
+            "wide", "/bin/true", slurm={"partition": "long", "nprocs": 500}
+        )
+    assert refused.value.field == "nprocs"
+    assert refused.value.message.startswith("nprocs 500 exceeds max-nprocs")
+    with pytest.raises(papa.RequestError) as refused:
+        client.check_slurm({"partition": "debug", "runtime": "3:00:00"})
+    assert refused.value.field == "runtime"
+    # check slurm submits nothing and answers with the sbatch options.
+    assert client.check_slurm({"partition": "debug", "nprocs": 1}) == [
+        "--partition=debug",
+        "--cpus-per-task=1",
+    ]
+    assert client.list_processes() == {}
+
+
 def test_list_partitions_shows_limits_and_resources(client):
     partitions = client.list_partitions()
     assert set(partitions) == {"debug", "long"}
@@ -412,6 +430,6 @@ def test_telnet_submit_list_and_cancel(slurm_kernels):
         cancelled = session.command("cancel processes held").decode()
         assert cancelled.startswith("held exit_code=-15"), cancelled
         bad = session.command("make process x slurm.nprocs=lots /bin/true").decode()
-        assert bad.startswith("Error: nprocs must be a whole number"), bad
+        assert bad.startswith("Error: slurm.nprocs: nprocs must be a whole number"), bad
     finally:
         session.close()

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from papa.errors import Error
+from papa.errors import Error, RequestError, error_from_reply
 from papa.process import ProcessSpec
 from papa.slurm import Environment, Partition, SlurmSettings, format_time, parse_time
 from papa.slurm.partitions import parse_sinfo
@@ -238,3 +238,50 @@ def test_poll_interval_is_fast_while_jobs_move_and_slow_when_they_run(jobs, seco
         assert poller.interval(now=1000.0) == pytest.approx(seconds)
     finally:
         poller.close()
+
+
+@pytest.mark.parametrize(
+    "request_, field",
+    [
+        ({"nprocs": "3"}, "nprocs"),
+        ({"nprocs": "two"}, "nprocs"),
+        ({"runtime": "1h"}, "runtime"),
+        ({"runtime": "2:00:01"}, "runtime"),
+        ({"memory": "30G"}, "memory"),
+        ({"ngpus": "1"}, "ngpus"),
+        ({"reservation": "a b"}, "reservation"),
+        ({"options": "hold"}, "options"),
+        ({"environment": "nosuch"}, "environment"),
+        ({"output": "a\nb"}, "output"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_a_refused_request_names_its_field(request_, field):
+    with pytest.raises(RequestError) as refused:
+        settings().check({"partition": "debug", **request_})
+    assert refused.value.field == field
+    # On the wire the field leads the text; the client reads it back.
+    read_back = error_from_reply(str(refused.value))
+    assert isinstance(read_back, RequestError)
+    assert (read_back.field, read_back.message) == (field, refused.value.message)
+    assert not str(refused.value.message).startswith("slurm.")
+
+
+def test_an_unknown_partition_is_the_partition_field():
+    with pytest.raises(RequestError) as refused:
+        settings().check({"partition": "nosuch"})
+    assert refused.value.field == "partition"
+    assert type(error_from_reply("cannot read sinfo")) is Error
+
+
+def test_the_table_tells_a_form_which_partitions_are_simple():
+    configured = settings(
+        Partition("gpu", environments={"cuda": Environment("cuda", modules="cuda/12")}),
+        Partition("debug", simple=False),
+        environments=[Environment("python")],
+    )
+    table = {row["name"]: row for row in configured.table()}
+    assert table["gpu"]["simple"] and not table["debug"]["simple"]
+    assert table["gpu"]["gpu"] and not table["debug"]["gpu"]
+    assert table["gpu"]["environments"] == "cuda,python"
+    assert table["debug"]["environments"] == "python"

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(options: argparse.Namespace) -> int:
     config = load_configuration(options.configure)
-    settings = WebSettings.from_section(config.web)
+    settings = replace(WebSettings.from_section(config.web), papa=config.papa)
     if options.bind:
         settings = replace(settings, bind=options.bind)
     if options.new_token:

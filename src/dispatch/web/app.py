@@ -2,6 +2,7 @@
 (:mod:`~dispatch.web.runs`, :mod:`~dispatch.web.deadletters`,
 :mod:`~dispatch.web.services`, :mod:`~dispatch.web.zeofigures`,
 :mod:`~dispatch.web.metrics`, :mod:`~dispatch.web.login`,
+:mod:`~dispatch.web.spawn`, :mod:`~dispatch.web.jobs`,
 :mod:`~dispatch.web.events`) with the error
 middleware: a refused request is answered with its message (JSON
 ``{"error"}`` under ``/api/``, a page elsewhere), never a traceback.
@@ -19,10 +20,12 @@ from dispatch.web import (
     auth,
     deadletters,
     events,
+    jobs,
     login,
     metrics,
     runs,
     services,
+    spawn,
     zeofigures,
 )
 from dispatch.web.console import (
@@ -37,6 +40,7 @@ from dispatch.web.console import (
     templates,
 )
 from dispatch.web.errors import ConsoleError
+from dispatch.web.kernel import Kernel
 from dispatch.web.settings import WebSettings
 from zeo.address import Address
 
@@ -94,9 +98,11 @@ def create_app(
         auth.Gate(auth.read_token(settings.token_file), settings.user_header),
         templates(),
         ThreadPoolExecutor(STATE_THREADS, thread_name_prefix="dispatch-web-state"),
+        Kernel(settings.papa_address()),
     )
     application.on_cleanup.append(_stop_workers)
-    for area in (runs, deadletters, services, zeofigures, metrics, login, events):
+    areas = (runs, deadletters, services, zeofigures, metrics, login, events)
+    for area in (*areas, spawn, jobs):
         application.add_routes(area.ROUTES)
     events.install(application)
     application.router.add_static("/static", HERE / "static")

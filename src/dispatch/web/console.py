@@ -27,6 +27,7 @@ from dispatch.state import model
 from dispatch.state.database import dispatch_state
 from dispatch.web import auth
 from dispatch.web.errors import ConsoleError
+from dispatch.web.kernel import Kernel
 from dispatch.web.settings import WebSettings
 from zeo.address import Address
 from zeo.exceptions import ClientDisconnected
@@ -57,8 +58,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @dataclass(frozen=True)
 class Console:
     """What every handler needs: the database, the settings, the zeo
-    server's address (for ``ruok``), who may act, the templates and the
-    threads that read and write the state."""
+    server's address (for ``ruok``), who may act, the templates, the
+    threads that read and write the state and the papa kernel."""
 
     database: Any
     settings: WebSettings
@@ -68,6 +69,8 @@ class Console:
     # State is read by a few threads only: each holds a connection, and a
     # connection's cache is only warm if it is used again.
     workers: ThreadPoolExecutor
+    # The papa kernel the spawn and jobs pages act through.
+    kernel: Kernel
 
     async def read(self, function: Callable[[model.Dispatch], Result]) -> Result:
         """``function(dispatch)`` in a read-only transaction of its own."""

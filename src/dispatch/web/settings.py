@@ -14,6 +14,8 @@ DEFAULT_BIND = "127.0.0.1:8080"
 DEFAULT_TOKEN_FILE = "var/dispatch-web.token"
 DLQ_LOCATION_VARIABLE = "DISPATCH_DLQ_LOCATION"
 DEFAULT_PAGE_SIZE = 50
+RECIPES_VARIABLE = "DISPATCH_RECIPES"
+PAPA_VARIABLE = "DISPATCH_PAPA"
 # Objects kept in memory per connection: listing runs by state reads about
 # three per run, and reading them again from zeo is what makes a page slow
 # (ZODB's own default, 400, is far too small for 100,000 runs).
@@ -33,13 +35,19 @@ class WebSettings:
     dlq_location: str = "DLQ"
     page_size: int = DEFAULT_PAGE_SIZE
     cache_size: int = DEFAULT_CACHE_SIZE
+    # The papa kernel (the configuration's top-level papa key; None: $DISPATCH_PAPA
+    # or papa's default port) and the recipes /spawn offers (NAME.json files).
+    papa: str | None = None
+    recipe_dir: str | None = None
 
     @classmethod
     def from_section(cls, section: Any | None) -> WebSettings:
         """Settings from a ZConfig ``<web>`` section (None: the defaults)."""
         location = os.environ.get(DLQ_LOCATION_VARIABLE, "DLQ")
         if section is None:
-            return cls(dlq_location=location)
+            return cls(
+                dlq_location=location, recipe_dir=os.environ.get(RECIPES_VARIABLE)
+            )
         return cls(
             bind=section.bind,
             token_file=section.token_file,
@@ -47,9 +55,18 @@ class WebSettings:
             dlq_location=section.dlq_location or location,
             page_size=section.page_size,
             cache_size=section.cache_size,
+            recipe_dir=section.recipe_dir or os.environ.get(RECIPES_VARIABLE),
         )
 
     def bind_address(self) -> Address:
         """Where to listen: ``(host, port)`` or a socket path.  A bare port
         means loopback, never every interface."""
         return parse_address(self.bind)
+
+    def papa_address(self) -> int | str | None:
+        """The papa kernel: a port on 127.0.0.1 or a socket path (None:
+        papa's default port)."""
+        value = self.papa if self.papa else os.environ.get(PAPA_VARIABLE)
+        if not value:
+            return None
+        return int(value) if value.isdigit() else value

@@ -38,3 +38,26 @@ def list_partitions(kernel: Kernel, stream: CommandStream, arguments: list[str])
         )
         for row in kernel.list_partitions()
     )
+
+
+@command(
+    "check slurm",
+    "[slurm.KEY=VALUE…]",
+    "Check a Slurm request without submitting it",
+    """Check the slurm.KEY=VALUE requests of a make process line against the
+partition limits, as make process would, without submitting anything.
+Answers with the sbatch options the request gives, one per line, or an
+error naming the field: "slurm.nprocs: nprocs 3 exceeds max-nprocs 2 of
+partition debug".""",
+    position=101,
+    extension=True,
+)
+def check_slurm(kernel: Kernel, stream: CommandStream, arguments: list[str]) -> str:
+    request = {}
+    for word in arguments:
+        key, separator, value = word.partition("=")
+        if not separator or not key.startswith("slurm."):
+            raise Error(f"check slurm takes slurm.KEY=VALUE words, not {word!r}")
+        request[key[len("slurm.") :]] = value
+    checked = kernel.check_slurm(request)
+    return "\n".join(checked.directives + checked.extra_options)

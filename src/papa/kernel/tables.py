@@ -31,6 +31,7 @@ from .slurmjobs import SlurmJobs
 if TYPE_CHECKING:
     from ..slurm import SlurmSettings
     from ..slurm.job import SlurmJob
+    from ..slurm.partitions import SbatchRequest
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +221,10 @@ class Tables:
 
     def list_partitions(self) -> list[dict[str, Any]]:
         return self.slurm_jobs.partitions()
+
+    def check_slurm(self, request: dict[str, str]) -> SbatchRequest:
+        """What ``make process`` would submit for *request* (or its error)."""
+        return self.slurm_jobs.slurm().check(request)
 
     async def cancel_processes(self, patterns: list[str]) -> list[str]:
         """End processes: scancel a job, SIGTERM then SIGKILL a local child.

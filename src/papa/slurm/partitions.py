@@ -15,7 +15,7 @@ import re
 import shlex
 import time
 
-from ..errors import Error
+from ..errors import Error, RequestError
 from . import tools
 from .timespec import INFINITE, format_time, parse_time
 
@@ -240,6 +240,14 @@ class SlurmSettings:
                 configured.max_runtime if configured.max_runtime else info.max_runtime
             )
             row["default"] = info.default
+            # What a spawn form needs (papa.slurm.form): whether the partition
+            # is offered on the simple tab, whether it has GPUs, its software.
+            row["simple"] = configured.simple
+            template = configured.gpu if configured.gpu is not None else info.gpu
+            row["gpu"] = bool(template)
+            environments = list(configured.environments) + list(self.environments)
+            if environments:
+                row["environments"] = ",".join(environments)
             rows.append(row)
         return rows
 
@@ -247,29 +255,33 @@ class SlurmSettings:
         """Check a request against the limits; the sbatch options it gives."""
         for key, value in request.items():
             if key not in REQUEST_KEYS:
-                raise Error(
+                raise RequestError(
+                    key,
                     f'Unknown slurm request "{key}"; expected one of: '
-                    + ", ".join(REQUEST_KEYS)
+                    + ", ".join(REQUEST_KEYS),
                 )
             # Values become #SBATCH lines, where a newline would smuggle in
             # more; a prologue is shell code in the script's body, and who may
             # send one may run any program through the kernel anyway.
             if key != "prologue" and ("\n" in value or "\r" in value):
-                raise Error(f"slurm {key} must not contain a newline")
+                raise RequestError(key, f"slurm {key} must not contain a newline")
         name = request.get("partition") or None
         if name is None and self.partitions:
             simple = [p for p in self.partitions.values() if p.simple]
             name = (simple or list(self.partitions.values()))[0].name
         if self.partitions and name not in self.partitions:
-            raise Error(
+            raise RequestError(
+                "partition",
                 f"partition {name!r} is not configured; configured partitions: "
-                + ", ".join(self.partitions)
+                + ", ".join(self.partitions),
             )
         configured = self.partitions.get(name or "", Partition(name or ""))
         limits = _Limits(self, configured, name)
         directives = []
         if name:
             _word("partition", name)
+            if not self.partitions:
+                limits.info()  # an unknown partition is refused here, by field
             directives.append(f"--partition={name}")
         nprocs = _integer(request, "nprocs", minimum=1)
         if nprocs is not None:
@@ -284,17 +296,23 @@ class SlurmSettings:
                 configured.gpu if configured.gpu is not None else limits.info().gpu
             )
             if not template:
-                raise Error(f"partition {name} has no GPUs (no gpu template)")
+                raise RequestError(
+                    "ngpus", f"partition {name} has no GPUs (no gpu template)"
+                )
             limits.check("ngpus", ngpus, "max-ngpus", "max_ngpus")
             directives.append(f"--gres={template.format(ngpus)}")
         runtime = request.get("runtime")
         if runtime:
-            seconds = parse_time(runtime)
+            try:
+                seconds = parse_time(runtime)
+            except Error as exc:
+                raise RequestError("runtime", str(exc)) from None
             limit = configured.max_runtime or limits.info().max_runtime
             if limit is not INFINITE and (seconds is INFINITE or seconds > limit):
-                raise Error(
+                raise RequestError(
+                    "runtime",
                     f"runtime {runtime} exceeds max-runtime {format_time(limit)} "
-                    f"of partition {limits.name}"
+                    f"of partition {limits.name}",
                 )
             directives.append(f"--time={runtime.strip()}")
         for key in ("reservation", "account", "qos"):
@@ -304,8 +322,9 @@ class SlurmSettings:
         if nodes is not None:
             total = limits.info().nodes[3]
             if total and nodes > total:
-                raise Error(
-                    f"nodes {nodes} exceeds the {total} nodes of partition {limits.name}"
+                raise RequestError(
+                    "nodes",
+                    f"nodes {nodes} exceeds the {total} nodes of partition {limits.name}",
                 )
             directives.append(f"--nodes={nodes}")
         ntasks = _integer(request, "ntasks", minimum=1)
@@ -314,20 +333,28 @@ class SlurmSettings:
         array = request.get("array", "")
         if array:
             if not _ARRAY.match(array):
-                raise Error(f"array {array!r} is not a Slurm array like 0-3 or 1,5%2")
+                raise RequestError(
+                    "array", f"array {array!r} is not a Slurm array like 0-3 or 1,5%2"
+                )
             directives.append(f"--array={array}")
         dependency = request.get("dependency", "")
         if dependency:
             if not _DEPENDENCY.match(dependency):
-                raise Error(f"dependency {dependency!r} is not like afterok:123")
+                raise RequestError(
+                    "dependency", f"dependency {dependency!r} is not like afterok:123"
+                )
             directives.append(f"--dependency={dependency}")
         try:
             extra = shlex.split(request.get("options", ""))
         except ValueError as exc:
-            raise Error(f"slurm options cannot be split into words: {exc}")
+            raise RequestError(
+                "options", f"slurm options cannot be split into words: {exc}"
+            )
         for option in extra:
             if not option.startswith("-"):
-                raise Error(f"slurm options must be sbatch options, not {option!r}")
+                raise RequestError(
+                    "options", f"slurm options must be sbatch options, not {option!r}"
+                )
         return SbatchRequest(
             partition=name,
             directives=directives,
@@ -343,9 +370,10 @@ class SlurmSettings:
             found = partition.environments.get(wanted) or self.environments.get(wanted)
             if found is None:
                 known = list(partition.environments) + list(self.environments)
-                raise Error(
+                raise RequestError(
+                    "environment",
                     f"environment {wanted!r} is not configured"
-                    + (f"; configured: {', '.join(known)}" if known else "")
+                    + (f"; configured: {', '.join(known)}" if known else ""),
                 )
             return found
         if any(request.get(key) for key in ("path", "modules", "prologue")):
@@ -385,9 +413,10 @@ class _Limits:
             elif self.requested in live:
                 self._info = live[self.requested]
             else:
-                raise Error(
+                raise RequestError(
+                    "partition",
                     f"partition {self.requested!r} is not known to Slurm; known: "
-                    + ", ".join(live)
+                    + ", ".join(live),
                 )
         return self._info
 
@@ -396,20 +425,24 @@ class _Limits:
         if limit is None:
             limit = getattr(self.info(), attribute)
         if limit and value > limit:
-            raise Error(
-                f"{key} {value} exceeds {limit_name} {limit} of partition {self.name}"
+            raise RequestError(
+                key,
+                f"{key} {value} exceeds {limit_name} {limit} of partition {self.name}",
             )
 
     def memory(self, text: str) -> str:
         match = _MEMORY.match(text.strip())
         if not match:
-            raise Error(f"memory {text!r} is not like 500M, 4G or 2048 (megabytes)")
+            raise RequestError(
+                "memory", f"memory {text!r} is not like 500M, 4G or 2048 (megabytes)"
+            )
         megabytes = int(match.group(1)) * _MEMORY_MB[match.group(2).upper()]
         node = self.info().memory_mb
         if node and megabytes > node:
-            raise Error(
+            raise RequestError(
+                "memory",
                 f"memory {text} exceeds the {node}M of memory of a node "
-                f"in partition {self.name}"
+                f"in partition {self.name}",
             )
         return text.strip().upper()
 
@@ -421,15 +454,17 @@ def _integer(request: dict, key: str, minimum: int) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise Error(f"{key} must be a whole number, not {text!r}")
+        raise RequestError(key, f"{key} must be a whole number, not {text!r}")
     if value < minimum:
-        raise Error(f"{key} must be at least {minimum}, not {value}")
+        raise RequestError(key, f"{key} must be at least {minimum}, not {value}")
     return value
 
 
 def _word(key: str, value: str) -> str:
     if not _WORD.match(value):
-        raise Error(f"{key} {value!r} may only hold letters, digits and _.+-")
+        raise RequestError(
+            key, f"{key} {value!r} may only hold letters, digits and _.+-"
+        )
     return value
 
 

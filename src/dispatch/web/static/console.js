@@ -49,3 +49,20 @@ if (live && window.EventSource) {
   };
   new EventSource("/api/events").addEventListener("commit", refresh);
 }
+
+// Parts whose state is not in zeo (papa's processes and jobs, Slurm's
+// partitions) carry data-refresh="MS": fetched again that often, as above.
+for (const part of document.querySelectorAll("[data-refresh][id]")) {
+  const every = Number(part.dataset.refresh) || 2000;
+  window.setInterval(async () => {
+    const reply = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+    if (reply.ok) {
+      const page = new DOMParser().parseFromString(await reply.text(), "text/html");
+      const fresh = page.getElementById(part.id);
+      const current = document.getElementById(part.id);
+      if (fresh && current) {
+        current.replaceWith(document.importNode(fresh, true));
+      }
+    }
+  }, every);
+}
