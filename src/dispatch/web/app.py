@@ -99,6 +99,7 @@ def create_app(
     for area in (runs, deadletters, services, zeofigures, metrics, login, events):
         application.add_routes(area.ROUTES)
     events.install(application)
+    runs.install(application)
     application.router.add_static("/static", HERE / "static")
     application.on_response_prepare.append(_secure_headers)
     return application
