@@ -101,6 +101,31 @@ def output_tail(attempt: dict[str, Any]) -> str | None:
     return str(tail) if tail else None
 
 
+def output_tails(dispatch: model.Dispatch, run_id: str) -> dict[str, dict[str, Any]]:
+    """The output tail of every attempt of run *run_id* that has one, by
+    ``MESSAGE.ATTEMPT``: ``{"node", "message", "attempt", "tail"}``; what
+    the run page streams as it is committed (every 5 s while a program
+    runs, see :mod:`dispatch.state.programs`)."""
+    run = find_run(dispatch, run_id)
+    found = {}
+    for node, step in run.steps.items():
+        for message in step.messages(run):
+            for attempt in message.attempts:
+                fields = {
+                    "output_tail": getattr(attempt, "output_tail", None),
+                    "program": getattr(attempt, "program", None),
+                }
+                tail = output_tail(fields)
+                if tail is not None:
+                    found[f"{message.id}.{attempt.number}"] = {
+                        "node": node,
+                        "message": message.id,
+                        "attempt": attempt.number,
+                        "tail": tail,
+                    }
+    return found
+
+
 def _where(attempt: Any) -> str:
     """Where a delivery ran: its Slurm job, else host and pid."""
     if getattr(attempt, "slurm_job", None):

@@ -1,7 +1,7 @@
 """Runs: the list (``/runs``, filtered by state, by a service the recipe
 sends to, by recipe name and by age, paginated; read from the run index
 of :mod:`dispatch.state.runindex`), a run's page (``/runs/ID``: steps, attempts,
-exit codes, output tails) and the cancel and retry buttons, which call
+exit codes, output tails) with its step graph (SVG, :mod:`~dispatch.web.stepgraph`) and the cancel and retry buttons, which call
 what ``dispatch cancel`` and ``dispatch retry`` call."""
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ from aiohttp import web
 
 from dispatch.state import admin, model, views
 from dispatch.state.database import ensure_run_index
-from dispatch.web.console import CONSOLE, both, console, done, respond, see_other
+from dispatch.web import stepgraph
+from dispatch.web.console import (
+    CONSOLE,
+    both,
+    console,
+    done,
+    is_api,
+    respond,
+    see_other,
+)
 from dispatch.web.errors import bad_request, not_found, query_integer
 from dispatch.web.settings import MAX_PAGE_SIZE
 
@@ -122,7 +131,11 @@ async def run_page(request: web.Request) -> web.StreamResponse:
     document = await console(request).read(
         lambda dispatch: _run_page_document(dispatch, run_id)
     )
-    return respond(request, "run.html", {"run": document})
+    if is_api(request):
+        return respond(request, "run.html", {"run": document})
+    statuses = {step["node"]: step["status"] for step in document["steps"]}
+    graph = stepgraph.render(document["recipe"], statuses)
+    return respond(request, "run.html", {"run": document, "graph": graph})
 
 
 @both(ROUTES, "POST", "/runs/{run_id}/cancel")
