@@ -45,8 +45,10 @@ def test_every_transition_files_the_run_under_its_state():
     message = broker.claim(dispatch, "work", "test", now=11)
     broker.dead_letter(dispatch, message, "broke", now=12)
     assert index.state_of["r1"] == model.FAILED
+    assert views.figures(dispatch)["dead_letters"] == {"work": 1}
     (again,) = admin.retry_dead(dispatch, run, now=13)
     assert index.state_of["r1"] == model.RUNNING
+    assert views.figures(dispatch)["dead_letters"] == {}
     claimed = broker.claim(dispatch, "work", "test", now=14)
     assert claimed is again
     broker.finish(dispatch, claimed, now=15)
@@ -227,6 +229,7 @@ def test_a_database_made_before_the_index_is_indexed_once(old_database, caplog):
     assert ensure_run_index(old_database) is False
     index, running_now, counts_now = read(old_database, listing)
     assert index is not None
+    assert read(old_database, views.figures)["dead_letters"] == {"old": 1}
     assert (running_now, counts_now) == (running, wanted)
     # Old runs move on in the index: one finishes, one is cancelled.
     with dispatch_state(old_database, write=True) as dispatch:

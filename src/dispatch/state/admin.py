@@ -94,6 +94,7 @@ def mark_revived(
     if old.id in dispatch.dead_letters:
         del dispatch.dead_letters[old.id]
         dispatch.dead_count.change(-1)
+        runindex.count_dead_letter(dispatch, old.queue, -1)
 
 
 def drain(

@@ -406,6 +406,7 @@ def dead_letter(
     )
     dispatch.dead_letters[message.id] = message
     dispatch.dead_count.change(1)
+    runindex.count_dead_letter(dispatch, message.queue, 1)
     run = dispatch.runs[message.run_id]
     run.open_count.change(-1)
     run.dead_count.change(1)

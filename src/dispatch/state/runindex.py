@@ -1,5 +1,5 @@
 """Indexes of runs by state, by recipe name and by start time, and counters
-per state and per transition, so that the runs list, its filters and
+per state, per transition and of dead letters per queue, so that the runs list, its filters and
 ``/metrics`` read a few buckets instead of every run.
 
 Each index is kept in the transaction of the state change it records
@@ -137,6 +137,7 @@ class RunIndex(Persistent):
         self.recipes = OOBTree()  # recipe name -> KeySet
         self.state_of_shards = OOBTree()  # shard -> OOBTree(run id -> state)
         self.transitions = OOBTree()  # "from>to" -> Length
+        self.dead_by_queue = OOBTree()  # queue -> Length of its dead letters
 
     @property
     def state_of(self) -> ShardedIndex:
@@ -155,6 +156,22 @@ class RunIndex(Persistent):
 
     def recipe_names(self) -> list[str]:
         return list(self.recipes.keys())
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """``{queue: dead letters in the index}``, queues with none left out."""
+        counts = {queue: counter() for queue, counter in self.dead_by_queue.items()}
+        return {queue: count for queue, count in counts.items() if count}
+
+
+def count_dead_letter(dispatch: Any, queue: str, change: int) -> None:
+    """A dead letter of *queue* entered (+1) or left (-1) the index."""
+    index = index_of(dispatch)
+    if index is None:
+        return
+    counter = index.dead_by_queue.get(queue)
+    if counter is None:
+        counter = index.dead_by_queue[queue] = Length()
+    counter.change(change)
 
 
 def index_of(dispatch: Any) -> RunIndex | None:
@@ -207,6 +224,11 @@ def build(dispatch: Any, states: tuple[str, ...]) -> RunIndex:
             run.open_count = RunOpenCount(run.open_count())
         _file(index, run)
         runs += 1
+    for message in dispatch.dead_letters.values():
+        counter = index.dead_by_queue.get(message.queue)
+        if counter is None:
+            counter = index.dead_by_queue[message.queue] = Length()
+        counter.change(1)
     dispatch.run_index = index
     logger.warning("indexed %d run(s) of a database made before run indexes", runs)
     return index

@@ -301,11 +301,22 @@ def _indexed(
         found = index.recipes.get(recipe)
         if found is None:
             return iter(()), 0
-        ids = map(runindex.run_of_key, found.newest_first(bound))
         if status is None:
+            ids = map(runindex.run_of_key, found.newest_first(bound))
             return ids, found.count() if bound is None else None
-        state_of = index.state_of
-        return (i for i in ids if state_of.get(i) == status), None
+        # Both filters: walk the smaller key set, look keys up in the other.
+        state = index.states[status]
+        walked, other = (
+            (found, state)
+            if found.count() <= state.count()
+            else (
+                state,
+                found,
+            )
+        )
+        keys = other.keys
+        matching = (key for key in walked.newest_first(bound) if key in keys)
+        return map(runindex.run_of_key, matching), None
     chosen = index.every if status is None else index.states[status]
     total = chosen.count() if bound is None else None
     return map(runindex.run_of_key, chosen.newest_first(bound)), total
