@@ -242,3 +242,37 @@ def test_a_database_made_before_the_index_is_indexed_once(old_database, caplog):
     index, running_after, counts_after = read(old_database, listing)
     assert finished not in running_after and "old-08" not in running_after
     assert counts_after == {**wanted, "running": 2, "succeeded": 5, "cancelled": 2}
+
+
+def test_finishes_that_leave_messages_open_merge_without_conflict(runzeo):
+    three = {"1": {"queue": "work"}, "start": [[1, {"n": n}] for n in range(3)]}
+    database = zeo.DB(runzeo.address, server_sync=True)
+    try:
+        with dispatch_state(database, write=True) as dispatch:
+            broker.start_run(dispatch, three, {"guid": "three"})
+            for consumer in "abc":
+                broker.claim(dispatch, "work", consumer)
+        managers = [transaction.TransactionManager() for _ in "ab"]
+        connections = [database.open(manager) for manager in managers]
+        for consumer, manager, connection in zip(
+            "ab", managers, connections, strict=True
+        ):
+            manager.begin()
+            dispatch = broker.get_dispatch(connection.root())
+            run = dispatch.runs["three"]
+            (mine,) = [
+                m for m in run.messages.values() if m.claimed_by["consumer"] == consumer
+            ]
+            broker.finish(dispatch, mine)
+        for manager in managers:
+            manager.commit()  # 3 - 1 - 1: resolved by the server, no conflict
+        for connection in connections:
+            connection.close()
+
+        def check(dispatch):
+            run = dispatch.runs["three"]
+            return run.open_count(), dispatch.run_index.state_of["three"]
+
+        assert read(database, check) == (1, model.RUNNING)
+    finally:
+        database.close()

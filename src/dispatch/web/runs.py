@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from ZODB.POSException import ReadOnlyError
 
 from dispatch.state import admin, model, views
 from dispatch.state.database import ensure_run_index
@@ -197,9 +198,15 @@ async def _index_runs(application: web.Application) -> None:
     """Build the run index of a database made before it, once, as the
     console starts (see :func:`dispatch.state.database.ensure_run_index`)."""
     here = application[CONSOLE]
-    await asyncio.get_running_loop().run_in_executor(
-        here.workers, ensure_run_index, here.database
-    )
+    try:
+        await asyncio.get_running_loop().run_in_executor(
+            here.workers, ensure_run_index, here.database
+        )
+    except ReadOnlyError:
+        logger.warning(
+            "the storage is read-only: runs are listed by a scan until a "
+            "writer (`dispatch go`, a service) builds the run index"
+        )
 
 
 def install(application: web.Application) -> None:
