@@ -140,6 +140,10 @@ def test_totals_come_from_the_counters(many):
     assert views.list_runs(many, status=model.FAILED).total == 14
     assert views.list_runs(many, recipe="even").total == 20
     assert views.list_runs(many, recipe="nobody").rows == []
+    odd_failed = [n for n in range(1, 40, 2) if n % 3 == 0]
+    both = views.list_runs(many, recipe="odd", status=model.FAILED)
+    assert both.total == len(odd_failed) == len(both.rows)
+    assert views.list_runs(many, recipe="nobody", status=model.FAILED).total == 0
     assert views.list_runs(many, since=1035).total is None
 
 

@@ -135,6 +135,7 @@ class RunIndex(Persistent):
         self.every = KeySet()
         self.states = OOBTree({state: KeySet() for state in states})
         self.recipes = OOBTree()  # recipe name -> KeySet
+        self.recipe_states = OOBTree()  # (recipe name, state) -> KeySet
         self.state_of_shards = OOBTree()  # shard -> OOBTree(run id -> state)
         self.transitions = OOBTree()  # "from>to" -> Length
         self.dead_by_queue = OOBTree()  # queue -> Length of its dead letters
@@ -156,6 +157,14 @@ class RunIndex(Persistent):
 
     def recipe_names(self) -> list[str]:
         return list(self.recipes.keys())
+
+    def recipe_in_state(self, name: str, state: str, create: bool = False) -> Any:
+        """The key set of the runs of recipe *name* in *state* (None if
+        there never was one, unless *create*)."""
+        found = self.recipe_states.get((name, state))
+        if found is None and create:
+            found = self.recipe_states[(name, state)] = KeySet()
+        return found
 
     def dead_letter_counts(self) -> dict[str, int]:
         """``{queue: dead letters in the index}``, queues with none left out."""
@@ -195,9 +204,9 @@ def _file(index: RunIndex, run: Any) -> None:
     if before == status:
         return
     key = created_key(run.created, run.id)
+    name = getattr(run, "name", None)
     if before is None:
         index.every.add(key)
-        name = getattr(run, "name", None)
         if name:
             recipe = index.recipes.get(name)
             if recipe is None:
@@ -205,7 +214,11 @@ def _file(index: RunIndex, run: Any) -> None:
             recipe.add(key)
     else:
         index.states[before].discard(key)
+        if name:
+            index.recipe_in_state(name, before, create=True).discard(key)
     index.states[status].add(key)
+    if name:
+        index.recipe_in_state(name, status, create=True).add(key)
     state_of[run.id] = status
     transition = f"{before or NEW}>{status}"
     counter = index.transitions.get(transition)

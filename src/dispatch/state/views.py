@@ -234,7 +234,8 @@ def list_runs(
 
     Without a filter the page is one slice of the runs; with one, it is
     read from the run index (:mod:`dispatch.state.runindex`): the key set
-    of the recipe, else of the state, else of every run, from *since*;
+    of the recipe in the state, else of the recipe, else of the state,
+    else of every run, from *since*;
     only the service filter reads the runs it passes over."""
     if page < 1 or size < 1:
         raise ValueError("page and size start at 1")
@@ -304,19 +305,11 @@ def _indexed(
         if status is None:
             ids = map(runindex.run_of_key, found.newest_first(bound))
             return ids, found.count() if bound is None else None
-        # Both filters: walk the smaller key set, look keys up in the other.
-        state = index.states[status]
-        walked, other = (
-            (found, state)
-            if found.count() <= state.count()
-            else (
-                state,
-                found,
-            )
-        )
-        keys = other.keys
-        matching = (key for key in walked.newest_first(bound) if key in keys)
-        return map(runindex.run_of_key, matching), None
+        both = index.recipe_in_state(recipe, status)
+        if both is None:
+            return iter(()), 0
+        ids = map(runindex.run_of_key, both.newest_first(bound))
+        return ids, both.count() if bound is None else None
     chosen = index.every if status is None else index.states[status]
     total = chosen.count() if bound is None else None
     return map(runindex.run_of_key, chosen.newest_first(bound)), total
