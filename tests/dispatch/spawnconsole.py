@@ -11,7 +11,7 @@ import zeo
 from dispatch.web.settings import WebSettings
 from dispatch.web.tokens import new_token
 from tests.dispatch.webconsole import Browser, ConsoleServer, csrf_of
-from tests.papa.test_slurm_cluster import SlurmKernel, sinfo_answer  # noqa: F401
+from tests.support.slurm import SlurmKernel, sinfo_answer  # noqa: F401
 
 RECIPE = {
     "description": "a Slurm job from the spawn page",

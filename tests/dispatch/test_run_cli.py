@@ -88,6 +88,15 @@ def test_go_wait_through_two_services_then_list_and_show(runzeo, tmp_path):
     listing = dispatch(runzeo, "list")
     assert listing.returncode == 0
     assert run_id in listing.stdout and "succeeded" in listing.stdout
+    # dispatch go recorded the recipe's name; list filters on it.
+    named = dispatch(runzeo, "list", "--recipe", "pipeline", "--age", "1h", "--json")
+    assert named.returncode == 0, named.stderr
+    (row,) = json.loads(named.stdout)["runs"]
+    assert (row["run"], row["name"], row["status"]) == (run_id, "pipeline", "succeeded")
+    other = dispatch(runzeo, "list", "--state", "running", "--json")
+    assert json.loads(other.stdout)["runs"] == []
+    bad_age = dispatch(runzeo, "list", "--age", "soon")
+    assert bad_age.returncode == 2 and "for example 90s" in bad_age.stderr
 
     shown = dispatch(runzeo, "show", run_id, "--json")
     assert shown.returncode == 0, shown.stderr

@@ -3,6 +3,7 @@ normal dispatch functions: every page and its JSON, filters and paging,
 who may act (token, login cookie, proxy header) and CSRF, escaping, 4xx
 for bad input, and /metrics parsed as Prometheus reads it."""
 
+import time
 from types import SimpleNamespace
 from urllib.parse import quote
 
@@ -33,8 +34,9 @@ def write_state(database):
     cancelled, one with a hostile id; a running service instance."""
     with dispatch_state(database, write=True) as dispatch:
         for number in range(7):
-            recipe = COUNT if number % 2 else GREET
-            broker.start_run(dispatch, recipe, {"guid": f"run-{number:02d}"})
+            recipe, name = (COUNT, "count") if number % 2 else (GREET, "greet")
+            guid = {"guid": f"run-{number:02d}"}
+            broker.start_run(dispatch, recipe, guid, name=name)
         broker.start_run(dispatch, GREET, {"guid": EVIL_RUN})
     with dispatch_state(database, write=True) as dispatch:
         failed = broker.claim(dispatch, "count", "test")
@@ -128,8 +130,12 @@ def test_runs_are_filtered_by_state_and_service(console):
     assert listed("service=counter") == ["run-05", "run-03", "run-01"]
     assert listed("service=count&state=running") == ["run-05", "run-03"]
     assert listed("service=nobody") == []
-    assert listed("recipe=%3Cthe%3E+WORDS") == ["run-05", "run-03", "run-01"]
-    assert listed("recipe=words&state=failed") == ["run-01"]
+    assert listed("recipe=count") == ["run-05", "run-03", "run-01"]
+    assert listed("recipe=count&state=failed") == ["run-01"]
+    assert listed("recipe=count&age=1h") == ["run-05", "run-03", "run-01"]
+    assert listed("age=1h&state=cancelled") == ["run-04"]
+    assert listed(f"since={time.time() + 3600:.0f}") == []
+    assert console.browser.get("/api/runs?state=failed").json()["total"] == 1
     page = console.browser.get("/runs?state=failed")
     assert "run-01" in page.text and "run-03" not in page.text
     assert '<option value="failed" selected>' in page.text
@@ -188,6 +194,43 @@ def test_metrics_parse_as_prometheus_text(console):
     assert samples[("zeo_connections", (("storage", "1"),))] >= 1
 
 
+def scrape(console):
+    reply = console.browser.get("/metrics")
+    assert reply.status == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(reply.text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_follow_real_transitions(console):
+    def runs(state):
+        return samples[("dispatch_runs", (("state", state),))]
+
+    def moved(before, after):
+        key = (("from", before), ("to", after))
+        return samples.get(("dispatch_run_transitions_total", key), 0)
+
+    samples = scrape(console)
+    assert moved("new", "running") == 8 and moved("running", "failed") == 1
+    before = (runs("running"), runs("cancelled"), moved("running", "cancelled"))
+    assert samples[("dispatch_dead_letters_total_held", ())] == 1
+    accepted = console.browser.post("/api/runs/run-03/cancel", headers=console.bearer)
+    assert accepted.status == 200, accepted
+    retried = console.browser.post("/api/runs/run-01/retry", headers=console.bearer)
+    assert retried.status == 200, retried
+    samples = scrape(console)
+    assert (runs("running"), runs("cancelled"), moved("running", "cancelled")) == (
+        before[0] - 1 + 1,  # run-03 cancelled, run-01 running again
+        before[1] + 1,
+        before[2] + 1,
+    )
+    assert moved("failed", "running") == 1 and runs("failed") == 0
+    assert samples[("dispatch_dead_letters_total_held", ())] == 0
+    assert samples[("dispatch_queue_pending", (("queue", "count"),))] == 2
+
+
 def test_pages_come_with_security_headers_and_static_files(console):
     page = console.browser.get("/runs")
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
@@ -236,6 +279,10 @@ def test_every_field_is_escaped(console):
         ("/api/runs?page=-1", 400, "page must be a whole number"),
         ("/api/runs?size=100000", 400, "size must be between 1 and 500"),
         ("/api/runs?state=sleeping", 400, "state must be one of"),
+        ("/api/runs?age=soon", 400, "for example 90s"),
+        ("/api/runs?age=-1h", 400, "not a positive number"),
+        ("/api/runs?since=yesterday", 400, "since must be a time"),
+        ("/api/runs?since=1&age=1h", 400, "age or since, not both"),
         ("/api/dead-letters?page=x", 400, "page must be a whole number"),
         ("/api/runs/no-such-run", 404, "no run 'no-such-run'"),
         ("/api/dead-letters/no-such-letter", 404, "no dead letter"),

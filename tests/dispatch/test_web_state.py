@@ -19,7 +19,8 @@ COUNT = {
 
 
 def start(dispatch, recipe, guid, now):
-    return broker.start_run(dispatch, recipe, {"guid": guid}, now=now)
+    name = "count" if recipe is COUNT else "greet"
+    return broker.start_run(dispatch, recipe, {"guid": guid}, now=now, name=name)
 
 
 @pytest.fixture
@@ -64,9 +65,10 @@ def test_filters_by_state_and_service_across_slices(dispatch, monkeypatch):
     assert counted.has_next
     rest = views.list_runs(dispatch, service="count", page=2, size=4)
     assert ids(rest) == ["run-03", "run-01"] and not rest.has_next
-    described = views.list_runs(dispatch, recipe="the WORDS", size=50)
-    assert ids(described) == [f"run-{n:02d}" for n in (11, 9, 7, 5, 3, 1)]
-    assert views.list_runs(dispatch, recipe="greet").rows == []
+    named = views.list_runs(dispatch, recipe="count", size=50)
+    assert ids(named) == [f"run-{n:02d}" for n in (11, 9, 7, 5, 3, 1)]
+    assert named.total == 6
+    assert views.list_runs(dispatch, recipe="Count the words").rows == []
     failed = views.list_runs(dispatch, status=model.FAILED)
     assert ids(failed) == ["run-01"]
     assert failed.rows[0]["status"] == model.FAILED

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from dispatch.cli import base, progress
 from dispatch.state import broker, model, views
-from dispatch.state.database import dispatch_state
+from dispatch.state.database import dispatch_state, ensure_run_index
 from dispatch.state.recipe import Recipe, RecipeError
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where NAME.json recipes are (default ${RECIPES_VARIABLE})",
     )
     parser.add_argument(
+        "--name",
+        help="the recipe name the run is listed under (default: the recipe "
+        "files' names, without .json, joined by +)",
+    )
+    parser.add_argument(
         "--wait",
         action="store_true",
         help="show progress until the run ends (a live table on a terminal)",
@@ -128,16 +133,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     base.add_zeo_option(parser)
 
 
+def recipe_name(reference: str) -> str:
+    """The name a run of recipe *reference* (a path or a NAME) is listed
+    under: its file name without ``.json``."""
+    name = Path(reference).name
+    return name[: -len(".json")] if name.endswith(".json") else name
+
+
 def run(options: argparse.Namespace) -> int:
     recipe = Recipe()
     for reference in options.recipes:
         recipe = recipe.merge(find_recipe(reference, options.recipe_dir))
+    name = options.name or "+".join(map(recipe_name, options.recipes))
+    if not name.strip() or any(c in name for c in "\r\n"):
+        raise base.CommandError(
+            f"--name {name!r}: give a name on one line", base.EXIT_USAGE
+        )
     parameters = parse_parameters(options.parameter)
     database = base.open_database(options.zeo)
     try:
+        ensure_run_index(database)
         try:
             with dispatch_state(database, write=True) as dispatch:
-                run_id = broker.start_run(dispatch, recipe, parameters).id
+                run_id = broker.start_run(dispatch, recipe, parameters, name=name).id
         except (RecipeError, ValueError) as error:
             raise base.CommandError(str(error), base.EXIT_USAGE) from None
         print(run_id, flush=True)

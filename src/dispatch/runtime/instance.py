@@ -15,7 +15,7 @@ from typing import Any
 
 from dispatch.runtime.service import Service, make_consumer, run_service
 from dispatch.state import admin
-from dispatch.state.database import dispatch_state
+from dispatch.state.database import dispatch_state, ensure_run_index
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class Instance:
         """Record the instance, serve until asked to stop (or the service
         crashes), then mark it stopped; calls ``ready(instance)`` once it
         serves."""
+        ensure_run_index(self.database)
         with dispatch_state(self.database, write=True) as dispatch:
             record = admin.register_instance(
                 dispatch, self.service_class.__name__, self.queue

@@ -16,7 +16,7 @@ from typing import Any
 
 from BTrees.OOBTree import OOBTree
 
-from dispatch.state import broker, model
+from dispatch.state import broker, model, runindex
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ def cancel_run(
         message.queue_key = None
         run.open_count.change(-1)
         withdrawn += 1
+    runindex.note(dispatch, run)
     logger.info("run %s cancelled; %d pending message(s) withdrawn", run.id, withdrawn)
     return withdrawn
 
@@ -89,9 +90,11 @@ def mark_revived(
     """Bookkeeping when dead letter *old* is sent again as *new*."""
     old.reinjected_as = new.id
     run.dead_count.change(-1)
+    runindex.note(dispatch, run)
     if old.id in dispatch.dead_letters:
         del dispatch.dead_letters[old.id]
         dispatch.dead_count.change(-1)
+        runindex.count_dead_letter(dispatch, old.queue, -1)
 
 
 def drain(
@@ -205,4 +208,5 @@ def adopt_delivery(
     run.messages[message.id] = message
     run.steps[node].message_ids.add(message.id)
     run.open_count.change(1)
+    runindex.note(dispatch, run)
     return message

@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from dispatch.state import model, shards
+from dispatch.state import model, runindex, shards
 from dispatch.state import steps as step_kinds
 from dispatch.state.recipe import Recipe
 
@@ -143,9 +143,11 @@ def start_run(
     recipe: Recipe | str | bytes | Mapping[str, Any],
     parameters: Mapping[str, Any] | None = None,
     now: float | None = None,
+    name: str | None = None,
 ) -> model.Run:
     """Create a run of *recipe* (a :class:`Recipe` or its JSON/dict) and its
-    start messages, as zocalo's Dispatcher does; returns the run.
+    start messages, as zocalo's Dispatcher does; returns the run.  *name*
+    is the recipe's (what the runs list filters on).
 
     ``guid`` is the run id unless *parameters* give one; it is put into the
     parameters before substitution so recipes can use ``{guid}``.
@@ -161,7 +163,7 @@ def start_run(
     substituted = given.apply_parameters(values)
     substituted.validate()
     environment = {"ID": run_id}
-    run = model.Run(run_id, substituted.to_dict(), values, environment, now)
+    run = model.Run(run_id, substituted.to_dict(), values, environment, now, name)
     for node, definition in substituted.steps.items():
         run.steps[node] = model.Step(node, copy.deepcopy(definition))
     dispatch.runs[run_id] = run
@@ -171,6 +173,7 @@ def start_run(
     for number, (node, payload) in enumerate(substituted.start):
         shard = (first_shard + number) % shards.SHARDS
         enqueue(dispatch, run, node, payload, [], environment, now=now, shard=shard)
+    runindex.note(dispatch, run)
     logger.info("run %s started: %d step(s)", run_id, len(run.steps))
     return run
 
@@ -332,7 +335,10 @@ def finish(
     attempt = message.attempts[-1]
     attempt.finished, attempt.outcome = now, "done"
     attempt.exit_code, attempt.output_tail = exit_code, output_tail
-    dispatch.runs[message.run_id].open_count.change(-1)
+    run = dispatch.runs[message.run_id]
+    run.open_count.change(-1)
+    if run.open_count() == 0:  # the last one (see dispatch.state.runindex)
+        runindex.note(dispatch, run)
 
 
 def release(
@@ -400,9 +406,11 @@ def dead_letter(
     )
     dispatch.dead_letters[message.id] = message
     dispatch.dead_count.change(1)
+    runindex.count_dead_letter(dispatch, message.queue, 1)
     run = dispatch.runs[message.run_id]
     run.open_count.change(-1)
     run.dead_count.change(1)
+    runindex.note(dispatch, run)
     logger.warning("%r: %s", message, message.reason)
 
 

@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import transaction
+from ZODB.POSException import ConflictError
 
-from dispatch.state import model
+from dispatch.state import model, runindex
 from dispatch.state.broker import get_dispatch
 
 logger = logging.getLogger(__name__)
@@ -40,3 +41,27 @@ def dispatch_state(database: Any, write: bool = False) -> Iterator[model.Dispatc
         raise
     finally:
         connection.close()
+
+
+# A build conflicts with any commit made while it scans: it is tried again.
+BUILD_ATTEMPTS = 5
+
+
+def ensure_run_index(database: Any) -> bool:
+    """Build the run index of a database made before it (see
+    :mod:`dispatch.state.runindex`) in a transaction of its own, once;
+    returns True when it built one.  Called when a command, service or
+    console that relies on it opens the database."""
+    for attempt in range(1, BUILD_ATTEMPTS + 1):
+        try:
+            with dispatch_state(database, write=True) as dispatch:
+                if runindex.index_of(dispatch) is not None:
+                    return False
+                runindex.build(dispatch, model.RUN_STATES)
+                return True
+        except ConflictError:
+            logger.info("building the run index conflicted (attempt %d)", attempt)
+    raise ConflictError(
+        f"the run index could not be built in {BUILD_ATTEMPTS} attempts: "
+        "the state kept changing; try again when fewer runs are finishing"
+    )

@@ -25,7 +25,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from dispatch.state import admin, broker, model
+from dispatch.state import admin, broker, model, runindex
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,11 @@ class DeadLetterError(ValueError):
 
 
 def dead_letter_counts(dispatch: model.Dispatch) -> dict[str, int]:
-    """``{queue: number of dead letters}``."""
+    """``{queue: number of dead letters}``: the run index's counters (see
+    :mod:`dispatch.state.runindex`), or a scan of a database without one."""
+    index = runindex.index_of(dispatch)
+    if index is not None:
+        return index.dead_letter_counts()
     counts: dict[str, int] = {}
     for message in dispatch.dead_letters.values():
         counts[message.queue] = counts.get(message.queue, 0) + 1
@@ -110,6 +114,7 @@ def purge(
         _write_durably(path, export_document(dispatch, message, now))
         del dispatch.dead_letters[message_id]
         dispatch.dead_count.change(-1)
+        runindex.count_dead_letter(dispatch, message.queue, -1)
         message.purged = now
         written.append(path)
     return written

@@ -29,6 +29,7 @@ from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
 
+from dispatch.state.runindex import RunIndex, RunOpenCount
 from dispatch.state.shards import SHARDS, ShardedIndex, shard_of_id, shard_of_ready_key
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
+RUN_STATES = (RUNNING, SUCCEEDED, FAILED, CANCELLED)
 
 
 def new_id(shard: int | None = None) -> str:
@@ -88,7 +90,12 @@ def ready_bound(now: float) -> str:
 class Dispatch(Persistent):
     """The root of all dispatch state (``root["dispatch"]``)."""
 
+    # Runs by state, recipe and start time (see dispatch.state.runindex);
+    # None in databases made before it, until it is built.
+    run_index: RunIndex | None = None
+
     def __init__(self) -> None:
+        self.run_index = RunIndex(RUN_STATES)
         self.runs = OOBTree()  # run id -> Run
         self.queues = OOBTree()  # queue name -> Queue
         self.dead_letters = OOBTree()  # message id -> Message (state DEAD)
@@ -130,6 +137,10 @@ class Queue(Persistent):
 class Run(Persistent):
     """One execution of a recipe: what was asked and what became of it."""
 
+    # The recipe's name (its file's, as ``dispatch go`` records it), or
+    # None: runs started from a recipe text, or before names were recorded.
+    name: str | None = None
+
     message_shards: Any = None  # None in databases made before shards
     legacy_messages: Any = None  # their single tree
 
@@ -140,8 +151,10 @@ class Run(Persistent):
         parameters: dict[str, Any],
         environment: dict[str, Any],
         created: float,
+        name: str | None = None,
     ) -> None:
         self.id = run_id
+        self.name = name
         self.recipe = recipe  # JSON-ready dict, merged and substituted
         self.parameters = parameters
         self.environment = environment
@@ -149,7 +162,7 @@ class Run(Persistent):
         self.cancelled: float | None = None  # time of `dispatch cancel`, or None
         self.steps = OOBTree()  # node id -> Step
         self.message_shards = OOBTree()  # shard -> OOBTree(message id -> Message)
-        self.open_count = Length()  # messages pending or in progress
+        self.open_count = RunOpenCount()  # messages pending or in progress
         self.dead_count = Length()
 
     def __setstate__(self, state: Any) -> None:

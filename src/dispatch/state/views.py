@@ -7,12 +7,13 @@ How a step is named comes from its kind (:mod:`dispatch.state.steps`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dispatch.state import deadletters, model
+from dispatch.state import deadletters, model, runindex
 from dispatch.state import steps as step_kinds
 from dispatch.state.recipe import SPECIAL_KEYS
 
@@ -100,6 +101,31 @@ def output_tail(attempt: dict[str, Any]) -> str | None:
     return str(tail) if tail else None
 
 
+def output_tails(dispatch: model.Dispatch, run_id: str) -> dict[str, dict[str, Any]]:
+    """The output tail of every attempt of run *run_id* that has one, by
+    ``MESSAGE.ATTEMPT``: ``{"node", "message", "attempt", "tail"}``; what
+    the run page streams as it is committed (every 5 s while a program
+    runs, see :mod:`dispatch.state.programs`)."""
+    run = find_run(dispatch, run_id)
+    found = {}
+    for node, step in run.steps.items():
+        for message in step.messages(run):
+            for attempt in message.attempts:
+                fields = {
+                    "output_tail": getattr(attempt, "output_tail", None),
+                    "program": getattr(attempt, "program", None),
+                }
+                tail = output_tail(fields)
+                if tail is not None:
+                    found[f"{message.id}.{attempt.number}"] = {
+                        "node": node,
+                        "message": message.id,
+                        "attempt": attempt.number,
+                        "tail": tail,
+                    }
+    return found
+
+
 def _where(attempt: Any) -> str:
     """Where a delivery ran: its Slurm job, else host and pid."""
     if getattr(attempt, "slurm_job", None):
@@ -132,7 +158,7 @@ def step_rows(dispatch: model.Dispatch, run_id: str) -> list[tuple[str, ...]]:
 
 
 # The states a run can be listed by (see Run.status).
-RUN_STATES = (model.RUNNING, model.SUCCEEDED, model.FAILED, model.CANCELLED)
+RUN_STATES = model.RUN_STATES
 # Run ids are read from the index in slices of this many, newest first: a
 # slice of a BTree's keys costs one walk, an index into it costs another.
 SCAN_CHUNK = 256
@@ -140,13 +166,15 @@ SCAN_CHUNK = 256
 
 @dataclass(frozen=True)
 class RunPage:
-    """One page of the runs list: rows (see :func:`run_summary`), and
-    whether a next page exists."""
+    """One page of the runs list: rows (see :func:`run_summary`), whether
+    a next page exists, and how many runs match when that is known without
+    counting them (a filter by state alone, or none)."""
 
     rows: list[dict[str, Any]]
     page: int
     size: int
     has_next: bool
+    total: int | None = None
 
 
 def run_summary(run: model.Run) -> dict[str, Any]:
@@ -155,6 +183,7 @@ def run_summary(run: model.Run) -> dict[str, Any]:
     states = [step.status(run) for step in run.steps.values()]
     return {
         "run": run.id,
+        "name": run.name,
         "status": run.status,
         "created": run.created,
         "steps": len(states),
@@ -178,14 +207,6 @@ def services_of(run: model.Run) -> set[str]:
     return names
 
 
-def recipe_matches(run: model.Run, text: str) -> bool:
-    """True when *run*'s recipe ``description`` holds *text* (any case):
-    recipes have no name of their own, their description says what they
-    are."""
-    description = run.recipe.get("description", run.recipe.get("comment")) or ""
-    return text.lower() in str(description).lower()
-
-
 def keys_newest_first(tree: Any) -> Iterator[str]:
     """The keys of BTree *tree*, greatest first (generated ids sort by
     creation time), read a slice at a time so that a page costs a few
@@ -205,50 +226,129 @@ def list_runs(
     page: int = 1,
     size: int = 50,
     recipe: str | None = None,
+    since: float | None = None,
 ) -> RunPage:
     """Page *page* (from 1) of *size* runs, newest first, of *status*,
-    with a step sent to *service* and a recipe described by *recipe*
-    (:func:`recipe_matches`) when given.  Without a filter the page is one
-    slice of the index; with one, runs are read newest first until the
-    page is full."""
+    with a step sent to *service*, of the recipe named *recipe* and
+    started at *since* or later, when given.
+
+    Without a filter the page is one slice of the runs; with one, it is
+    read from the run index (:mod:`dispatch.state.runindex`): the key set
+    of the recipe in the state, else of the recipe, else of the state,
+    else of every run, from *since*;
+    only the service filter reads the runs it passes over."""
     if page < 1 or size < 1:
         raise ValueError("page and size start at 1")
     if status is not None and status not in RUN_STATES:
         raise ValueError(f"no run state {status!r} (one of {', '.join(RUN_STATES)})")
     runs = dispatch.runs
-    if status is None and service is None and recipe is None:
+    total: int | None
+    if status is None and service is None and recipe is None and since is None:
         keys = runs.keys()
-        end = len(keys) - (page - 1) * size
+        count = len(keys)
+        end = count - (page - 1) * size
         start = max(0, end - size)
         ids = reversed(list(keys[start:end])) if end > 0 else iter(())
         rows = [run_summary(runs[run_id]) for run_id in ids]
-        return RunPage(rows, page, size, start > 0)
-    skip = (page - 1) * size
-    rows = []
+        return RunPage(rows, page, size, start > 0, count)
+    index = runindex.index_of(dispatch)
+    if index is None:
+        logger.warning(
+            "this database has no run index yet: the runs list reads every "
+            "run (it is built when `dispatch web`, `dispatch go` or a service "
+            "next opens the database)"
+        )
+        candidates: Iterator[str] = _scanned(dispatch, status, recipe, since)
+        total = None
+    else:
+        candidates, total = _indexed(index, status, recipe, since)
+    if service is not None:
+        candidates = (i for i in candidates if service in services_of(runs[i]))
+        total = None
+    chosen = list(itertools.islice(candidates, (page - 1) * size, page * size + 1))
+    rows = [run_summary(runs[run_id]) for run_id in chosen[:size]]
+    return RunPage(rows, page, size, len(chosen) > size, total)
+
+
+# Units of an age (``90s``, ``30m``, ``1h``, ``2d``, ``1w``), in seconds.
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> float:
+    """Seconds in age *text*: a number and a unit of :data:`AGE_UNITS`
+    (``1h``, ``1.5d``); ValueError saying how to write one otherwise."""
+    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    try:
+        seconds = float(number) * AGE_UNITS[unit]
+    except (KeyError, ValueError):
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ValueError(
+            f"age {text!r} is not a positive number and a unit (s, m, h, d, w): "
+            "for example 90s, 30m, 1h, 2d"
+        )
+    return seconds
+
+
+def _indexed(
+    index: runindex.RunIndex,
+    status: str | None,
+    recipe: str | None,
+    since: float | None,
+) -> tuple[Iterator[str], int | None]:
+    """Run ids newest first from the index, and how many when known."""
+    bound = None if since is None else runindex.since_key(since)
+    if recipe is not None:
+        found = index.recipes.get(recipe)
+        if found is None:
+            return iter(()), 0
+        if status is None:
+            ids = map(runindex.run_of_key, found.newest_first(bound))
+            return ids, found.count() if bound is None else None
+        both = index.recipe_in_state(recipe, status)
+        if both is None:
+            return iter(()), 0
+        ids = map(runindex.run_of_key, both.newest_first(bound))
+        return ids, both.count() if bound is None else None
+    chosen = index.every if status is None else index.states[status]
+    total = chosen.count() if bound is None else None
+    return map(runindex.run_of_key, chosen.newest_first(bound)), total
+
+
+def _scanned(
+    dispatch: model.Dispatch,
+    status: str | None,
+    recipe: str | None,
+    since: float | None,
+) -> Iterator[str]:
+    """Run ids newest first by a scan of every run (no index yet)."""
+    runs = dispatch.runs
     for run_id in keys_newest_first(runs):
         run = runs[run_id]
         if status is not None and run.status != status:
             continue
-        if service is not None and service not in services_of(run):
+        if recipe is not None and run.name != recipe:
             continue
-        if recipe is not None and not recipe_matches(run, recipe):
+        if since is not None and run.created < since:
             continue
-        if skip:
-            skip -= 1
-            continue
-        if len(rows) == size:
-            return RunPage(rows, page, size, True)
-        rows.append(run_summary(run))
-    return RunPage(rows, page, size, False)
+        yield run_id
 
 
 def figures(dispatch: model.Dispatch) -> dict[str, Any]:
     """What the console's ``/metrics`` reports of dispatch: pending
-    messages per queue, dead letters per queue, runs per state and
-    running service instances per service."""
-    runs_by_state = dict.fromkeys(RUN_STATES, 0)
-    for run in dispatch.runs.values():
-        runs_by_state[run.status] += 1
+    messages per queue, dead letters per queue and in all, runs per state
+    and transitions between states (from the run index's counters, no
+    run is read), and running service instances per service."""
+    index = runindex.index_of(dispatch)
+    transitions: dict[tuple[str, str], int] = {}
+    if index is None:
+        logger.warning("no run index yet: counting runs per state reads every run")
+        runs_by_state = dict.fromkeys(RUN_STATES, 0)
+        for run in dispatch.runs.values():
+            runs_by_state[run.status] += 1
+    else:
+        runs_by_state = {state: index.states[state].count() for state in RUN_STATES}
+        transitions = index.transition_counts()
     instances: dict[str, int] = {}
     for instance in running_instances(dispatch):
         instances[instance.service] = instances.get(instance.service, 0) + 1
@@ -257,7 +357,9 @@ def figures(dispatch: model.Dispatch) -> dict[str, Any]:
             name: queue.pending_count() for name, queue in dispatch.queues.items()
         },
         "dead_letters": deadletters.dead_letter_counts(dispatch),
+        "dead_letters_total": dispatch.dead_count(),
         "runs": runs_by_state,
+        "transitions": transitions,
         "instances": instances,
     }
 

@@ -105,6 +105,7 @@ def create_app(
     for area in (*areas, spawn, jobs):
         application.add_routes(area.ROUTES)
     events.install(application)
+    runs.install(application)
     application.router.add_static("/static", HERE / "static")
     application.on_response_prepare.append(_secure_headers)
     return application

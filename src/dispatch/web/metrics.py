@@ -1,5 +1,6 @@
 """``/metrics`` in Prometheus text format: dispatch's queue depths, runs
-per state, dead letters and service instances, and the zeo server's
+per state and transitions between states (from the run index's counters:
+no run is read), dead letters and service instances, and the zeo server's
 ``ruok`` figures (``zeo_up`` says whether it answered).  A registry is
 made per scrape from one read of the state, so figures are never stale."""
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dispatch.state import views
@@ -61,6 +62,19 @@ def dispatch_gauges(figures: dict[str, Any]) -> Iterator[Metric]:
         for value, count in sorted(figures[key].items()):
             gauge.add_metric([value], count)
         yield gauge
+    total = GaugeMetricFamily(
+        "dispatch_dead_letters_total_held", "Dead letters in the index, all queues."
+    )
+    total.add_metric([], figures["dead_letters_total"])
+    yield total
+    transitions = CounterMetricFamily(
+        "dispatch_run_transitions",
+        "Runs that went from one state to another (from 'new': started).",
+        labels=["from", "to"],
+    )
+    for (before, after), count in sorted(figures["transitions"].items()):
+        transitions.add_metric([before, after], count)
+    yield transitions
 
 
 def zeo_gauges(storages: dict[str, dict[str, Any]]) -> Iterator[Metric]:

@@ -1,18 +1,32 @@
 """Runs: the list (``/runs``, filtered by state, by a service the recipe
-sends to and by the recipe's description, paginated), a run's page (``/runs/ID``: steps, attempts,
-exit codes, output tails) and the cancel and retry buttons, which call
+sends to, by recipe name and by age, paginated; read from the run index
+of :mod:`dispatch.state.runindex`), a run's page (``/runs/ID``: steps, attempts,
+exit codes, output tails) with its step graph (SVG, :mod:`~dispatch.web.stepgraph`) and the cancel and retry buttons, which call
 what ``dispatch cancel`` and ``dispatch retry`` call."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from ZODB.POSException import ReadOnlyError
 
 from dispatch.state import admin, model, views
-from dispatch.web.console import both, console, done, respond, see_other
+from dispatch.state.database import ensure_run_index
+from dispatch.web import stepgraph
+from dispatch.web.console import (
+    CONSOLE,
+    both,
+    console,
+    done,
+    is_api,
+    respond,
+    see_other,
+)
 from dispatch.web.errors import bad_request, not_found, query_integer
 from dispatch.web.settings import MAX_PAGE_SIZE
 
@@ -41,10 +55,14 @@ async def runs_list(request: web.Request) -> web.StreamResponse:
         )
     service = query.get("service") or None
     recipe = query.get("recipe") or None
+    age = query.get("age") or None
+    since = started_since(age, query.get("since") or None)
     page = query_integer(query, "page", 1, 1, 10**9)
     size = query_integer(query, "size", here.settings.page_size, 1, MAX_PAGE_SIZE)
     found = await here.read(
-        lambda dispatch: views.list_runs(dispatch, status, service, page, size, recipe)
+        lambda dispatch: views.list_runs(
+            dispatch, status, service, page, size, recipe, since
+        )
     )
     return respond(
         request,
@@ -54,12 +72,39 @@ async def runs_list(request: web.Request) -> web.StreamResponse:
             "page": found.page,
             "size": found.size,
             "has_next": found.has_next,
+            "total": found.total,
             "state": status,
             "service": service,
             "recipe": recipe,
+            "age": age,
+            "since": since,
             "states": list(views.RUN_STATES),
         },
     )
+
+
+def started_since(age: str | None, since: str | None) -> float | None:
+    """The start time the age filter keeps runs from: ``age`` (``1h``,
+    see views.parse_age) before now, or ``since`` (seconds since the
+    epoch); a 400 for anything else, or both."""
+    if age is not None and since is not None:
+        raise bad_request("give age or since, not both")
+    if age is not None:
+        try:
+            return time.time() - views.parse_age(age)
+        except ValueError as error:
+            raise bad_request(str(error)) from None
+    if since is None:
+        return None
+    try:
+        value = float(since)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise bad_request(
+            f"since must be a time in seconds since the epoch, not {since!r}"
+        )
+    return value
 
 
 def _run_page_document(dispatch: model.Dispatch, run_id: str) -> dict[str, Any]:
@@ -87,7 +132,11 @@ async def run_page(request: web.Request) -> web.StreamResponse:
     document = await console(request).read(
         lambda dispatch: _run_page_document(dispatch, run_id)
     )
-    return respond(request, "run.html", {"run": document})
+    if is_api(request):
+        return respond(request, "run.html", {"run": document})
+    statuses = {step["node"]: step["status"] for step in document["steps"]}
+    graph = stepgraph.render(document["recipe"], statuses)
+    return respond(request, "run.html", {"run": document, "graph": graph})
 
 
 @both(ROUTES, "POST", "/runs/{run_id}/cancel")
@@ -143,3 +192,23 @@ def _find(dispatch: model.Dispatch, run_id: str) -> model.Run:
 def run_path(run_id: str) -> str:
     """The run page's path (the id quoted whole: it may hold a "/")."""
     return "/runs/" + quote(run_id, safe="")
+
+
+async def _index_runs(application: web.Application) -> None:
+    """Build the run index of a database made before it, once, as the
+    console starts (see :func:`dispatch.state.database.ensure_run_index`)."""
+    here = application[CONSOLE]
+    try:
+        await asyncio.get_running_loop().run_in_executor(
+            here.workers, ensure_run_index, here.database
+        )
+    except ReadOnlyError:
+        logger.warning(
+            "the storage is read-only: runs are listed by a scan until a "
+            "writer (`dispatch go`, a service) builds the run index"
+        )
+
+
+def install(application: web.Application) -> None:
+    """Index the runs (if need be) when *application* starts."""
+    application.on_startup.append(_index_runs)

@@ -66,3 +66,20 @@ for (const part of document.querySelectorAll("[data-refresh][id]")) {
     }
   }, every);
 }
+
+// A run page's output tails: /api/runs/ID/tails sends a "tail" event for
+// each attempt whose committed tail changed; it is written (as text, never
+// as HTML) into the <pre data-tail="MESSAGE.ATTEMPT"> of that attempt.
+const TAIL_LINES = 200;
+const tails = document.querySelector("[data-tails]");
+if (tails && window.EventSource) {
+  new EventSource(tails.dataset.tails).addEventListener("tail", (event) => {
+    const entry = JSON.parse(event.data);
+    const key = `${entry.message}.${entry.attempt}`;
+    for (const block of document.querySelectorAll("pre[data-tail]")) {
+      if (block.dataset.tail === key) {
+        block.textContent = entry.tail.split("\n").slice(-TAIL_LINES).join("\n");
+      }
+    }
+  });
+}
