@@ -125,9 +125,9 @@ class DoJobber:
     ) -> None:
         """Build and validate the graph of *root*; no job runs yet.
 
-        Raises :class:`JobConfigurationError` (a RuntimeError, and the
-        builtin DoJobber raised: :mod:`.errors`) for bad TRIES or
-        RETRY_DELAY, cycles, duplicate names or malformed DEPS.
+        Raises :class:`JobConfigurationError` (a RuntimeError and what
+        DoJobber raised, :mod:`.errors`) for bad TRIES/RETRY_DELAY, cycles,
+        duplicate names or malformed DEPS.
         """
         if self.graph is not None:
             raise JobConfigurationError(
