@@ -125,9 +125,8 @@ class DoJobber:
     ) -> None:
         """Build and validate the graph of *root*; no job runs yet.
 
-        Raises :class:`JobConfigurationError` (a RuntimeError and what
-        DoJobber raised, :mod:`.errors`) for bad TRIES/RETRY_DELAY, cycles,
-        duplicate names or malformed DEPS.
+        Raises :class:`JobConfigurationError` (also DoJobber's builtin, see
+        :mod:`.errors`) for bad TRIES, RETRY_DELAY, names, DEPS or cycles.
         """
         if self.graph is not None:
             raise JobConfigurationError(
