@@ -141,3 +141,44 @@ def test_command_line_errors_exit_as_real_zeopack(arguments):
         assert real.stderr.splitlines()[1].split(":")[0] in ours.stderr
     if real.returncode == 0:  # the help
         assert "host:port[:name]" in ours.stdout
+
+
+def test_dash_w_waits_for_a_server_that_is_not_up_yet(impl, tmp_path, client_factory):
+    import transaction
+    import ZODB
+    from ZODB.FileStorage import FileStorage
+
+    from tests.zeo.client.conftest import Server
+
+    data_fs = tmp_path / "Data.fs"
+    database = ZODB.DB(FileStorage(str(data_fs)))  # three revisions of the root
+    with database.transaction() as connection:
+        connection.root()["value"] = 0
+    for value in (1, 2):
+        with database.transaction() as connection:
+            connection.root()["value"] = value
+    database.close()
+    transaction.abort()
+    server = Server(impl, tmp_path / "late", msgpack=True, data_fs=data_fs)
+    address = f"127.0.0.1:{server.port}"
+    # Without -W the (tiny) connect timeout applies...
+    assert zeopack("--connect-timeout", "0.1", address).returncode == 1
+    # ...with it, zeopack waits however long the server takes to come up.
+    waiting = subprocess.Popen(
+        [str(ZEOPACK), "-W", "--connect-timeout", "0.1", address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=our_env(),
+    )
+    try:
+        server.start()
+        _, errors = waiting.communicate(timeout=120)
+        assert waiting.returncode == 0, errors
+        storage = client_factory(server.addr)
+        assert len(storage.history(z64, 10)) == 1
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+        server.stop()
