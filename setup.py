@@ -66,6 +66,8 @@ setup(
     entry_points={
         "console_scripts": [
             "runzeo = zeo.runzeo:main",
+            "zeopack = zeo.zeopack:main",
+            "zeo-nagios = zeo.nagios:main",
             "papa = papa.__main__:main",
             "dispatch = dispatch.cli:main",
         ],

@@ -285,7 +285,7 @@ def test_storage_is_per_attempt_and_global_storage_per_run():
     assert dojob.noderesults["Reader"] == 4
 
 
-def test_global_storage_is_fresh_for_each_checknrun():
+def test_global_storage_stays_with_the_jobs_that_filled_it():
     class Counter(DummyJob):
         def Check(self):
             self.global_storage["hits"] = self.global_storage.get("hits", 0) + 1
@@ -390,14 +390,34 @@ def test_a_second_checknrun_gives_exhausted_jobs_no_tries():
     assert events.count("Never.run") == 2
 
 
-def test_a_second_checknrun_rechecks_jobs_that_passed():
+def test_a_second_checknrun_keeps_successes_and_failures_readable():
+    events, base = recorder()
+    always = type("Always", (base,), {"CHECK_PASSES": True})
+    never = type("Never", (base,), {"FAILURES": 99, "TRIES": 2})
+    top = type("Top", (base,), {"DEPS": [always, never], "CHECK_PASSES": True})
+    dojob = configured(top)
+    dojob.checknrun()
+    assert dojob.nodestatus == {"Always": True, "Never": False, "Top": None}
+    before = list(events)
+    dojob.checknrun()
+    assert events == before  # nothing checked or run again
+    assert dojob.nodestatus == {"Always": True, "Never": None, "Top": None}
+    assert dojob.noderesults == {"Always": "always"}
+    # Out of tries, as in DoJobber, and its last error is still readable.
+    assert dojob.nodereasons["Never"] == {"reason": "out_of_tries"}
+    assert "Never not there" in str(dojob.nodeexceptions["Never"])
+    assert dojob.nodeattempts["Never"] == 2
+
+
+def test_a_second_checknrun_does_not_recheck_jobs_that_passed():
     events, base = recorder()
     always = type("Always", (base,), {"CHECK_PASSES": True})
     dojob = configured(always)
     dojob.checknrun()
     dojob.checknrun()
-    assert events == ["Always.check", "Always.check"]
+    assert events == ["Always.check"]
     assert dojob.nodestatus == {"Always": True}
+    assert dojob.noderesults == {"Always": "always"}
 
 
 def test_checknrun_from_another_node_runs_its_subgraph_only():
@@ -624,3 +644,19 @@ def test_dojobber_loglevel_logs_once_however_many_engines(capsys, restored_loggi
     lines = capsys.readouterr().err.splitlines()
     message = 'Could not create Job "Unbuildable" - check its __init__'
     assert lines == [f"DoJobber ERROR              : {message}"] * 3
+
+
+def test_errors_are_caught_as_the_builtins_dojobber_raised():
+    class NotIterable(DummyJob):
+        DEPS = 5
+
+    class WordyTries(DummyJob):
+        TRIES = "many"
+
+    with pytest.raises(TypeError, match="not iterable") as caught:
+        configured(NotIterable)
+    assert isinstance(caught.value, JobConfigurationError)
+    with pytest.raises(ValueError, match="TRIES"):
+        configured(WordyTries)
+    with pytest.raises(AttributeError, match="configure"):
+        DoJobber().checknrun()

@@ -9,15 +9,26 @@ database so that it resumes after a crash and can be watched from elsewhere.
 import logging
 
 from .engine import DoJobber
-from .graph import GraphRenderError, JobConfigurationError
+from .errors import (
+    DependencyEntryError,
+    GraphRenderError,
+    JobConfigurationError,
+    JobTypeError,
+    JobValueError,
+    NotConfiguredError,
+)
 from .job import DummyJob, Job, RunonlyJob
 
 __all__ = [
+    "DependencyEntryError",
     "DoJobber",
     "DummyJob",
     "GraphRenderError",
     "Job",
     "JobConfigurationError",
+    "JobTypeError",
+    "JobValueError",
+    "NotConfiguredError",
     "RunonlyJob",
 ]
 

@@ -27,7 +27,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from . import graph as graph_module
 from .attempt import AttemptOutcome, attempt_job
-from .graph import JobConfigurationError, JobGraph
+from .errors import JobConfigurationError, NotConfiguredError
+from .graph import JobGraph
 from .job import Job
 from .threaded import walk_phase_threaded
 
@@ -124,8 +125,8 @@ class DoJobber:
     ) -> None:
         """Build and validate the graph of *root*; no job runs yet.
 
-        Raises :class:`JobConfigurationError` (a RuntimeError) for bad TRIES
-        or RETRY_DELAY, cycles, duplicate names or malformed DEPS.
+        Raises :class:`JobConfigurationError` (also DoJobber's builtin, see
+        :mod:`.errors`) for bad TRIES, RETRY_DELAY, names, DEPS or cycles.
         """
         if self.graph is not None:
             raise JobConfigurationError(
@@ -180,7 +181,7 @@ class DoJobber:
         Returns None; read ``nodestatus`` and ``success()``.
         """
         if self.graph is None:
-            raise JobConfigurationError("call configure(root) before checknrun().")
+            raise NotConfiguredError("call configure(root) before checknrun().")
         start = self.graph.root if node is None else _node_name(node)
         order = self.graph.post_order(start)
         workers = _validate_parallel(parallel)
@@ -231,9 +232,11 @@ class DoJobber:
 
     def _begin(self, order: Sequence[str]) -> None:
         reachable = set(order)
+        previous = self.nodestatus
         if self._store is None:
-            self.global_storage = {}
-            self.nodestatus = {}
+            # Success is sticky across calls (results, global storage kept);
+            # failed jobs go on with the tries they have left.
+            self.nodestatus = {n: True for n, s in previous.items() if s is True}
         else:
             if not self._session_open:
                 self._store.open_session(self)
@@ -241,17 +244,15 @@ class DoJobber:
             else:
                 self._store.continue_session(self)
             # Success is sticky in a persisted run; failures get retried.
-            store = self._store
+            adopted, self._store.adopted = self._store.adopted, False
             self.nodestatus = {
                 name: status
                 for name, status in self.nodestatus.items()
-                if name in reachable and (status is True or store.adopted)
+                if name in reachable and (status is True or adopted)
             }
-            self._store.adopted = False
+            previous = self.nodestatus
         self.nodeexceptions = {
-            name: error
-            for name, error in self.nodeexceptions.items()
-            if self.nodestatus.get(name) is False
+            n: e for n, e in self.nodeexceptions.items() if previous.get(n) is False
         }
         self.noderesults = {
             name: result
@@ -269,7 +270,7 @@ class DoJobber:
     def _configured_graph(self) -> JobGraph:
         """The graph; raises :class:`JobConfigurationError` before configure()."""
         if self.graph is None:
-            raise JobConfigurationError("call configure(root) first.")
+            raise NotConfiguredError("call configure(root) first.")
         return self.graph
 
     def _walk_phase(self, order: Sequence[str]) -> None:
@@ -439,7 +440,7 @@ class DoJobber:
         :class:`GraphRenderError` without it.  Text or binary files both work.
         """
         if self.graph is None:
-            raise JobConfigurationError("call configure(root) before write_graph().")
+            raise NotConfiguredError("call configure(root) before write_graph().")
         data = self.graph_bytes(fmt)
         graph_module.write_bytes_or_text(fd, data, fmt)
 

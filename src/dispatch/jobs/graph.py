@@ -18,6 +18,14 @@ import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
+from .errors import (
+    DependencyEntryError,
+    GraphRenderError,
+    JobConfigurationError,
+    JobTypeError,
+    JobValueError,
+)
+
 logger = logging.getLogger(__name__)
 
 # Colours of DoJobber's graphs, plus two for the None states it leaves blank.
@@ -46,14 +54,6 @@ def colour_for(
 TEXT_FORMATS = frozenset({"dot", "canon", "gv", "xdot", "svg", "json", "plain"})
 
 
-class JobConfigurationError(RuntimeError):
-    """The job graph or a job's settings cannot be used; nothing was run."""
-
-
-class GraphRenderError(RuntimeError):
-    """A graph could not be rendered (graphviz missing or failing)."""
-
-
 def describe_class(job_class: object) -> str:
     """``module.QualifiedName`` of a class, to tell same-named classes apart."""
     module = getattr(job_class, "__module__", "?")
@@ -65,7 +65,10 @@ def _validate_tries(name: str, tries: object) -> None:
     # bool is an int subclass, and a float like 1.1 would (in DoJobber)
     # pass an int() check yet give two attempts: accept true integers only.
     if isinstance(tries, bool) or not isinstance(tries, int):
-        raise JobConfigurationError(
+        # DoJobber read TRIES with int(): text and floats were values it
+        # could not (or should not) use, anything else a wrong type.
+        error = JobValueError if isinstance(tries, (str, float)) else JobTypeError
+        raise error(
             f'TRIES "{tries}" of job {name!r} must be an integer >= 1 '
             f"(it counts attempts: 1 means no retry)."
         )
@@ -78,7 +81,7 @@ def _validate_tries(name: str, tries: object) -> None:
 
 def _validate_delay(name: str, delay: object) -> None:
     if isinstance(delay, bool) or not isinstance(delay, (int, float)):
-        raise JobConfigurationError(
+        raise JobTypeError(
             f'RETRY_DELAY "{delay}" of job {name!r} must be a number of seconds >= 0.'
         )
     if delay < 0 or not math.isfinite(delay):
@@ -194,19 +197,19 @@ class JobGraph:
         if deps is None:
             return ()
         if isinstance(deps, (str, type)):
-            raise JobConfigurationError(
+            raise JobTypeError(
                 f'DEPS for {name} is not a list; is "{deps}" (write DEPS = [...]).'
             )
         try:
             items = list(deps)
         except TypeError:
-            raise JobConfigurationError(
+            raise JobTypeError(
                 f'DEPS for {name} is not iterable; is "{deps}" (write DEPS = [...]).'
             ) from None
         seen: set[str] = set()
         for item in items:
             if not isinstance(item, (str, type)):
-                raise JobConfigurationError(
+                raise DependencyEntryError(
                     f"DEPS of job {name!r} contains {item!r}, which is neither a "
                     f"Job class nor a job name."
                 )

@@ -30,18 +30,25 @@ processes never share one cache; a file that does not parse is moved aside to
 
 import logging
 import os
-import struct
 import threading
 import zlib
 from collections import OrderedDict
 
-import zc.lockfile
-
-from ..exceptions import CacheError
+from ..cachetrace import open_trace
+from .cachefile import (
+    FILE_END,
+    FILE_MAGIC,
+    ZERO_TID,
+    _crc,
+    _header,
+    _lock_cache_file,
+    _parse_cache_file,
+    _record_header,
+)
 
 logger = logging.getLogger(__name__)
 
-ZERO_TID = b"\0" * 8
+MAX_TID = b"\x7f" + b"\xff" * 7  # ZODB.utils.maxtid: "the current revision"
 
 # Share of the cache bytes the protected (hit at least twice) segment may
 # use.  The remaining 20 % is where new records prove themselves; the same
@@ -52,12 +59,6 @@ PROTECTED_SHARE = 0.8
 # object, its dict and OrderedDict slots.  Counting it keeps a cache full of
 # tiny records from using many times its nominal size.
 RECORD_OVERHEAD = 120
-
-FILE_MAGIC = b"ZPC1"
-FILE_END = b"ZPCE"  # followed by the CRC-32 of everything before it
-_crc = struct.Struct(">I")
-_header = struct.Struct(">4s8sQ")  # magic, last tid, record count
-_record_header = struct.Struct(">8s8s8sI")  # oid, start, end (zero: current), len
 
 
 class CacheRecord:
@@ -99,6 +100,9 @@ class ClientCache:
         # held while writing: the main lock is not, so readers go on.
         self._save_lock = threading.Lock()
         self.hits = self.misses = self.evictions = 0
+        self.stores = self.invalidations = 0
+        # ZEO_CACHE_TRACE: None when off, so tracing costs one check.
+        self._trace = open_trace(path)
         if path:
             self._lockfile = _lock_cache_file(path)
             try:
@@ -115,17 +119,25 @@ class ClientCache:
         ``None`` means "not in the cache", never "does not exist".
         """
         with self._lock:
+            trace = self._trace
             record = self._current.get(oid)
             if record is not None and record.start < tid:
                 self._touch(record)
                 self.hits += 1
+                if trace is not None:
+                    trace.write(0x22, oid, record.start, None, len(record.data))
                 return record.data, record.start, None
             for record in self._noncurrent.get(oid, ()):
                 if record.start < tid <= record.end:
                     self._touch(record)
                     self.hits += 1
+                    if trace is not None:
+                        trace.write(0x26, oid, record.start, record.end)
                     return record.data, record.start, record.end
             self.misses += 1
+            if trace is not None:  # ZEO's load (0x20) or loadBefore miss
+                code = 0x20 if tid == MAX_TID else 0x24
+                trace.write(code, oid, None, None if code == 0x20 else tid)
             return None
 
     def load(self, oid):
@@ -134,9 +146,13 @@ class ClientCache:
             record = self._current.get(oid)
             if record is None:
                 self.misses += 1
+                if self._trace is not None:
+                    self._trace.write(0x20, oid)
                 return None
             self._touch(record)
             self.hits += 1
+            if self._trace is not None:
+                self._trace.write(0x22, oid, record.start, None, len(record.data))
             return record.data, record.start
 
     def load_serial(self, oid, serial):
@@ -171,6 +187,28 @@ class ClientCache:
     def size_in_bytes(self):
         """Bytes counted against the limit (data plus per-record overhead)."""
         return self._bytes
+
+    def statistics(self):
+        """Counters since the cache was created, and its size now.
+
+        ``loads`` = ``hits`` + ``misses`` (lookups by ``load`` and
+        ``load_before``), ``stores`` records added, ``invalidations``
+        current records ended by another transaction, ``evictions`` records
+        dropped for room; ``records``, ``bytes`` and ``limit`` the size.
+        """
+        with self._lock:
+            return {
+                "loads": self.hits + self.misses,
+                "hits": self.hits,
+                "misses": self.misses,
+                "hit_rate": self.hits / (self.hits + self.misses or 1),
+                "stores": self.stores,
+                "invalidations": self.invalidations,
+                "evictions": self.evictions,
+                "records": len(self._probation) + len(self._protected),
+                "bytes": self._bytes,
+                "limit": self.maxsize,
+            }
 
     # -- writing (I/O thread) ---------------------------------------------
 
@@ -207,6 +245,10 @@ class ClientCache:
             self._probation[record] = None
             self._bytes += record.size
             self._dirty = True
+            self.stores += 1
+            if self._trace is not None:
+                code = 0x52 if end is None else 0x54
+                self._trace.write(code, oid, start, end, len(data))
             self._evict()
 
     def invalidate(self, oid, tid):
@@ -219,10 +261,7 @@ class ClientCache:
             if tid is None:
                 self._drop_oid(oid)
                 return
-            record = self._current.get(oid)
-            if record is not None and record.start < tid:
-                self._make_noncurrent(record, tid)
-                self._dirty = True
+            self._invalidate_locked(oid, tid)
 
     def drop_older_than(self, oid, tid):
         """The server says *oid* is at revision *tid*: drop every record of
@@ -237,12 +276,8 @@ class ClientCache:
     def invalidate_many(self, oids, tid):
         """:meth:`invalidate` each oid, under one lock acquisition."""
         with self._lock:
-            current = self._current
             for oid in oids:
-                record = current.get(oid)
-                if record is not None and record.start < tid:
-                    self._make_noncurrent(record, tid)
-                    self._dirty = True
+                self._invalidate_locked(oid, tid)
 
     def set_last_tid(self, tid):
         """Record that every invalidation up to *tid* has been applied."""
@@ -276,6 +311,17 @@ class ClientCache:
             self._dirty = True
 
     # -- internals (lock held) ---------------------------------------------
+
+    def _invalidate_locked(self, oid, tid):
+        record = self._current.get(oid)
+        if record is not None and record.start < tid:
+            self._make_noncurrent(record, tid)
+            self._dirty = True
+            self.invalidations += 1
+            if self._trace is not None:
+                self._trace.write(0x1C, oid, tid)
+        elif self._trace is not None:
+            self._trace.write(0x10, oid, tid)
 
     def _touch(self, record):
         if record.protected:
@@ -316,6 +362,8 @@ class ClientCache:
                 del self._noncurrent[record.oid]
 
     def _drop_oid(self, oid):
+        if self._trace is not None:
+            self._trace.write(0x1E, oid)
         record = self._current.pop(oid, None)
         if record is not None:
             self._unlink(record)
@@ -418,49 +466,6 @@ class ClientCache:
                 self._write()
                 self._lockfile.close()
                 self._lockfile = None
-
-
-def _parse_cache_file(content):
-    """Return ``(last_tid or None, [(oid, start, end, data)])`` or raise."""
-    trailer = len(FILE_END) + _crc.size
-    if len(content) < _header.size + trailer:
-        raise ValueError("file is too short")
-    magic, last_tid, count = _header.unpack_from(content, 0)
-    if magic != FILE_MAGIC:
-        raise ValueError(f"bad magic {magic!r}")
-    limit = len(content) - trailer
-    if content[limit : limit + len(FILE_END)] != FILE_END:
-        raise ValueError("end marker missing (the file was truncated)")
-    (checksum,) = _crc.unpack_from(content, limit + len(FILE_END))
-    if zlib.crc32(memoryview(content)[:limit]) != checksum:
-        raise ValueError("checksum mismatch")
-    position = _header.size
-    records = []
-    for _ in range(count):
-        if position + _record_header.size > limit:
-            raise ValueError("record header runs past the end")
-        oid, start, end, length = _record_header.unpack_from(content, position)
-        position += _record_header.size
-        if position + length > limit:
-            raise ValueError("record data runs past the end")
-        data = content[position : position + length]
-        position += length
-        if end != ZERO_TID and end <= start:
-            raise ValueError("record with an empty tid range")
-        records.append((oid, start, None if end == ZERO_TID else end, data))
-    if position != limit:
-        raise ValueError("trailing bytes after the last record")
-    return (None if last_tid == ZERO_TID else last_tid), records
-
-
-def _lock_cache_file(path):
-    lock_path = f"{path}.lock"
-    try:
-        return zc.lockfile.LockFile(lock_path)
-    except zc.lockfile.LockError:
-        raise CacheError(
-            f"the client cache file {path} is in use by another process "
-            f"(lock file {lock_path}). A persistent cache cannot be shared: "
-            f"give each process its own cache file (the `cache` or `client` "
-            f"option) or stop the other process."
-        ) from None
+        if self._trace is not None:
+            with self._lock:
+                self._trace.close()

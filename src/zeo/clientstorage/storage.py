@@ -250,9 +250,7 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         return self._invalidations.cache_hook(self.cache, oid)
 
     def load(self, oid: bytes, version: str = "") -> tuple[bytes, bytes]:
-        result = self.cache.load(oid)
-        if result is not None:
-            return result
+        # One cache lookup, counted once: current = visible before maxtid.
         result = self.loadBefore(oid, maxtid)
         if result is None:
             raise POSKeyError(oid)
@@ -354,6 +352,10 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         protocol = self._io.protocol
         if protocol is not None and protocol.address not in addresses:
             self._io.loop.call_soon_threadsafe(protocol.close)
+
+    def cache_statistics(self) -> dict[str, Any]:
+        """The client cache's counters and size (``docs/zeo-client.rst``)."""
+        return self.cache.statistics()
 
     def clear_cache(self) -> None:
         """Drop every cached record (the cache's last tid stays)."""
