@@ -16,6 +16,9 @@ SHOOTOUT_PEER := $(PEERS)/zodbshootout
 PAPA_PEER := $(PEERS)/papa
 # DoJobber 0.6.3 is the reference peer of dispatch.jobs (interop tests, bench).
 DOJOBBER_PEER := $(PEERS)/dojobber
+# python-workflows 3.3 and zocalo 1.5.0, the peers of dispatch.workflows: their
+# services run in subprocesses with PYTHONPATH pointing here, on our transport.
+WORKFLOWS_PEER := $(PEERS)/workflows
 
 .PHONY: demo test fuzz soak lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down
 
@@ -39,7 +42,11 @@ $(PAPA_PEER)/.installed: $(VENV)/.installed
 	$(PY) -m pip install -q --target $(PAPA_PEER) 'papa==1.0.6'
 	touch $@
 
-peers: $(ZEO_PEER)/.installed $(PAPA_PEER)/.installed $(DOJOBBER_PEER)/.installed
+$(WORKFLOWS_PEER)/.installed: $(VENV)/.installed
+	$(PY) -m pip install -q --target $(WORKFLOWS_PEER) 'workflows==3.3' 'zocalo==1.5.0'
+	touch $@
+
+peers: $(ZEO_PEER)/.installed $(PAPA_PEER)/.installed $(DOJOBBER_PEER)/.installed $(WORKFLOWS_PEER)/.installed
 
 $(SHOOTOUT_PEER)/.installed: $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps --target $(SHOOTOUT_PEER) \

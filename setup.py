@@ -42,6 +42,9 @@ setup(
         # The console (`dispatch web`) runs on one host; the service
         # instances and step programs on every node do not need a web server.
         "web": ["aiohttp>=3.9", "prometheus-client>=0.17"],
+        # The `zeo` transport for python-workflows/zocalo services
+        # (dispatch.workflows); only sites that run such services need it.
+        "workflows": ["workflows>=3.3"],
         "test": [
             "pytest",
             "pytest-timeout",
@@ -59,6 +62,10 @@ setup(
             "runzeo = zeo.runzeo:main",
             "papa = papa.__main__:main",
             "dispatch = dispatch.cli:main",
+        ],
+        # python-workflows finds transports here: `zocalo.service -t zeo`.
+        "workflows.transport": [
+            "zeo = dispatch.workflows.transport:ZeoTransport",
         ],
         "dispatch.services": [
             "Greeter = dispatch.runtime.examples:Greeter",

@@ -88,6 +88,9 @@ def ready_bound(now: float) -> str:
 class Dispatch(Persistent):
     """The root of all dispatch state (``root["dispatch"]``)."""
 
+    # topic -> broadcast log (dispatch.state.transport); None until the first.
+    topics: Any = None
+
     def __init__(self) -> None:
         self.runs = OOBTree()  # run id -> Run
         self.queues = OOBTree()  # queue name -> Queue
@@ -230,6 +233,8 @@ class Message(Persistent):
     # do not count towards dead-lettering.  A class default, so messages
     # stored before it existed read 0.
     given_back = 0
+    # The header a python-workflows sender gave (dispatch.state.transport).
+    workflows_header: Any = None
 
     @property
     def counted_deliveries(self) -> int:

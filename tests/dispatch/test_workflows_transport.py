@@ -1,0 +1,149 @@
+"""An unchanged python-workflows service (tests/dispatch/data/workflows_site,
+installed as a site installs one: a package with a ``workflows.services``
+entry point) run by real zocalo's ``zocalo.service -t zeo`` on a real
+runzeo: it consumes what ``dispatch go`` starts and what another workflows
+program sends, and its effects are read back from zeo."""
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dispatch.state import model
+from dispatch.state import transport as messages
+from dispatch.state.database import dispatch_state
+from tests.conftest import PYTHON
+from tests.support.peers import require_peer
+from tests.support.polling import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = Path(__file__).parent / "data" / "workflows_site"
+TIMEOUT = 60
+
+RECIPE = {
+    "1": {"service": "Recorder", "queue": "recorder", "output": {"done": 2}},
+    "2": {"queue": "recorded"},
+    "start": [[1, {"n": 1}]],
+}
+
+
+@pytest.fixture
+def peer():
+    return require_peer("workflows")
+
+
+def environment(runzeo, peer):
+    return dict(
+        os.environ,
+        PYTHONPATH=f"{SITE}:{peer}:{ROOT / 'src'}:{ROOT}",
+        DISPATCH_ZEO=runzeo.address_text,
+    )
+
+
+def dispatch(runzeo, peer, *arguments):
+    return subprocess.run(
+        [PYTHON, "-m", "dispatch.cli", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=environment(runzeo, peer),
+    )
+
+
+class ZocaloService:
+    """``zocalo.service -s Recorder -t zeo`` (real zocalo) until stop()."""
+
+    def __init__(self, runzeo, peer, tmp_path):
+        self.log = open(tmp_path / "zocalo-service.log", "w")
+        self.process = subprocess.Popen(
+            [PYTHON, str(peer / "bin" / "zocalo.service"), "-s", "Recorder"]
+            + ["-t", "zeo", "--zeo", runzeo.address_text, "--zeo-poll", "0.05"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=environment(runzeo, peer),
+        )
+        self.path = tmp_path / "zocalo-service.log"
+
+    def output(self):
+        return self.path.read_text()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=TIMEOUT)
+        self.log.close()
+
+
+def pending(database, queue_name):
+    """``[(run id, node, payload, header)]`` of *queue_name*'s pending messages."""
+    with dispatch_state(database) as state:
+        queue = state.queues.get(queue_name)
+        if queue is None:
+            return []
+        return [
+            (m.run_id, m.node, m.payload, dict(m.workflows_header or {}))
+            for m in queue.ready.values()
+            if m.state == model.PENDING
+        ]
+
+
+def test_unchanged_workflows_service_on_zeo(runzeo, peer, tmp_path):
+    import zeo
+
+    database = zeo.DB(runzeo.address)
+    service = ZocaloService(runzeo, peer, tmp_path)
+    try:
+        recipe_path = tmp_path / "recipe.json"
+        recipe_path.write_text(json.dumps(RECIPE))
+        started = dispatch(runzeo, peer, "go", recipe_path)
+        assert started.returncode == 0, started.stderr
+        run_id = started.stdout.split()[-1]
+
+        sent = subprocess.run(
+            [PYTHON, str(SITE / "sender.py"), json.dumps(RECIPE), "sender-run"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=environment(runzeo, peer),
+        )
+        assert sent.returncode == 0, sent.stderr
+
+        def both_recorded():
+            found = pending(database, "recorded")
+            return len(found) == 2 and found
+
+        recorded = wait_until(
+            both_recorded, TIMEOUT, message="two messages on queue recorded"
+        )
+        by_run = {run: (node, payload) for run, node, payload, _h in recorded}
+        expected = (2, {"seen": {"n": 1}, "by": "Recorder"})
+        assert by_run == {run_id: expected, "sender-run": expected}
+        with dispatch_state(database) as state:
+            for run in (run_id, "sender-run"):
+                step_one = state.runs[run].steps[1]
+                done = [state.runs[run].messages[i].state for i in step_one.message_ids]
+                assert done == [model.DONE]
+
+        answers = wait_until(
+            lambda: pending(database, "plain.answers"), TIMEOUT, message="plain answer"
+        )
+        assert [payload for *_r, payload, _h in answers] == [
+            {"answer": {"from": "sender"}}
+        ]
+
+        # Status broadcasts and the service's idle timer reach their topics.
+        def broadcasts(topic):
+            with dispatch_state(database) as state:
+                return messages.broadcasts_after(state, topic, "")
+
+        statuses = wait_until(lambda: broadcasts("transient.status"), TIMEOUT)
+        assert any(body.get("workflows") for _k, _h, body in statuses)
+        idles = wait_until(lambda: broadcasts("recorder.idle"), TIMEOUT)
+        assert idles[0][2] == {"idle": True}
+    finally:
+        service.stop()
+        database.close()
+    assert "Traceback" not in service.output(), service.output()
