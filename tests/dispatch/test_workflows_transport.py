@@ -147,3 +147,41 @@ def test_unchanged_workflows_service_on_zeo(runzeo, peer, tmp_path):
         service.stop()
         database.close()
     assert "Traceback" not in service.output(), service.output()
+
+
+def test_nack_abort_commit_and_bad_input(runzeo, peer):
+    import zeo
+
+    probed = subprocess.run(
+        [PYTHON, str(SITE / "probe.py")],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * 2,
+        env=environment(runzeo, peer),
+    )
+    assert probed.returncode == 0, probed.stderr
+    observed = json.loads(probed.stdout)
+    assert "names no step" in observed["bad"]
+    assert "not held" in observed["ack twice"]
+    deliveries = observed["deliveries"]
+    assert [d["count"] for d in deliveries] == [1, 2, 3]
+    assert [d["redelivered"] for d in deliveries] == [False, True, True]
+    assert all(d["message"] == {"n": 1} and d["origin"] == "probe" for d in deliveries)
+    database = zeo.DB(runzeo.address)
+    try:
+        # Only the committed transaction's send is there, and the probe's
+        # message is done after three deliveries.
+        assert [p for *_r, p, _h in pending(database, "probe.out")] == [
+            {"sent": "once"}
+        ]
+        assert pending(database, "probe") == []
+        with dispatch_state(database) as state:
+            probes = [
+                m
+                for run in state.runs.values()
+                for m in run.messages.values()
+                if m.queue == "probe"
+            ]
+        assert [(m.state, m.deliveries) for m in probes] == [(model.DONE, 3)]
+    finally:
+        database.close()
