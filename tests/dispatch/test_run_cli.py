@@ -166,3 +166,25 @@ def test_dead_letter_purge_and_reinject(runzeo, tmp_path):
         for healer in healers:
             healer.stop()
     assert status == model.SUCCEEDED
+
+
+def test_go_dry_run_shows_the_start_messages_and_sends_nothing(runzeo, tmp_path):
+    recipe = tmp_path / "pipeline.json"
+    recipe.write_text(json.dumps(PIPELINE))
+    shown = dispatch(runzeo, "go", recipe, "-p", "text=hi", "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].endswith("(dry run: nothing sent)")
+    assert lines[1:] == ['step 1 -> queue upper: {"text": "hi"}']
+    database = zeo.DB(runzeo.address)
+    try:
+        with dispatch_state(database) as state:
+            assert list(state.runs) == [] and list(state.queues) == []
+    finally:
+        database.close()
+    # Bad input is refused as without --dry-run; --wait makes no sense with it.
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"1": {"queue": "q"}, "start": [[2, {}]]}')
+    assert dispatch(runzeo, "go", bad, "--dry-run").returncode == 2
+    both = dispatch(runzeo, "go", recipe, "--dry-run", "--wait")
+    assert both.returncode == 2 and "--dry-run" in both.stderr

@@ -1,9 +1,11 @@
-"""``dispatch go RECIPE|NAME... [-p KEY=VALUE]... [--wait]``: start a run of
-one or more recipes (merged), and with ``--wait`` follow it to its end."""
+"""``dispatch go RECIPE|NAME... [-p KEY=VALUE]... [--wait | --dry-run]``:
+start a run of one or more recipes (merged), and with ``--wait`` follow it
+to its end; ``--dry-run`` shows what would be sent and sends nothing."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -125,7 +127,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, help="with --wait: give up after this many seconds"
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and show the start messages; nothing is sent (no zeo needed)",
+    )
     base.add_zeo_option(parser)
+
+
+def dry_run(recipe: Recipe, parameters: dict[str, str]) -> int:
+    """Start the run on a dispatch state of its own in memory, never stored,
+    and print its start messages: what ``go`` would send."""
+    try:
+        started = broker.start_run(model.Dispatch(), recipe, parameters)
+    except (RecipeError, ValueError) as error:
+        raise base.CommandError(str(error), base.EXIT_USAGE) from None
+    print(f"run {started.id} (dry run: nothing sent)")
+    for message in sorted(started.messages.values(), key=lambda m: m.node):
+        payload = json.dumps(message.payload, sort_keys=True)
+        print(f"step {message.node} -> queue {message.queue}: {payload}")
+    return base.EXIT_OK
 
 
 def run(options: argparse.Namespace) -> int:
@@ -133,6 +154,12 @@ def run(options: argparse.Namespace) -> int:
     for reference in options.recipes:
         recipe = recipe.merge(find_recipe(reference, options.recipe_dir))
     parameters = parse_parameters(options.parameter)
+    if options.dry_run:
+        if options.wait:
+            raise base.CommandError(
+                "--dry-run sends nothing to --wait for", base.EXIT_USAGE
+            )
+        return dry_run(recipe, parameters)
     database = base.open_database(options.zeo)
     try:
         try:
