@@ -139,6 +139,19 @@ def run_command(
         return error.status
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more (pacing options)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds"
+        ) from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} seconds: give 0 or more")
+    return value
+
+
 def add_zeo_option(parser: Any) -> None:
     """The ``--zeo`` option every command shares (*parser* may be a group)."""
     parser.add_argument(
