@@ -110,7 +110,7 @@ def drain(
     queue = dispatch.queues.get(source)
     if queue is None:
         return []
-    moved = []
+    moved: list[model.Message] = []
     for key, message in list(queue.ready.items()):
         if limit is not None and len(moved) >= limit:
             break
