@@ -196,3 +196,26 @@ def test_drain_one_at_a_time_with_wait(runzeo):
             assert refused.returncode == 2 and "--wait" in refused.stderr
     finally:
         database.close()
+
+
+def test_status_lists_running_service_instances(runzeo):
+    database = zeo.DB(runzeo.address)
+    try:
+        with dispatch_state(database, write=True) as dispatch:
+            running = admin.register_instance(dispatch, "Greeter", "greet", pid=4242)
+            gone = admin.register_instance(dispatch, "Counter", "count", pid=4343)
+            gone.stopped = gone.started
+            running_id = running.id
+        listed = dispatch_command(runzeo, "status")
+        assert listed.returncode == 0, listed.stderr
+        rows = [line.split() for line in listed.stdout.splitlines()]
+        assert rows[0][0] == "SERVICE"
+        assert [(r[0], r[2], r[3]) for r in rows[1:]] == [
+            ("Greeter", "4242", "running")
+        ]
+        with dispatch_state(database, write=True) as dispatch:
+            admin.instances_of(dispatch)[running_id].stop_requested = 1.0
+        stopping = dispatch_command(runzeo, "status").stdout.splitlines()[1].split()
+        assert stopping[3] == "stopping"
+    finally:
+        database.close()

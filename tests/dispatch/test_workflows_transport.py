@@ -143,6 +143,14 @@ def test_unchanged_workflows_service_on_zeo(runzeo, peer, tmp_path):
         assert any(body.get("workflows") for _k, _h, body in statuses)
         idles = wait_until(lambda: broadcasts("recorder.idle"), TIMEOUT)
         assert idles[0][2] == {"idle": True}
+
+        # dispatch status lists it, as zocalo's status monitor would.
+        listed = dispatch(runzeo, peer, "status")
+        assert listed.returncode == 0, listed.stderr
+        rows = [line.split() for line in listed.stdout.splitlines()[1:]]
+        assert [row[0] for row in rows] == ["Recorder"]
+        assert rows[0][2] == str(service.process.pid)
+        assert rows[0][-1] == "ago"  # a heartbeat: "Ns ago"
     finally:
         service.stop()
         database.close()

@@ -39,6 +39,8 @@ RECIPE_HEADER = "workflows-recipe"
 RECIPE_TRUE = (True, "True", "true", 1)
 # A run holding one plain (non-recipe) message has this parameter.
 PLAIN_PARAMETER = "workflows-plain"
+# Where python-workflows frontends broadcast their service's status.
+STATUS_TOPIC = "transient.status"
 # Broadcasts older than this are dropped from their topic's log.
 BROADCAST_KEEP = 300.0
 # Header fields that describe a delivery, never stored with the message.
@@ -227,3 +229,21 @@ def broadcasts_after(
 def listening_from(now: float | None = None) -> str:
     """The cursor of a new broadcast subscriber: everything sent from now."""
     return model.ready_bound(time.time() if now is None else now)
+
+
+def latest_statuses(
+    dispatch: model.Dispatch, now: float | None = None, within: float = 60.0
+) -> list[dict[str, Any]]:
+    """The last status each python-workflows service broadcast on
+    ``transient.status`` in the past *within* seconds (zocalo's status
+    monitor), with ``heartbeat``: when it was sent.  Oldest first."""
+    now = time.time() if now is None else now
+    log = topics(dispatch).get(STATUS_TOPIC)
+    if log is None:
+        return []
+    latest: dict[str, dict[str, Any]] = {}
+    for key, (_header, body) in log.items(min=model.ready_bound(now - within)):
+        if isinstance(body, dict):
+            status = dict(body, heartbeat=model.ready_time(key))
+            latest[str(body.get("host"))] = status
+    return sorted(latest.values(), key=lambda status: status["heartbeat"])

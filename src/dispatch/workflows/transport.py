@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_POLL = 0.2
 # Tries of a commit that conflicts with another consumer's.
 COMMIT_TRIES = 10
-STATUS_TOPIC = "transient.status"
 
 Operation = Callable[[model.Dispatch], None]
 
@@ -267,7 +266,9 @@ class ZeoTransport(CommonTransport):
     def broadcast_status(self, status: dict[str, Any]) -> None:
         """Status of the service, on topic ``transient.status`` as workflows'
         own transports do."""
-        self._broadcast(STATUS_TOPIC, json.dumps(status, default=json_serializer))
+        self._broadcast(
+            messages.STATUS_TOPIC, json.dumps(status, default=json_serializer)
+        )
 
     # -- acknowledgement ------------------------------------------------
 
