@@ -188,3 +188,23 @@ def test_go_dry_run_shows_the_start_messages_and_sends_nothing(runzeo, tmp_path)
     assert dispatch(runzeo, "go", bad, "--dry-run").returncode == 2
     both = dispatch(runzeo, "go", recipe, "--dry-run", "--wait")
     assert both.returncode == 2 and "--dry-run" in both.stderr
+
+
+def test_service_liveness_file_is_touched_while_idle(runzeo, tmp_path):
+    from tests.support.polling import wait_until
+
+    alive = tmp_path / "alive"
+    service = ServiceProcess(
+        runzeo, "Upper", "--liveness", alive, "--liveness-interval", "0.05"
+    )
+    try:
+        first = wait_until(lambda: alive.exists() and alive.stat().st_mtime_ns, TIMEOUT)
+        wait_until(lambda: alive.stat().st_mtime_ns > first, TIMEOUT)
+    finally:
+        code, errors = service.stop()
+    assert code == 0, errors
+    refused = dispatch(
+        runzeo, "service", "tests.dispatch.services:Upper", "--liveness",
+        tmp_path / "no" / "such" / "dir" / "alive",
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--liveness" in refused.stderr
