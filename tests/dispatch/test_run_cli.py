@@ -208,3 +208,31 @@ def test_service_liveness_file_is_touched_while_idle(runzeo, tmp_path):
         tmp_path / "no" / "such" / "dir" / "alive",
     )  # fmt: skip
     assert refused.returncode == 2 and "--liveness" in refused.stderr
+
+
+def test_json_lines_logs_carry_run_id_and_step(runzeo, tmp_path):
+    recipe = tmp_path / "poisoned.json"
+    recipe.write_text(json.dumps(POISONED))
+    service = subprocess.Popen(
+        [PYTHON, "-m", "dispatch.cli", "service", "tests.dispatch.services:Poison"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(environment(runzeo), DISPATCH_LOG_FORMAT="json"),
+    )
+    try:
+        assert "ready on queue" in service.stdout.readline()
+        completed = dispatch(runzeo, "go", recipe, "--wait", "--timeout", TIMEOUT)
+        assert completed.returncode == 1, completed.stderr  # dead-lettered
+        run_id = completed.stdout.split()[0]
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, errors = service.communicate(timeout=TIMEOUT)
+    records = [json.loads(line) for line in errors.splitlines() if line.strip()]
+    failures = [r for r in records if r["level"] == "ERROR"]
+    assert len(failures) == 5  # one per delivery, then dead
+    for record in failures:
+        assert record["run_id"] == run_id and record["step"] == 1
+        assert record["command"] == "dispatch service"
+        assert "RuntimeError: cannot handle" in record["traceback"]
+        assert record["time"].endswith("Z")

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from dispatch import logfields
 from dispatch.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -132,6 +133,9 @@ def run_command(
         format=(log_format or DEFAULT_LOG_FORMAT).format(name=name),
         level=logging.WARNING,
     )
+    json_lines = os.environ.get(logfields.FORMAT_VARIABLE, "").lower() == "json"
+    for root_handler in logging.getLogger().handlers:
+        logfields.install(root_handler, json_lines, f"dispatch {name}")
     try:
         return handler(options)
     except CommandError as error:

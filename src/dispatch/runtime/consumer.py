@@ -29,6 +29,8 @@ from typing import Any
 
 import transaction
 
+from dispatch import logfields
+
 # Claim conflicts mean another consumer was faster; after CONFLICT_RETRIES
 # in a row we report "no message" and let the caller wait for the next
 # change.  The names stay importable from here, where they were first.
@@ -303,13 +305,14 @@ class Consumer:
         it changed."""
         sends: list[Send] = []
         wrapper = None
-        try:
-            wrapper = broker.wrapper_for(self._dispatch(), message, sends)
-            self.handler(wrapper, wrapper.payload)
-        except Exception as error:
-            undo()
-            reason, outcome = self._failure(message, wrapper, error)
-            return message, None, reason, outcome
+        with logfields.message_context(message.run_id, message.node, message.id):
+            try:
+                wrapper = broker.wrapper_for(self._dispatch(), message, sends)
+                self.handler(wrapper, wrapper.payload)
+            except Exception as error:
+                undo()
+                reason, outcome = self._failure(message, wrapper, error)
+                return message, None, reason, outcome
         return message, sends, None, wrapper.outcome
 
     def _failure(
