@@ -54,18 +54,18 @@ def dispatch(runzeo, peer, *arguments):
 
 
 class ZocaloService:
-    """``zocalo.service -s Recorder -t zeo`` (real zocalo) until stop()."""
+    """``zocalo.service -s NAME -t zeo`` (real zocalo) until stop()."""
 
-    def __init__(self, runzeo, peer, tmp_path):
-        self.log = open(tmp_path / "zocalo-service.log", "w")
+    def __init__(self, runzeo, peer, tmp_path, name="Recorder", **extra_environment):
+        self.path = tmp_path / f"zocalo-service-{name}.log"
+        self.log = open(self.path, "w")
         self.process = subprocess.Popen(
-            [PYTHON, str(peer / "bin" / "zocalo.service"), "-s", "Recorder"]
+            [PYTHON, str(peer / "bin" / "zocalo.service"), "-s", name]
             + ["-t", "zeo", "--zeo", runzeo.address_text, "--zeo-poll", "0.05"],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env=environment(runzeo, peer),
+            env=dict(environment(runzeo, peer), **extra_environment),
         )
-        self.path = tmp_path / "zocalo-service.log"
 
     def output(self):
         return self.path.read_text()
@@ -193,3 +193,67 @@ def test_nack_abort_commit_and_bad_input(runzeo, peer):
         assert [(m.state, m.deliveries) for m in probes] == [(model.DONE, 3)]
     finally:
         database.close()
+
+
+ZOCALO_CONFIG = """\
+version: 1
+storage:
+  plugin: storage
+  zocalo.recipe_directory: {recipes}
+environments:
+  default: [storage]
+"""
+
+
+def test_zocalo_go_through_zocalos_dispatcher_on_processing_recipe(
+    runzeo, peer, tmp_path
+):
+    """Recipe chaining as zocalo sites do it: ``zocalo.go -r NAME`` sends a
+    request to ``processing_recipe``, zocalo's own Dispatcher service loads
+    the recipe from its recipe directory, substitutes the parameters and
+    starts it; the Recorder handles step 1.  All on the zeo transport."""
+    import zeo
+
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    named = dict(RECIPE, start=[[1, {"note": "{note}", "run": "{guid}"}]])
+    (recipes / "recorder.json").write_text(json.dumps(named))
+    config = tmp_path / "zocalo.yaml"
+    config.write_text(ZOCALO_CONFIG.format(recipes=recipes))
+    settings = {"ZOCALO_CONFIG": str(config)}
+    database = zeo.DB(runzeo.address)
+    services = [
+        ZocaloService(runzeo, peer, tmp_path, "Dispatcher", **settings),
+        ZocaloService(runzeo, peer, tmp_path, "Recorder", **settings),
+    ]
+    try:
+        went = subprocess.run(
+            [PYTHON, str(peer / "bin" / "zocalo.go"), "-n", "-r", "recorder"]
+            + ["-s", "note=hi", "-t", "zeo", "--zeo", runzeo.address_text],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=dict(environment(runzeo, peer), **settings),
+        )
+        assert went.returncode == 0, went.stdout + went.stderr
+        recorded = wait_until(
+            lambda: pending(database, "recorded"), TIMEOUT, message="recorded"
+        )
+        [(run_id, node, payload, _header)] = recorded
+        assert node == 2
+        assert payload == {"seen": {"note": "hi", "run": run_id}, "by": "Recorder"}
+        with dispatch_state(database) as state:
+            # The request itself was a plain message, consumed (acked).
+            requests = [
+                m
+                for run in state.runs.values()
+                for m in run.messages.values()
+                if m.queue == "processing_recipe"
+            ]
+            assert [m.state for m in requests] == [model.DONE]
+    finally:
+        for service in services:
+            service.stop()
+        database.close()
+    for service in services:
+        assert "Traceback" not in service.output(), service.output()
