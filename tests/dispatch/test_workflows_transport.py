@@ -251,6 +251,24 @@ def test_zocalo_go_through_zocalos_dispatcher_on_processing_recipe(
                 if m.queue == "processing_recipe"
             ]
             assert [m.state for m in requests] == [model.DONE]
+
+        # zocalo.shutdown broadcasts on topic "command": the Dispatcher's
+        # frontend hears it and stops; the Recorder goes on.
+        shutdown = subprocess.run(
+            [PYTHON, str(peer / "bin" / "zocalo.shutdown"), "-s", "Dispatcher"]
+            + ["-t", "zeo", "--zeo", runzeo.address_text],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=dict(environment(runzeo, peer), **settings),
+        )
+        assert shutdown.returncode == 0, shutdown.stdout + shutdown.stderr
+        wait_until(
+            lambda: services[0].process.poll() is not None,
+            TIMEOUT,
+            message="the Dispatcher stopped",
+        )
+        assert services[1].process.poll() is None
     finally:
         for service in services:
             service.stop()
