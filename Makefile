@@ -19,6 +19,9 @@ DOJOBBER_PEER := $(PEERS)/dojobber
 # JupyterHub's proxy, from the npm registry, for the papa.hub tests (the hub
 # itself and jupyter-server are in the venv: the spawner runs inside the hub).
 CHP_PEER := $(PEERS)/chp
+# python-workflows 3.3 and zocalo 1.5.0, the peers of dispatch.workflows: their
+# services run in subprocesses with PYTHONPATH pointing here, on our transport.
+WORKFLOWS_PEER := $(PEERS)/workflows
 
 .PHONY: demo test fuzz soak lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down browser-up screenshots
 
@@ -46,7 +49,11 @@ $(CHP_PEER)/.installed:
 	npm install --silent --no-audit --no-fund --prefix $(CHP_PEER) 'configurable-http-proxy@5.3.0'
 	touch $@
 
-peers: $(ZEO_PEER)/.installed $(PAPA_PEER)/.installed $(DOJOBBER_PEER)/.installed $(CHP_PEER)/.installed
+$(WORKFLOWS_PEER)/.installed: $(VENV)/.installed
+	$(PY) -m pip install -q --target $(WORKFLOWS_PEER) 'workflows==3.3' 'zocalo==1.5.0'
+	touch $@
+
+peers: $(ZEO_PEER)/.installed $(PAPA_PEER)/.installed $(DOJOBBER_PEER)/.installed $(CHP_PEER)/.installed $(WORKFLOWS_PEER)/.installed
 
 $(SHOOTOUT_PEER)/.installed: $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps --target $(SHOOTOUT_PEER) \

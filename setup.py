@@ -48,6 +48,9 @@ setup(
         # tests/browser: Playwright drives Debian's chromium (make browser-up
         # installs it with apt; Playwright never downloads a browser here).
         "browser": ["playwright>=1.40"],
+        # The `zeo` transport for python-workflows/zocalo services
+        # (dispatch.workflows); only sites that run such services need it.
+        "workflows": ["workflows>=3.3"],
         "test": [
             "pytest",
             "pytest-timeout",
@@ -70,6 +73,10 @@ setup(
             "zeo-nagios = zeo.nagios:main",
             "papa = papa.__main__:main",
             "dispatch = dispatch.cli:main",
+        ],
+        # python-workflows finds transports here: `zocalo.service -t zeo`.
+        "workflows.transport": [
+            "zeo = dispatch.workflows.transport:ZeoTransport",
         ],
         "dispatch.services": [
             "Greeter = dispatch.runtime.examples:Greeter",

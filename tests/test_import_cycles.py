@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -171,15 +172,29 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+# Modules that import an optional extra absent from the venv, and the peer
+# folder (``make peers``) that provides it; without it they are not imported.
+OPTIONAL_PEERS = {"dispatch.workflows.transport": ROOT / ".peers" / "workflows"}
+
+
 def runtime_import_edges(package: str, module: str) -> set[tuple[str, str]]:
     """The first-time imports within ``package`` when a fresh interpreter
     imports ``module``, as (importer, imported)."""
+    environment = dict(os.environ)
+    peer = OPTIONAL_PEERS.get(module)
+    if peer is not None:
+        if not (peer / ".installed").exists():
+            return set()
+        environment["PYTHONPATH"] = os.pathsep.join(
+            [str(peer), environment.get("PYTHONPATH", "")]
+        )
     result = subprocess.run(
         [sys.executable, "-c", RECORDER, package, module],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
+        env=environment,
     )
     return {tuple(edge) for edge in json.loads(result.stdout)}
 

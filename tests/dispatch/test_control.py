@@ -170,3 +170,52 @@ def test_shutdown_stops_a_running_service_process(runzeo):
             assert instance.pid == service.process.pid
     finally:
         database.close()
+
+
+def test_drain_one_at_a_time_with_wait(runzeo):
+    database = zeo.DB(runzeo.address)
+    try:
+        start(database, FAN, now=None)
+        with dispatch_state(database, write=True) as dispatch:
+            # limit=1 (what --wait does per step) moves the oldest only.
+            assert [m.payload for m in admin.drain(dispatch, "a", "b", limit=1)] == [
+                "x"
+            ]
+            admin.drain(dispatch, "b", "a")
+        paced = dispatch_command(runzeo, "drain", "a", "parking", "--wait", "0.05")
+        assert paced.returncode == 0, paced.stderr
+        lines = paced.stdout.splitlines()
+        assert len(lines) == 3 and lines[-1] == "2 message(s) moved from a"
+        assert all(line.endswith("-> parking") for line in lines[:2])
+        with dispatch_state(database) as dispatch:
+            assert dispatch.queues["parking"].pending_count() == 2
+        for bad in ("-1", "soon", "nan"):
+            refused = dispatch_command(runzeo, "drain", "a", "b", "--wait", bad)
+            assert refused.returncode == 2 and "--wait" in refused.stderr
+            refused = dispatch_command(runzeo, "dlq-reinject", "f", "-w", bad)
+            assert refused.returncode == 2 and "--wait" in refused.stderr
+    finally:
+        database.close()
+
+
+def test_status_lists_running_service_instances(runzeo):
+    database = zeo.DB(runzeo.address)
+    try:
+        with dispatch_state(database, write=True) as dispatch:
+            running = admin.register_instance(dispatch, "Greeter", "greet", pid=4242)
+            gone = admin.register_instance(dispatch, "Counter", "count", pid=4343)
+            gone.stopped = gone.started
+            running_id = running.id
+        listed = dispatch_command(runzeo, "status")
+        assert listed.returncode == 0, listed.stderr
+        rows = [line.split() for line in listed.stdout.splitlines()]
+        assert rows[0][0] == "SERVICE"
+        assert [(r[0], r[2], r[3]) for r in rows[1:]] == [
+            ("Greeter", "4242", "running")
+        ]
+        with dispatch_state(database, write=True) as dispatch:
+            admin.instances_of(dispatch)[running_id].stop_requested = 1.0
+        stopping = dispatch_command(runzeo, "status").stdout.splitlines()[1].split()
+        assert stopping[3] == "stopping"
+    finally:
+        database.close()

@@ -175,3 +175,73 @@ def test_dead_letter_purge_and_reinject(runzeo, tmp_path):
         for healer in healers:
             healer.stop()
     assert status == model.SUCCEEDED
+
+
+def test_go_dry_run_shows_the_start_messages_and_sends_nothing(runzeo, tmp_path):
+    recipe = tmp_path / "pipeline.json"
+    recipe.write_text(json.dumps(PIPELINE))
+    shown = dispatch(runzeo, "go", recipe, "-p", "text=hi", "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].endswith("(dry run: nothing sent)")
+    assert lines[1:] == ['step 1 -> queue upper: {"text": "hi"}']
+    database = zeo.DB(runzeo.address)
+    try:
+        with dispatch_state(database) as state:
+            assert list(state.runs) == [] and list(state.queues) == []
+    finally:
+        database.close()
+    # Bad input is refused as without --dry-run; --wait makes no sense with it.
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"1": {"queue": "q"}, "start": [[2, {}]]}')
+    assert dispatch(runzeo, "go", bad, "--dry-run").returncode == 2
+    both = dispatch(runzeo, "go", recipe, "--dry-run", "--wait")
+    assert both.returncode == 2 and "--dry-run" in both.stderr
+
+
+def test_service_liveness_file_is_touched_while_idle(runzeo, tmp_path):
+    from tests.support.polling import wait_until
+
+    alive = tmp_path / "alive"
+    service = ServiceProcess(
+        runzeo, "Upper", "--liveness", alive, "--liveness-interval", "0.05"
+    )
+    try:
+        first = wait_until(lambda: alive.exists() and alive.stat().st_mtime_ns, TIMEOUT)
+        wait_until(lambda: alive.stat().st_mtime_ns > first, TIMEOUT)
+    finally:
+        code, errors = service.stop()
+    assert code == 0, errors
+    refused = dispatch(
+        runzeo, "service", "tests.dispatch.services:Upper", "--liveness",
+        tmp_path / "no" / "such" / "dir" / "alive",
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--liveness" in refused.stderr
+
+
+def test_json_lines_logs_carry_run_id_and_step(runzeo, tmp_path):
+    recipe = tmp_path / "poisoned.json"
+    recipe.write_text(json.dumps(POISONED))
+    service = subprocess.Popen(
+        [PYTHON, "-m", "dispatch.cli", "service", "tests.dispatch.services:Poison"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(environment(runzeo), DISPATCH_LOG_FORMAT="json"),
+    )
+    try:
+        assert "ready on queue" in service.stdout.readline()
+        completed = dispatch(runzeo, "go", recipe, "--wait", "--timeout", TIMEOUT)
+        assert completed.returncode == 1, completed.stderr  # dead-lettered
+        run_id = completed.stdout.split()[0]
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, errors = service.communicate(timeout=TIMEOUT)
+    records = [json.loads(line) for line in errors.splitlines() if line.strip()]
+    failures = [r for r in records if r["level"] == "ERROR"]
+    assert len(failures) == 5  # one per delivery, then dead
+    for record in failures:
+        assert record["run_id"] == run_id and record["step"] == 1
+        assert record["command"] == "dispatch service"
+        assert "RuntimeError: cannot handle" in record["traceback"]
+        assert record["time"].endswith("Z")

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from dispatch import logfields
 from dispatch.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -132,11 +133,27 @@ def run_command(
         format=(log_format or DEFAULT_LOG_FORMAT).format(name=name),
         level=logging.WARNING,
     )
+    json_lines = os.environ.get(logfields.FORMAT_VARIABLE, "").lower() == "json"
+    for root_handler in logging.getLogger().handlers:
+        logfields.install(root_handler, json_lines, f"dispatch {name}")
     try:
         return handler(options)
     except CommandError as error:
         print(f"dispatch {name}: {error}", file=sys.stderr)
         return error.status
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more (pacing options)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds"
+        ) from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} seconds: give 0 or more")
+    return value
 
 
 def add_zeo_option(parser: Any) -> None:

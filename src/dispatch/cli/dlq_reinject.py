@@ -1,6 +1,7 @@
-"""``dispatch dlq-reinject FILE... [-r] [-d QUEUE]``: send dead letters that
-``dlq-purge`` wrote back to their step, each as a new message of its run
-(file names on standard input when none is given)."""
+"""``dispatch dlq-reinject FILE... [-r] [-d QUEUE] [-w SECONDS]``: send dead
+letters that ``dlq-purge`` wrote back to their step, each as a new message
+of its run (file names on standard input when none is given), ``-w``
+seconds apart (zocalo.dlq_reinject's ``-w``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from dispatch.cli import base
 from dispatch.state import deadletters
@@ -20,6 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-r", "--remove", action="store_true", help="delete each file once sent"
     )
     parser.add_argument("-d", "--destination", help="send to this queue instead")
+    parser.add_argument(
+        "-w",
+        "--wait",
+        type=base.seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="pause this long between messages (default 0)",
+    )
     base.add_zeo_option(parser)
 
 
@@ -32,7 +42,9 @@ def run(options: argparse.Namespace) -> int:
     database = base.open_database(options.zeo)
     failures = 0
     try:
-        for name in files:
+        for number, name in enumerate(files):
+            if number and options.wait:
+                time.sleep(options.wait)  # pacing, as zocalo.dlq_reinject -w
             try:
                 with open(name, encoding="utf-8") as stream:
                     document = json.load(stream)

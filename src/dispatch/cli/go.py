@@ -1,9 +1,11 @@
-"""``dispatch go RECIPE|NAME... [-p KEY=VALUE]... [--wait]``: start a run of
-one or more recipes (merged), and with ``--wait`` follow it to its end."""
+"""``dispatch go RECIPE|NAME... [-p KEY=VALUE]... [--wait | --dry-run]``:
+start a run of one or more recipes (merged), and with ``--wait`` follow it
+to its end; ``--dry-run`` shows what would be sent and sends nothing."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -130,6 +132,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, help="with --wait: give up after this many seconds"
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and show the start messages; nothing is sent (no zeo needed)",
+    )
     base.add_zeo_option(parser)
 
 
@@ -138,6 +145,20 @@ def recipe_name(reference: str) -> str:
     under: its file name without ``.json``."""
     name = Path(reference).name
     return name[: -len(".json")] if name.endswith(".json") else name
+
+
+def dry_run(recipe: Recipe, parameters: dict[str, str], name: str) -> int:
+    """Start the run on a dispatch state of its own in memory, never stored,
+    and print its start messages: what ``go`` would send."""
+    try:
+        started = broker.start_run(model.Dispatch(), recipe, parameters, name=name)
+    except (RecipeError, ValueError) as error:
+        raise base.CommandError(str(error), base.EXIT_USAGE) from None
+    print(f"run {started.id} of {name} (dry run: nothing sent)")
+    for message in sorted(started.messages.values(), key=lambda m: m.node):
+        payload = json.dumps(message.payload, sort_keys=True)
+        print(f"step {message.node} -> queue {message.queue}: {payload}")
+    return base.EXIT_OK
 
 
 def run(options: argparse.Namespace) -> int:
@@ -150,6 +171,12 @@ def run(options: argparse.Namespace) -> int:
             f"--name {name!r}: give a name on one line", base.EXIT_USAGE
         )
     parameters = parse_parameters(options.parameter)
+    if options.dry_run:
+        if options.wait:
+            raise base.CommandError(
+                "--dry-run sends nothing to --wait for", base.EXIT_USAGE
+            )
+        return dry_run(recipe, parameters, name)
     database = base.open_database(options.zeo)
     try:
         ensure_run_index(database)

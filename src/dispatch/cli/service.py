@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+from pathlib import Path
 from types import FrameType
 
 from dispatch.cli import base
@@ -20,11 +21,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prefetch", type=int, help="messages claimed and committed together"
     )
+    parser.add_argument(
+        "--liveness",
+        metavar="FILE",
+        help="touch FILE each time round the service loop (for a liveness probe)",
+    )
+    parser.add_argument(
+        "--liveness-interval",
+        type=base.seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --liveness: touch it at least this often when idle (default 10)",
+    )
     base.add_zeo_option(parser)
 
 
 def run(options: argparse.Namespace) -> int:
     service_class = load_service(options.name)
+    if options.liveness:
+        try:
+            Path(options.liveness).touch()
+        except OSError as error:
+            raise base.CommandError(
+                f"--liveness: cannot touch {options.liveness}: {error}", base.EXIT_USAGE
+            ) from None
     database = base.open_database(options.zeo)
     stopped_by_signal = False
     try:
@@ -35,6 +55,10 @@ def run(options: argparse.Namespace) -> int:
             options.consumer_name,
             options.prefetch,
         )
+        if options.liveness:
+            liveness = Path(options.liveness)
+            instance.consumer.liveness = liveness.touch
+            instance.consumer.liveness_interval = options.liveness_interval or 10.0
 
         def request_stop(signal_number: int, frame: FrameType | None) -> None:
             nonlocal stopped_by_signal

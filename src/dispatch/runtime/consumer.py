@@ -29,6 +29,8 @@ from typing import Any
 
 import transaction
 
+from dispatch import logfields
+
 # Claim conflicts mean another consumer was faster; after CONFLICT_RETRIES
 # in a row we report "no message" and let the caller wait for the next
 # change.  The names stay importable from here, where they were first.
@@ -66,6 +68,11 @@ class Consumer:
     busy consumer commits once per message: it never holds more than
     *prefetch* messages, and it claims them as soon as it is free.
     """
+
+    # Called each time round the serve loop (``dispatch service
+    # --liveness``), and at least every liveness_interval seconds when idle.
+    liveness: Callable[[], None] | None = None
+    liveness_interval = 10.0
 
     def __init__(
         self,
@@ -298,13 +305,14 @@ class Consumer:
         it changed."""
         sends: list[Send] = []
         wrapper = None
-        try:
-            wrapper = broker.wrapper_for(self._dispatch(), message, sends)
-            self.handler(wrapper, wrapper.payload)
-        except Exception as error:
-            undo()
-            reason, outcome = self._failure(message, wrapper, error)
-            return message, None, reason, outcome
+        with logfields.message_context(message.run_id, message.node, message.id):
+            try:
+                wrapper = broker.wrapper_for(self._dispatch(), message, sends)
+                self.handler(wrapper, wrapper.payload)
+            except Exception as error:
+                undo()
+                reason, outcome = self._failure(message, wrapper, error)
+                return message, None, reason, outcome
         return message, sends, None, wrapper.outcome
 
     def _failure(
@@ -392,16 +400,32 @@ class Consumer:
         try:
             while not stop.is_set():
                 self._wake.clear()
+                self._beat()
                 while not stop.is_set() and self._process_some():
-                    pass
+                    self._beat()
                 if stop.is_set():
                     break
-                self._wake.wait(self.next_due())
+                self._wake.wait(self._idle_wait())
             if self._carried:  # claimed already: handle them, claim no more
                 self.process_batch(self.prefetch)
         finally:
             handle.close()
             self._stop = threading.Event()  # a later serve() starts afresh
+
+    def _beat(self) -> None:
+        """Tell :attr:`liveness` (if set) that the loop goes round."""
+        if self.liveness is not None:
+            self.liveness()
+
+    def _idle_wait(self) -> float | None:
+        """How long an idle loop waits: until something is due, but with a
+        :attr:`liveness` at most :attr:`liveness_interval`, so it beats."""
+        due = self.next_due()
+        if self.liveness is None:
+            return due
+        return (
+            self.liveness_interval if due is None else min(due, self.liveness_interval)
+        )
 
     def _process_some(self) -> bool:
         """One message, or a batch of ``prefetch``; true if any was due."""

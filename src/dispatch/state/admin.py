@@ -102,17 +102,21 @@ def drain(
     source: str,
     destination: str,
     now: float | None = None,
+    limit: int | None = None,
 ) -> list[model.Message]:
     """Move the pending messages of queue *source* to *destination* (``.``:
     each to its own step's queue, for messages parked elsewhere), as
-    ``zocalo.queue_drain`` does; returns the messages moved.  Claimed
-    messages stay: their consumer finishes them."""
+    ``zocalo.queue_drain`` does; returns the messages moved (at most
+    *limit*, oldest first).  Claimed messages stay: their consumer finishes
+    them."""
     now = time.time() if now is None else now
     queue = dispatch.queues.get(source)
     if queue is None:
         return []
-    moved = []
+    moved: list[model.Message] = []
     for key, message in list(queue.ready.items()):
+        if limit is not None and len(moved) >= limit:
+            break
         if message.queue_key != key or message.state != model.PENDING:
             continue
         if destination == ".":

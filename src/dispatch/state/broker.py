@@ -107,14 +107,17 @@ def enqueue(
     delay: float | None = 0.0,
     now: float | None = None,
     shard: int | None = None,
+    queue_name: str | None = None,
 ) -> model.Message | None:
     """Create the message for step *node* of *run*; returns it, or None when
     the step has no destination (dropped silently, as zocalo does).  Its id,
     and so its entries in the indexes, are in *shard* (random if None): a
-    consumer passes its own, so that its commits touch its own trees."""
+    consumer passes its own, so that its commits touch its own trees.
+    *queue_name* overrides the step's own destination (a workflows service
+    that sends to a step's topic, see :mod:`dispatch.state.transport`)."""
     now = time.time() if now is None else now
     step = run.recipe[str(node)]
-    queue_name = destination_queue(step)
+    queue_name = queue_name or destination_queue(step)
     if queue_name is None:
         logger.debug("run %s: step %s has no queue; message dropped", run.id, node)
         return None

@@ -93,6 +93,8 @@ class Dispatch(Persistent):
     # Runs by state, recipe and start time (see dispatch.state.runindex);
     # None in databases made before it, until it is built.
     run_index: RunIndex | None = None
+    # topic -> broadcast log (dispatch.state.transport); None until the first.
+    topics: Any = None
 
     def __init__(self) -> None:
         self.run_index = RunIndex(RUN_STATES)
@@ -243,6 +245,8 @@ class Message(Persistent):
     # do not count towards dead-lettering.  A class default, so messages
     # stored before it existed read 0.
     given_back = 0
+    # The header a python-workflows sender gave (dispatch.state.transport).
+    workflows_header: Any = None
 
     @property
     def counted_deliveries(self) -> int:
