@@ -17,12 +17,14 @@ PAPA_PEER := $(PEERS)/papa
 # DoJobber 0.6.3 is the reference peer of dispatch.jobs (interop tests, bench).
 DOJOBBER_PEER := $(PEERS)/dojobber
 
-.PHONY: demo test fuzz soak lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down
+# (relstorage: the RelStorage tests start a PostgreSQL of their own, see
+# `make postgresql`.)
+.PHONY: postgresql demo test fuzz soak lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,uvloop,web]'
+	$(PY) -m pip install -q -e '.[test,uvloop,web,relstorage]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -87,6 +89,12 @@ bench-shootout: venv peers shootout-peer
 # its state and logs on the way down.
 slurm-up:
 	tests/slurm/start-cluster.sh
+
+# Debian's PostgreSQL server programs for the RelStorage tests (needs root;
+# installs the package when missing).  The tests start a throwaway cluster of
+# their own (tests/support/postgresql.py): no server is started here.
+postgresql:
+	tests/support/install-postgresql.sh
 
 slurm-down:
 	tests/slurm/stop-cluster.sh $(if $(filter 1,$(SLURM_PURGE)),--purge)

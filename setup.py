@@ -42,6 +42,10 @@ setup(
         # The console (`dispatch web`) runs on one host; the service
         # instances and step programs on every node do not need a web server.
         "web": ["aiohttp>=3.9", "prometheus-client>=0.17"],
+        # runzeo serving RelStorage on PostgreSQL, and dispatch opened on
+        # it directly (docs/scaling.rst).  psycopg2-binary is the driver
+        # RelStorage prefers, as a wheel: no compiler or libpq headers.
+        "relstorage": ["RelStorage>=4.0", "psycopg2-binary>=2.9"],
         "test": [
             "pytest",
             "pytest-timeout",
