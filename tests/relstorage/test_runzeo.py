@@ -3,6 +3,7 @@ database: a commit through one reaches the clients of the others."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 
 import pytest
@@ -11,7 +12,8 @@ from persistent.mapping import PersistentMapping
 from ZODB.POSException import ConflictError
 
 import zeo
-from tests.support import wait_until
+from tests.relstorage.conftest import runzeo_config
+from tests.support import PYTHON, free_port, our_env, wait_until
 from zeo.clientstorage.storage import ClientStorage
 
 #: Generous: two servers' polls and a client's loop on a loaded machine.
@@ -160,3 +162,25 @@ def test_own_commits_are_not_sent_back_twice(servers):
 
 def _polls(storage):
     return storage.server_status().get("external-polls", 0)
+
+
+def test_a_database_that_cannot_be_reached_is_a_clear_error(tmp_path):
+    # No PostgreSQL needed: nothing listens on the port named.
+    pytest.importorskip("relstorage")
+    port = free_port()
+    config = tmp_path / "zeo.conf"
+    config.write_text(
+        runzeo_config(
+            port, f"dbname=nothing host=127.0.0.1 port={free_port()} connect_timeout=5"
+        )
+    )
+    result = subprocess.run(
+        [PYTHON, "-m", "zeo.runzeo", "-C", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=our_env(),
+    )
+    assert result.returncode == 1
+    assert "runzeo: cannot open the storages" in result.stderr
+    assert "Connection refused" in result.stderr
