@@ -23,12 +23,14 @@ CHP_PEER := $(PEERS)/chp
 # services run in subprocesses with PYTHONPATH pointing here, on our transport.
 WORKFLOWS_PEER := $(PEERS)/workflows
 
-.PHONY: demo test fuzz soak lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down browser-up screenshots
+# (relstorage: the RelStorage tests start a PostgreSQL of their own, see
+# `make postgresql`.)
+.PHONY: postgresql demo test fuzz soak lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down browser-up screenshots
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,uvloop,web,browser]'
+	$(PY) -m pip install -q -e '.[test,uvloop,web,browser,relstorage]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -110,6 +112,12 @@ browser-up:
 # The console's screenshots in docs/web/*.png, taken by the browser tests.
 screenshots: venv
 	$(VENV)/bin/pytest tests/browser --screenshots -q
+
+# Debian's PostgreSQL server programs for the RelStorage tests (needs root;
+# installs the package when missing).  The tests start a throwaway cluster of
+# their own (tests/support/postgresql.py): no server is started here.
+postgresql:
+	tests/support/install-postgresql.sh
 
 slurm-down:
 	tests/slurm/stop-cluster.sh $(if $(filter 1,$(SLURM_PURGE)),--purge)

@@ -51,6 +51,10 @@ setup(
         # The `zeo` transport for python-workflows/zocalo services
         # (dispatch.workflows); only sites that run such services need it.
         "workflows": ["workflows>=3.3"],
+        # runzeo serving RelStorage on PostgreSQL, and dispatch opened on
+        # it directly (docs/scaling.rst).  psycopg2-binary is the driver
+        # RelStorage prefers, as a wheel: no compiler or libpq headers.
+        "relstorage": ["RelStorage>=4.0", "psycopg2-binary>=2.9"],
         "test": [
             "pytest",
             "pytest-timeout",

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
+from ZODB.POSException import POSError
 
 from ..exceptions import ProtocolError, ServerException
 
@@ -140,9 +141,23 @@ def _pickle_dumps(message: tuple) -> bytes:
 
 
 def reduce_exception(exc: BaseException) -> tuple[str, Any]:
-    """Return ``(dotted_class_name, exc.__dict__ or exc.args)`` as ZEO does."""
-    cls = type(exc)
+    """Return ``(dotted_class_name, exc.__dict__ or exc.args)`` as ZEO does.
+
+    A storage's own subclass of a ZODB error (RelStorage's POSKeyError,
+    its lock-timeout ConflictErrors) goes by the name of the nearest ZODB
+    class: a client can rebuild only ZODB's, and means the same by it.
+    """
+    cls = _portable_class(type(exc))
     return f"{cls.__module__}.{cls.__name__}", (exc.__dict__ or exc.args)
+
+
+def _portable_class(cls: type) -> type:
+    if not issubclass(cls, POSError) or cls.__module__.startswith("ZODB."):
+        return cls
+    for base in cls.__mro__:
+        if base.__module__.startswith("ZODB."):
+            return base
+    return cls
 
 
 def _server_default(obj: object) -> Any:

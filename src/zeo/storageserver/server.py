@@ -14,6 +14,7 @@ from ZODB.POSException import ConflictError
 from ZODB.serialize import referencesf
 
 from ..protocol import encoder, frame
+from .external import ExternalCommits, is_shared
 from .invalidation import InvalidationQueue
 from .lock import CommitLock
 from .zeostorage import ZEOStorage
@@ -93,7 +94,9 @@ class StorageServer:
 
     Options mirror the ``<zeo>`` section: *read_only*,
     *invalidation_queue_size*, *invalidation_age*, *transaction_timeout*,
-    *client_conflict_resolution* and *msgpack* (True: announce ``M5``).
+    *client_conflict_resolution*, *poll_interval* (seconds between polls of
+    a storage other processes commit to, see :mod:`.external`) and
+    *msgpack* (True: announce ``M5``).
     The defaults are those of ``zeo/server.xml`` (the schema is where they
     are decided; tests/zeo/server/test_schema_defaults.py keeps these equal).
     """
@@ -106,6 +109,7 @@ class StorageServer:
         invalidation_age=None,
         transaction_timeout=None,
         client_conflict_resolution=False,
+        poll_interval=0.1,
         msgpack=True,
     ):
         self.storages = dict(storages)
@@ -119,7 +123,14 @@ class StorageServer:
         self.commit_locks = {}
         self.invalidation_queues = {}
         self.stats = {}
-        for name, storage in self.storages.items():
+        self.external_commits = {}
+        for name, storage in list(self.storages.items()):
+            if is_shared(storage):
+                # Serve an instance of its own, as a ZODB Connection would
+                # use; the root one is kept to close (see .external).
+                external = ExternalCommits(self, name, storage, poll_interval)
+                self.external_commits[name] = external
+                storage = self.storages[name] = external.served
             self.sessions[name] = {}
             self.commit_locks[name] = CommitLock(name, transaction_timeout)
             self.invalidation_queues[name] = InvalidationQueue(
@@ -145,6 +156,8 @@ class StorageServer:
         self.loop = loop
         for lock in self.commit_locks.values():
             lock._schedule = loop.call_later
+        for external in self.external_commits.values():
+            external.start(loop)
 
     def call_soon_threadsafe(self, callback, *args):
         loop = self.loop
@@ -174,6 +187,9 @@ class StorageServer:
     def invalidate(self, sender, storage_id, tid, oids):
         """Queue and send ``invalidateTransaction`` to all but *sender*."""
         self.invalidation_queues[storage_id].add(tid, oids)
+        external = self.external_commits.get(storage_id)
+        if external is not None:
+            external.announced(tid)
         sessions = self.sessions[storage_id]
         if not sessions or (len(sessions) == 1 and sender in sessions):
             return
@@ -184,6 +200,18 @@ class StorageServer:
         for session in tuple(sessions):
             if session is not sender:
                 session.connection.send_frame(message)
+
+    def before_finish(self, storage_id):
+        """A session voted on a shared storage and is about to finish."""
+        external = self.external_commits.get(storage_id)
+        if external is not None:
+            external.before_finish()
+
+    def after_finish(self, storage_id):
+        """A session's finish is done: first send the others' older commits."""
+        external = self.external_commits.get(storage_id)
+        if external is not None:
+            external.flush()
 
     def broadcast_info(self, storage_id, info):
         message = frame(self.encode(0, True, "info", (info,)))
@@ -206,6 +234,10 @@ class StorageServer:
         status["invalidation-queue-length"] = len(self.invalidation_queues[storage_id])
         status["encoding"] = "msgpack" if self.protocol[:1] == b"M" else "pickle"
         status["read-only"] = self.read_only
+        external = self.external_commits.get(storage_id)
+        if external is not None:
+            status["external-polls"] = external.polls
+            status["external-transactions"] = external.external_transactions
         return status
 
     def ruok(self):
@@ -215,7 +247,11 @@ class StorageServer:
         """Close every storage (connections are closed by the acceptor)."""
         for name, storage in self.storages.items():
             logger.info("closing storage %r", name)
+            external = self.external_commits.get(name)
             try:
+                if external is not None:
+                    external.close()
+                    storage = external.root
                 storage.close()
             except Exception:
                 logger.exception("closing storage %r failed", name)

@@ -272,6 +272,7 @@ class CommitMixin:
             raise StorageTransactionError("tpc_finish without a successful vote")
         storage = self.storage
         finished = []
+        self.server.before_finish(self.storage_id)
         try:
             tid = storage.tpc_finish(self.transaction, finished.append)
         except Exception:
@@ -282,6 +283,8 @@ class CommitMixin:
         if tid is None:
             tid = finished[0] if finished else storage.lastTransaction()
         self.stats.commits += 1
+        # Commits other processes made before ours go out before ours.
+        self.server.after_finish(self.storage_id)
         connection = self.connection
         connection.call_async("info", (self.get_size_info(),))
         connection.send_reply(self.msgid, tid)

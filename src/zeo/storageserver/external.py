@@ -1,0 +1,143 @@
+"""Commits made by other processes into a shared storage (RelStorage).
+
+A FileStorage belongs to one ``runzeo``: every commit passes through the
+server, which tells its clients.  A RelStorage's database is shared: other
+``runzeo`` processes, and programs opened on RelStorage directly, commit
+into it too, and nothing calls us when they do.  RelStorage is an MVCC
+storage (``IMVCCStorage``): an instance sees the database as of its last
+``poll_invalidations()``, which also returns the oids changed since.
+
+So, per such storage, an :class:`ExternalCommits` keeps a second instance
+(the *watcher*) and polls it on a timer on the server's loop.  A poll that
+finds a newer transaction than any the server has announced queues it;
+when no commit is in progress on the served instance the queue is flushed:
+the served instance polls too (its snapshot moves up to include those
+commits, so a client that loads after the invalidation gets the new state),
+then each queued transaction goes to every client as ``invalidateTransaction``.
+
+Our own commits must not be overtaken: just before the served instance's
+``tpc_finish`` (its vote holds RelStorage's database commit lock, so every
+other writer's transaction is older than ours) the watcher polls once more
+and those commits are sent before ours.  The watcher's next poll then
+reports our own commit with a tid the server already announced, and it is
+dropped.  A poll that returns None (the database was packed past the last
+poll, or replaced) makes every client drop its cache, as ``invalidateCache``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ZODB.interfaces import IMVCCStorage
+from ZODB.utils import z64
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between polls when ``poll-interval`` is not set.
+DEFAULT_POLL_INTERVAL = 0.1
+
+
+def is_shared(storage: Any) -> bool:
+    """Whether *storage* can change under us (an MVCC storage: RelStorage)."""
+    return IMVCCStorage.providedBy(storage)
+
+
+class ExternalCommits:
+    """Polls one shared storage for commits the server did not make."""
+
+    def __init__(self, server, storage_id: str, root, interval: float):
+        self.server = server
+        self.storage_id = storage_id
+        self.root = root
+        #: The instance the server's sessions use.
+        self.served = self.storage = root.new_instance()
+        storage = self.storage
+        self.interval = interval
+        self.watcher = root.new_instance()
+        # The first poll only sets the watcher's starting point.
+        self.watcher.poll_invalidations()
+        self.storage.poll_invalidations()
+        #: The newest tid the server has announced or knows about.
+        self.known = max(self.watcher.lastTransaction(), storage.lastTransaction())
+        self.pending: list[tuple[bytes, list[bytes]]] = []
+        self.reset = False
+        self.timer = None
+        self.polls = 0
+        self.external_transactions = 0
+
+    def start(self, loop) -> None:
+        self.timer = loop.call_later(self.interval, self._tick, loop)
+
+    def _tick(self, loop) -> None:
+        try:
+            self.poll()
+            if self.server.commit_locks[self.storage_id].holder is None:
+                self.flush()
+        except Exception:
+            # A database that went away: log and try again next time; the
+            # clients keep what they have (RelStorage reconnects by itself).
+            logger.exception(
+                "polling %r for other processes' commits failed", self.storage_id
+            )
+        self.timer = loop.call_later(self.interval, self._tick, loop)
+
+    def poll(self) -> None:
+        """Ask the watcher what changed; queue what the server has not said."""
+        self.polls += 1
+        before = self.watcher.lastTransaction()
+        oids = self.watcher.poll_invalidations()
+        tid = self.watcher.lastTransaction()
+        if oids is None and before == z64:
+            # RelStorage's answer after polling an empty database: nothing
+            # was there to be cached, the transactions since only created.
+            oids = []
+        if oids is None:
+            if tid != z64:
+                logger.warning(
+                    "%r: the database no longer has the last transaction "
+                    "polled (packed or replaced): every client drops its cache",
+                    self.storage_id,
+                )
+                self.reset = True
+            self.known = max(self.known, tid)
+            return
+        if tid <= self.known:
+            return  # our own commit, already announced
+        self.pending.append((tid, list(oids)))
+        self.known = tid
+        self.external_transactions += 1
+
+    def before_finish(self) -> None:
+        """The served instance voted (it holds the database's commit lock):
+        collect every other writer's commit, older than ours, to send first."""
+        self.poll()
+
+    def flush(self) -> None:
+        """Move the served instance up and send what was queued, in order.
+        Only when no commit is in progress on the served instance."""
+        if not (self.pending or self.reset):
+            return
+        self.storage.poll_invalidations()
+        pending, self.pending = self.pending, []
+        if self.reset:
+            self.reset = False
+            self.server.drop_clients(self.storage_id)
+            return
+        for tid, oids in pending:
+            self.server.invalidate(None, self.storage_id, tid, oids)
+
+    def announced(self, tid: bytes) -> None:
+        """The server sent *tid* (its own commit)."""
+        if tid > self.known:
+            self.known = tid
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for instance in (self.watcher, self.served):
+            try:
+                instance.release()
+            except Exception:
+                logger.exception("releasing an instance of %r failed", self.storage_id)
