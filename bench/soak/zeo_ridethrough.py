@@ -248,66 +248,75 @@ def commits(log_path):
 def check_history(data_path, logs):
     """``(reads, stale_reads, caches, cache_mismatches, examples)`` from the
     workers' logs, compared with the FileStorage at *data_path*."""
+    import bisect
+
     from ZODB.FileStorage import FileStorage
     from ZODB.utils import p64, u64
 
+    # Every object's tids, oldest first, read once: FileStorage's own
+    # loadBefore walks back revision by revision, which is quadratic over
+    # tens of thousands of commits.
+    history = {}
     storage = FileStorage(str(data_path), read_only=True)
-    reads = stale = caches = mismatches = 0
-    examples = []
-    memo = {}
-
-    def revision_before(oid, before):
-        key = (oid, before)
-        if key not in memo:
-            found = storage.loadBefore(oid, before)
-            memo[key] = None if found is None else (found[1], found[2])
-        return memo[key]
-
     try:
-        for log_path in logs:
-            with open(log_path) as log:
-                for line in log:
-                    if not line.endswith("\n"):
-                        continue  # the last line of a killed writer
-                    kind, _, rest = line.rstrip("\n").partition(" ")
-                    if kind == "R":
-                        snapshot, *pairs = rest.split(" ")
-                        for pair in pairs:
-                            oid, serial = (bytes.fromhex(x) for x in pair.split(":"))
-                            reads += 1
-                            found = revision_before(oid, bytes.fromhex(snapshot))
-                            if found is None or found[0] != serial:
-                                stale += 1
-                                if len(examples) < 5:
-                                    examples.append(f"{log_path.name}: {line.strip()}")
-                    elif kind == "K":
-                        caches += 1
-                        last_tid, *records = rest.split(" ")
-                        if last_tid == "-":
-                            continue
-                        after_last = p64(u64(bytes.fromhex(last_tid)) + 1)
-                        for record in records:
-                            oid_text, start_text, end_text = record.split(":")
-                            oid, start = (
-                                bytes.fromhex(oid_text),
-                                bytes.fromhex(start_text),
-                            )
-                            if end_text == "-":
-                                found = revision_before(oid, after_last)
-                                good = found is not None and found[0] == start
-                            else:
-                                end = bytes.fromhex(end_text)
-                                found = revision_before(oid, end)
-                                good = found == (start, end)
-                            if not good:
-                                mismatches += 1
-                                if len(examples) < 5:
-                                    examples.append(
-                                        f"{log_path.name}: cache {record} at "
-                                        f"{last_tid}, storage says {found}"
-                                    )
+        for transaction in storage.iterator():
+            for record in transaction:
+                history.setdefault(record.oid, []).append(transaction.tid)
     finally:
         storage.close()
+    reads = stale = caches = mismatches = 0
+    examples = []
+
+    def revision_before(oid, before):
+        """``(start, end)`` as ``loadBefore(oid, before)`` would answer."""
+        tids = history.get(oid, [])
+        index = bisect.bisect_left(tids, before)
+        if index == 0:
+            return None
+        return tids[index - 1], tids[index] if index < len(tids) else None
+
+    for log_path in logs:
+        with open(log_path) as log:
+            for line in log:
+                if not line.endswith("\n"):
+                    continue  # the last line of a killed writer
+                kind, _, rest = line.rstrip("\n").partition(" ")
+                if kind == "R":
+                    snapshot, *pairs = rest.split(" ")
+                    for pair in pairs:
+                        oid, serial = (bytes.fromhex(x) for x in pair.split(":"))
+                        reads += 1
+                        found = revision_before(oid, bytes.fromhex(snapshot))
+                        if found is None or found[0] != serial:
+                            stale += 1
+                            if len(examples) < 5:
+                                examples.append(f"{log_path.name}: {line.strip()}")
+                elif kind == "K":
+                    caches += 1
+                    last_tid, *records = rest.split(" ")
+                    if last_tid == "-":
+                        continue
+                    after_last = p64(u64(bytes.fromhex(last_tid)) + 1)
+                    for record in records:
+                        oid_text, start_text, end_text = record.split(":")
+                        oid, start = (
+                            bytes.fromhex(oid_text),
+                            bytes.fromhex(start_text),
+                        )
+                        if end_text == "-":
+                            found = revision_before(oid, after_last)
+                            good = found is not None and found[0] == start
+                        else:
+                            end = bytes.fromhex(end_text)
+                            found = revision_before(oid, end)
+                            good = found == (start, end)
+                        if not good:
+                            mismatches += 1
+                            if len(examples) < 5:
+                                examples.append(
+                                    f"{log_path.name}: cache {record} at "
+                                    f"{last_tid}, storage says {found}"
+                                )
     return reads, stale, caches, mismatches, examples
 
 
