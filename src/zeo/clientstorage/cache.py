@@ -279,6 +279,18 @@ class ClientCache:
             for oid in oids:
                 self._invalidate_locked(oid, tid)
 
+    def forget_many(self, oids):
+        """Drop every record of each oid, under one lock acquisition.
+
+        For changes whose tids are not known (quick verification names only
+        the newest tid): a record ended at a guessed tid would be served
+        for snapshots in which the object had already changed.
+        """
+        with self._lock:
+            for oid in oids:
+                self._drop_oid(oid)
+            self._dirty = True
+
     def set_last_tid(self, tid):
         """Record that every invalidation up to *tid* has been applied."""
         with self._lock:

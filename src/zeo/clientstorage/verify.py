@@ -6,7 +6,8 @@ already told us the server's last tid; compared with the cache's:
 * no cache tid: start from scratch (drop any record that cannot be dated);
 * equal: the cache is up to date;
 * older: ``getInvalidations(cache_tid)`` lists what changed meanwhile
-  ("quick verification"); ``None`` means the server's queue no longer
+  ("quick verification": their records are dropped, since the answer
+  does not say in which tid each changed); ``None`` means the server's queue no longer
   reaches back that far, so the cache is dropped and ZODB told to drop its
   object caches too;
 * newer: the server lost transactions the cache has seen (restored from an
@@ -75,7 +76,9 @@ async def verify_connection(client, protocol):
                 "quick verification: %d objects changed up to %s", len(oids), _hex(tid)
             )
             with client._tid_lock:
-                cache.invalidate_many(oids, tid)
+                # Dropped, not ended at *tid*: that is only the newest tid,
+                # and each object may have changed in an earlier one.
+                cache.forget_many(oids)
                 client._note_invalidation(tid, oids)
                 client.deliver_invalidations(tid, list(oids), notify_db=True)
             covered = max(covered, tid)

@@ -266,3 +266,28 @@ def test_oids_handed_out_before_a_server_crash_are_not_used_after_it(
     theirs = {second.new_oid() for _ in range(3)}
     mine = first.new_oid()
     assert mine not in theirs | {used}
+
+
+def test_quick_verification_keeps_no_history_it_cannot_date(
+    start_server, client_factory, tmp_path
+):
+    # Found by bench/soak/zeo_ridethrough.py: getInvalidations names the
+    # newest tid only, not the tid each object changed in, so a cached
+    # revision must not be kept as "valid until that newest tid": a load
+    # before it would return a revision that was replaced earlier.
+    server = start_server(msgpack=True)
+    path = str(tmp_path / "client-1.zec")
+    first = client_factory(server.addr, cache=path)
+    changed, later = first.new_oid(), first.new_oid()
+    t1 = commit_record(first, changed, z64, zodb_pickle(MinPO(1)))
+    assert value(first, changed) == 1
+    first.close()
+    other = client_factory(server.addr)
+    t2 = commit_record(other, changed, t1, zodb_pickle(MinPO(2)))
+    t3 = commit_record(other, later, z64, zodb_pickle(MinPO(3)))
+    other.close()
+    back = client_factory(server.addr, cache=path)
+    assert back.lastTransaction() == t3
+    data, start, end = back.loadBefore(changed, t3)
+    assert (zodb_unpickle(data).value, start, end) == (2, t2, None)
+    assert zodb_unpickle(back.loadBefore(changed, t2)[0]).value == 1
