@@ -55,20 +55,20 @@ def test_spawn_from_the_simple_tab_reach_the_server_and_stop_it(
         page.check('#panel-simple input[name="environment_id"][value="venv"]')
         screenshot(page, "jupyterhub-spawn")
         page.click('#spawn_form [type="submit"]')
-        wait_until(
-            lambda: bool((hub.server("alice") or {}).get("ready")),
-            SERVER_DEADLINE,
-            message="alice's server ready",
-        )
+        # The hub's spawn-pending page sends the browser on to the server,
+        # through the proxy, once it is ready.
+        page.wait_for_url(f"{hub.url}/user/alice/**", timeout=SERVER_DEADLINE_MS)
         server = hub.server("alice")
         assert server is not None
         assert server["user_options"]["partition"] == "debug"
         assert server["user_options"]["environment_id"] == "venv"
         assert server["user_options"]["runtime"] == "1:00:00"
-        # Through the proxy, with the browser's login (the hub's OAuth).
-        page.goto(f"{hub.url}/user/alice/api/status")
-        page.wait_for_url(f"{hub.url}/user/alice/api/status")
-        assert '"started"' in page.content()
+        # The browser landed on the server (past the hub's OAuth), and the
+        # proxy routes /user/alice/ to jupyter-server.
+        landed = page.url
+        version = page.request.get(f"{hub.url}/user/alice/api")
+        assert version.status == 200, (landed, version.text())
+        assert "version" in version.json()
         page.goto(f"{hub.url}/hub/home")
         page.click("#stop", timeout=SERVER_DEADLINE_MS)
         wait_until(
