@@ -21,6 +21,7 @@ setup(
         "dispatch.runtime": ["*.xml"],
         "dispatch.web": ["templates/*.html", "static/*"],
         "papa.hub": ["templates/*.html"],
+        "papa.slurm": ["templates/*.html", "static/*"],
     },
     zip_safe=False,
     install_requires=[

@@ -42,6 +42,7 @@ from dispatch.web.console import (
 from dispatch.web.errors import ConsoleError
 from dispatch.web.kernel import Kernel
 from dispatch.web.settings import WebSettings
+from papa.slurm import assets
 from zeo.address import Address
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,13 @@ async def _stop_workers(application: web.Application) -> None:
     application[CONSOLE].workers.shutdown(wait=True)
 
 
+async def _spawn_script(request: web.Request) -> web.Response:
+    """``/static/spawn.js``: the spawn form's tabs, papa's shared script."""
+    return web.Response(
+        body=assets.spawn_script(), content_type="application/javascript"
+    )
+
+
 async def _secure_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
@@ -106,6 +114,9 @@ def create_app(
         application.add_routes(area.ROUTES)
     events.install(application)
     runs.install(application)
+    # spawn.js is papa's (JupyterHub's spawner serves it too); before the
+    # directory, whose prefix would otherwise answer for it.
+    application.router.add_get("/static/spawn.js", _spawn_script)
     application.router.add_static("/static", HERE / "static")
     application.on_response_prepare.append(_secure_headers)
     return application

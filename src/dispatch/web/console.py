@@ -29,6 +29,7 @@ from dispatch.web import auth
 from dispatch.web.errors import ConsoleError
 from dispatch.web.kernel import Kernel
 from dispatch.web.settings import WebSettings
+from papa.slurm import assets
 from zeo.address import Address
 from zeo.exceptions import ClientDisconnected
 
@@ -184,7 +185,14 @@ def when(timestamp: float | None) -> str:
 def templates() -> jinja2.Environment:
     """The page templates, every ``{{ field }}`` escaped."""
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        # The spawn form's fields and partitions table are papa's, shared
+        # with JupyterHub's spawner (papa.hub.form).
+        loader=jinja2.ChoiceLoader(
+            [
+                jinja2.FileSystemLoader(HERE / "templates"),
+                assets.loader(),
+            ]
+        ),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )

@@ -23,10 +23,23 @@ __all__ = ["MOSlurmSpawner", "set_config"]
 
 
 def set_config(c: Any) -> None:
-    """Make *c* (JupyterHub's configuration) spawn with :class:`MOSlurmSpawner`."""
+    """Make *c* (JupyterHub's configuration) spawn with :class:`MOSlurmSpawner`,
+    and serve the spawn form's script (``/hub/form/spawn.js``)."""
+    from tornado.web import StaticFileHandler
+
+    from papa.hub.form import SCRIPT_PATH
     from papa.hub.spawner import MOSlurmSpawner
+    from papa.slurm import assets
 
     c.JupyterHub.spawner_class = MOSlurmSpawner
+    # JupyterHub puts its prefix (/hub) in front of the pattern.
+    c.JupyterHub.extra_handlers.append(
+        (
+            "/" + SCRIPT_PATH.rsplit("/", 1)[0] + r"/(spawn\.js)",
+            StaticFileHandler,
+            {"path": str(assets.SPAWN_SCRIPT.parent)},
+        )
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -1,38 +1,62 @@
-"""The spawn form JupyterHub shows (``/hub/spawn``): the partitions with
-their live resources and moss's fields, so that the form and a spawn URL
-(``/hub/spawn?partition=...``) give the same options."""
+"""The spawn form JupyterHub shows (``/hub/spawn``): the web console's own
+fields (``papa/slurm/templates/spawn_fields.html``: the Simple and Advanced
+tabs over the live partitions table) with moss's field names, so that the
+form and a spawn URL (``/hub/spawn?partition=...``) give the same options.
+JupyterHub wraps it in its own ``<form>`` with its own xsrf token; the tabs'
+script is served by the handler :func:`papa.hub.set_config` installs."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jinja2
+
+from papa.slurm import assets
+from papa.slurm.form import simple_choices
 
 if TYPE_CHECKING:
     from papa.hub.spawner import MOSlurmSpawner
 
 # The spawn form's table of partitions may be this many seconds old.
 FORM_SINFO_MAX_AGE = 5.0
+# Where set_config's handler serves spawn.js, under the hub's prefix.
+SCRIPT_PATH = "form/spawn.js"
 _FORM = jinja2.Environment(
-    loader=jinja2.PackageLoader("papa.hub", "templates"),
+    loader=jinja2.ChoiceLoader(
+        [jinja2.PackageLoader("papa.hub", "templates"), assets.loader()]
+    ),
     autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
 ).get_template("option_form.html")
+
+
+def script_url(hub_prefix: str) -> str:
+    """The URL of the form's script (``/hub/form/spawn.js?v=HASH``)."""
+    prefix = hub_prefix if hub_prefix.endswith("/") else hub_prefix + "/"
+    return f"{prefix}{SCRIPT_PATH}?v={assets.spawn_script_version()}"
+
+
+def form_page(rows: list[dict[str, Any]], hub_prefix: str) -> str:
+    """The form for ``list partitions`` rows (papa's
+    :meth:`~papa.slurm.partitions.SlurmSettings.table`)."""
+    partitions = {row["name"]: row for row in rows}
+    choices = simple_choices(partitions)
+    if not choices["partitions"]:
+        raise RuntimeError("No 'simple' partition defined: No default partition")
+    return _FORM.render(
+        partitions=partitions,
+        choices=choices,
+        values={},
+        errors={},
+        tab="simple",
+        hub=True,
+        script=script_url(hub_prefix),
+    )
 
 
 async def render_form(spawner: MOSlurmSpawner) -> str:
     """The spawn form: the partitions with their live resources, and moss's
     fields (sinfo is asked at most every few seconds, not per page)."""
     rows = await asyncio.to_thread(spawner.settings.table, FORM_SINFO_MAX_AGE)
-    simple = [row["name"] for row in rows if spawner.partitions[row["name"]]["simple"]]
-    if not simple:
-        raise RuntimeError("No 'simple' partition defined: No default partition")
-    environments = {
-        name: settings["jupyter_environments"]
-        for name, settings in spawner.partitions.items()
-    }
-    return _FORM.render(
-        partitions=rows, default_partition=simple[0], environments=environments
-    )
+    return form_page(rows, spawner.hub.base_url)

@@ -1,8 +1,8 @@
 """A spawn form's fields as a Slurm request, and the choices it offers.
 
 Pure: no web framework, no kernel.  The dispatch console's ``/spawn`` page
-uses it, and a JupyterHub spawner can render the same form (the Jinja
-partial ``spawn_form.html``) and parse it here.  As jupyterhub-moss does,
+uses it, and JupyterHub's spawner (papa.hub) renders the same fields (the
+Jinja partial ``templates/spawn_fields.html`` of this package).  As jupyterhub-moss does,
 form fields and URL query arguments are the same thing: unknown fields are
 ignored, the first value of a repeated field is used, and a value holding a
 newline is refused (it would reach the batch script).  The values are then

@@ -182,6 +182,19 @@ def test_spawn_through_url_and_the_form(hub):
     assert form.status_code == 200
     assert 'name="partition"' in form.text and "Short jobs" in form.text
     assert 'name="nprocs"' in form.text
+    # The console's fields: both tabs, with moss's names, inside the hub's
+    # own form (no second <form>, no console CSRF, no "what to run").
+    for marker in ('id="panel-simple"', 'id="panel-advanced"', 'id="partitions"'):
+        assert marker in form.text
+    for field in ("environment_id", "environment_path", "environment_modules"):
+        assert f'name="{field}"' in form.text
+    assert 'name="output" id="field-output" value="true"' in form.text
+    assert 'name="default_url" id="field-default_url" value="/lab"' in form.text
+    assert 'name="csrf"' not in form.text and 'name="recipe"' not in form.text
+    assert form.text.count("<form") == 1
+    assert "/hub/form/spawn.js?v=" in form.text
+    script = session.get(f"{hub.url}/hub/form/spawn.js", timeout=30)
+    assert script.status_code == 200 and "spawn-form" in script.text
     spawned = session.get(
         f"{hub.url}/hub/spawn",
         params={"partition": "debug", "nprocs": "1", "runtime": "10", "colour": "red"},
