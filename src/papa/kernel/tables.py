@@ -150,13 +150,18 @@ class Tables:
             self.values.pop(name, None)
         else:
             self.values[name] = value
-        self.changed()
+        if self.state is not None:
+            self.state.record({"set": name, "value": value})
+            self.state.schedule(self.snapshot)
 
     def remove_values(self, patterns: list[str]) -> None:
         if not patterns or "*" in patterns:
             raise Error("You cannot remove all variables")
-        for name in match(self.values, patterns):
+        names = match(self.values, patterns)
+        for name in names:
             del self.values[name]
+        if self.state is not None and names:
+            self.state.record({"remove": names})
         self.changed()
 
     # -- sockets -------------------------------------------------------------------
@@ -211,6 +216,9 @@ class Tables:
         process.on_finished = self._process_finished
         process.start(self.sockets)
         self.processes[spec.name] = process
+        if self.state is not None:
+            # Before the reply: a kernel killed now still re-adopts it.
+            self.state.record({"process": process.to_state()})
         self.changed()
         return process, watch
 
@@ -287,6 +295,8 @@ class Tables:
         if self.processes.get(process.name) is process:
             del self.processes[process.name]
             process.close()
+            if self.state is not None:
+                self.state.record({"forget": process.name})
             self.changed()
 
     def _process_finished(self, process: ManagedProcess) -> None:
