@@ -89,6 +89,12 @@ class StateDirectory:
         os.makedirs(folder, mode=0o700, exist_ok=True)
         return os.path.join(folder, f"{name}.{pid}.out")
 
+    def children_path(self) -> str:
+        """Where children's exit codes and output files go (papa.waited)."""
+        folder = os.path.join(self.path, "children")
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        return folder
+
     def load(self) -> dict:
         """The saved state with its journals replayed, or an empty one."""
         state = self._load_snapshot()

@@ -26,6 +26,7 @@ from ..patterns import match
 from ..process import ManagedProcess, ProcessSpec, check_name, split_options
 from ..sockets import ManagedSocket, SocketSpec
 from ..state import StateDirectory, adopt
+from ..waited import WaitedProcess
 from .slurmjobs import SlurmJobs
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class Tables:
             "processes": [
                 process.to_state()
                 for process in self.processes.values()
-                if process.running
+                if process.running or process.kept_when_ended
             ],
         }
 
@@ -106,6 +107,9 @@ class Tables:
         for record in saved.get("processes", []):
             if record.get("kind") == "slurm":
                 self._adopt_job(record)
+                continue
+            if "exit_path" in record:
+                self._adopt_waited(record)
                 continue
             process = adopt(record)
             if process is None:
@@ -133,6 +137,19 @@ class Tables:
                     continue
             self.sockets[spec.name] = managed
         self.changed()
+
+    def _adopt_waited(self, record: dict[str, Any]) -> None:
+        assert self.state is not None
+        try:
+            waited = WaitedProcess.adopt(record, self.state.children_path())
+        except (KeyError, TypeError) as exc:
+            log.error("cannot re-adopt a child from the state file: %r", exc)
+            return
+        waited.on_finished = self._process_finished
+        waited.on_progress = self.changed
+        waited.resume()
+        self.processes[waited.name] = waited
+        log.info("re-adopted %s (running=%s)", waited.name, waited.running)
 
     def _adopt_job(self, record: dict[str, Any]) -> None:
         job = self.slurm_jobs.adopt(record)
@@ -210,6 +227,12 @@ class Tables:
             job = self.slurm_jobs.new_job(spec)
             job.on_progress = self.changed
             process = job
+        elif self.state is not None:
+            # Started through a waiting parent: exit code and spilled output
+            # survive a kernel killed with SIGKILL (papa.waited).
+            waited = WaitedProcess(spec, self.state.children_path())
+            waited.on_progress = self.changed
+            process = waited
         else:
             spill_path = self._spill_path(spec.name) if spec.spill else None
             process = LocalProcess(spec, spill_path)
@@ -295,6 +318,7 @@ class Tables:
         if self.processes.get(process.name) is process:
             del self.processes[process.name]
             process.close()
+            process.forgotten()
             if self.state is not None:
                 self.state.record({"forget": process.name})
             self.changed()
