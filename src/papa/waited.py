@@ -241,7 +241,7 @@ class WaitedProcess(LocalProcess):
             self._maybe_finish()
             if not self.running and self.exit_code is not None:
                 return
-        if self._loop is not None:
+        if self._loop is not None and self._tail is None:
             if more:
                 self._tail = self._loop.call_soon(self._read_files)
             else:

@@ -7,9 +7,12 @@ reply.
 """
 
 import json
+import sys
 
 import papa
 from papa.state import StateDirectory
+
+from .conftest import read_all
 
 
 def test_values_answered_just_before_sigkill_are_kept(kernel_factory, tmp_path):
@@ -64,3 +67,27 @@ def test_torn_journal_line_is_skipped_and_the_rest_replayed(tmp_path):
     # New lines go to a journal no older kernel wrote.
     directory.record({"set": "d", "value": "4"})
     assert (tmp_path / "journal.5").read_text() == '{"set":"d","value":"4"}\n'
+
+
+def test_spilled_output_and_exit_code_survive_sigkill(kernel_factory, tmp_path):
+    state = tmp_path / "state"
+    first = kernel_factory(state_dir=state)
+    client = papa.Papa(first.port_or_path)
+    writer = "import sys\nfor n in range(20000): print(n, flush=True)\nsys.exit(3)"
+    # The client has no spill argument (papa's signature): send the line.
+    client.connection.command(
+        ["m", "p", "writer", "bufsize=4k", "spill=1", sys.executable, "-c", writer]
+    )
+    watcher = client.watch_processes("writer")
+    first_batch = watcher.read()[0]  # received, never acknowledged
+    assert first_batch
+    client.close()
+    first.kill()
+    second = kernel_factory(state_dir=state)
+    client = papa.Papa(second.port_or_path)
+    try:
+        out, _, closed = read_all(client.watch_processes("writer"))
+    finally:
+        client.close()
+    assert closed == {"writer": 3}
+    assert out.decode().split() == [str(n) for n in range(20000)]
