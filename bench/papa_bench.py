@@ -18,6 +18,10 @@ One JSON line per figure on stdout::
 
     {"figure": "set_get_ms", "ours": 0.05, "papa": 0.12, "ratio": 2.4, "unit": "ms"}
 
+``--state-dir`` runs our kernel with a state directory (values journaled
+before each reply, children started through their waiting parent), to
+measure what surviving a SIGKILL costs.
+
 ``ratio`` > 1 means ours is better (papa/ours for times, threads and memory;
 ours/papa for MB/s).  Figures are medians over ``--repeat`` runs; the two
 implementations alternate which goes first.  Progress goes to stderr.
@@ -143,7 +147,9 @@ def environment(implementation: str) -> dict:
     return env
 
 
-def start_kernel(implementation: str, port: int, folder: str) -> subprocess.Popen:
+def start_kernel(
+    implementation: str, port: int, folder: str, state_dir: bool = False
+) -> subprocess.Popen:
     if implementation == REAL:
         command = [
             sys.executable,
@@ -154,15 +160,17 @@ def start_kernel(implementation: str, port: int, folder: str) -> subprocess.Pope
         ]
     else:
         command = [sys.executable, "-m", "papa", "-p", str(port)]
+        if state_dir:
+            command += ["--state-dir", os.path.join(folder, "state")]
     return start_listening_kernel(
         command, port, environment(implementation), folder, f"{implementation} kernel"
     )
 
 
-def measure(implementation: str, megabytes: int) -> dict:
+def measure(implementation: str, megabytes: int, state_dir: bool = False) -> dict:
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
-        kernel = start_kernel(implementation, port, folder)
+        kernel = start_kernel(implementation, port, folder, state_dir)
         try:
             worker = subprocess.run(
                 [
@@ -197,6 +205,11 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--megabytes", type=int, default=50, help="output of the capture test"
     )
+    parser.add_argument(
+        "--state-dir",
+        action="store_true",
+        help="run our kernel with a state directory (real papa has none)",
+    )
     arguments = parser.parse_args(argv)
     if not (PEER / ".installed").exists():
         raise SystemExit(f"real papa is not installed in {PEER} (run `make peers`)")
@@ -205,7 +218,9 @@ def main(argv=None) -> None:
         order = (OURS, REAL) if repeat % 2 == 0 else (REAL, OURS)
         for implementation in order:
             print(f"run {repeat + 1}: {implementation}", file=sys.stderr, flush=True)
-            runs[implementation].append(measure(implementation, arguments.megabytes))
+            runs[implementation].append(
+                measure(implementation, arguments.megabytes, arguments.state_dir)
+            )
     for figure, (unit, bigger_is_better) in FIGURES.items():
         ours = statistics.median(run[figure] for run in runs[OURS])
         real = statistics.median(run[figure] for run in runs[REAL])

@@ -137,28 +137,8 @@ class LocalProcess(ManagedProcess):
                 env=spec.env,
                 **extra,
             )
-        except FileNotFoundError as exc:
-            if spec.working_dir and not os.path.isdir(spec.working_dir):
-                raise Error(f"Bad working_dir - {exc}")
-            raise Error(f"Bad command - {exc}")
-        except PermissionError as exc:
-            if spec.uid is not None or spec.gid is not None:
-                raise Error(
-                    f"Cannot start {spec.name} as uid={spec.uid} gid={spec.gid} "
-                    f"(the kernel may lack the privilege): {exc}"
-                )
-            raise Error(f"Bad command - {exc}")
-        except NotADirectoryError as exc:
-            raise Error(f"Bad command - {exc}")
-        except subprocess.SubprocessError as exc:
-            if spec.rlimits:
-                raise Error(
-                    f"Cannot start {spec.name}: the rlimits {spec.rlimits} could "
-                    f"not be applied (above the hard limit?): {exc}"
-                )
-            raise Error(f"Cannot start {spec.name}: {exc}")
-        except (OSError, ValueError) as exc:
-            raise Error(f"Cannot start {spec.name}: {exc}")
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            raise spawn_error(spec, exc)
         finally:
             for clone in clones:
                 clone.close()
@@ -251,6 +231,29 @@ class LocalProcess(ManagedProcess):
         if self._exit_poll is not None:
             self._exit_poll.cancel()
         super().close()
+
+
+def spawn_error(spec: ProcessSpec, exc: BaseException) -> Error:
+    """The clear error for a program that could not be started."""
+    if isinstance(exc, FileNotFoundError):
+        if spec.working_dir and not os.path.isdir(spec.working_dir):
+            return Error(f"Bad working_dir - {exc}")
+        return Error(f"Bad command - {exc}")
+    if isinstance(exc, PermissionError):
+        if spec.uid is not None or spec.gid is not None:
+            return Error(
+                f"Cannot start {spec.name} as uid={spec.uid} gid={spec.gid} "
+                f"(the kernel may lack the privilege): {exc}"
+            )
+        return Error(f"Bad command - {exc}")
+    if isinstance(exc, NotADirectoryError):
+        return Error(f"Bad command - {exc}")
+    if isinstance(exc, subprocess.SubprocessError) and spec.rlimits:
+        return Error(
+            f"Cannot start {spec.name}: the rlimits {spec.rlimits} could "
+            f"not be applied (above the hard limit?): {exc}"
+        )
+    return Error(f"Cannot start {spec.name}: {exc}")
 
 
 def _rlimit_setter(rlimits: dict[str, int]):

@@ -65,6 +65,9 @@ class OutputRing:
         self._spilled: collections.deque[_SpilledChunk] = collections.deque()
         self._spill_file = None
         self._listeners: set[Callable[[], None]] = set()
+        # Told the sequence a watcher acknowledged (papa.waited records how
+        # far its output files have been delivered).
+        self.on_acknowledge: Callable[[int], None] | None = None
 
     # -- producing ---------------------------------------------------------
     def add(self, kind: str, data: bytes | int) -> None:
@@ -136,6 +139,13 @@ class OutputRing:
             self._spill_file.truncate()
         while self._chunks and self._chunks[0].sequence <= through_sequence:
             self._used -= self._chunks.popleft().size
+        if self.on_acknowledge is not None:
+            self.on_acknowledge(through_sequence)
+
+    @property
+    def last_sequence(self) -> int:
+        """The sequence of the newest chunk added."""
+        return self._sequence
 
     def __len__(self) -> int:
         return len(self._chunks) + len(self._spilled)

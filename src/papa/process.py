@@ -202,6 +202,8 @@ class ManagedProcess:
     """
 
     kind = "process"
+    # Kept in the state file after its end until delivered (papa.waited).
+    kept_when_ended = False
 
     def __init__(self, spec: ProcessSpec):
         self.spec = spec
@@ -273,6 +275,9 @@ class ManagedProcess:
             "started": self.started,
             "ticks": self.ticks,
         }
+
+    def forgotten(self) -> None:
+        """Its end was delivered and its entry dropped: remove what it left."""
 
     def close(self) -> None:
         """Release kernel-side resources (pipes, watches); never kills."""

@@ -200,7 +200,7 @@ def test_restarted_kernel_readopts_values_sockets_and_live_processes(
         return stat[stat.rindex(b")") + 2 :].split()[0] in (b"Z", b"X")
 
     # The saved state says "brief" runs; it ends while no kernel runs, so the
-    # next kernel must not adopt it.
+    # next kernel lists it as ended, with the exit code its waiting parent kept.
     wait_for(brief_ended, message="brief to end")
     second = kernel_factory(state_dir=state)
     client = papa.Papa(second.port_or_path)
@@ -208,15 +208,17 @@ def test_restarted_kernel_readopts_values_sockets_and_live_processes(
         assert client.get("recipe") == "x"
         assert client.list_sockets()["web"]["port"] == socket_info["port"]
         listed = client.list_processes()
-        assert "brief" not in listed
+        assert listed["brief"]["running"] is False
         assert listed["sleeper"]["pid"] == sleeper["pid"]
         assert listed["sleeper"]["running"] is True
-        watcher = client.watch_processes("sleeper")
+        watcher = client.watch_processes("sleeper", "brief")
         os.kill(sleeper["pid"], signal.SIGKILL)
         closed = {}
         while watcher:
             closed.update((item.name, item.data) for item in watcher.read()[2])
-        assert closed == {"sleeper": -255}  # not our child: exit code unknown
+        # Their waiting parents outlived the first kernel: the real exit codes.
+        assert closed == {"sleeper": -signal.SIGKILL, "brief": 0}
+        assert "brief" not in client.list_processes()
     finally:
         client.close()
 

@@ -26,6 +26,7 @@ from ..patterns import match
 from ..process import ManagedProcess, ProcessSpec, check_name, split_options
 from ..sockets import ManagedSocket, SocketSpec
 from ..state import StateDirectory, adopt
+from ..waited import WaitedProcess
 from .slurmjobs import SlurmJobs
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class Tables:
             "processes": [
                 process.to_state()
                 for process in self.processes.values()
-                if process.running
+                if process.running or process.kept_when_ended
             ],
         }
 
@@ -107,6 +108,9 @@ class Tables:
         for record in saved.get("processes", []):
             if record.get("kind") == "slurm":
                 self._adopt_job(record)
+                continue
+            if "exit_path" in record:
+                self._adopt_waited(record)
                 continue
             process = adopt(record)
             if process is None:
@@ -135,6 +139,19 @@ class Tables:
             self.sockets[spec.name] = managed
         self.changed()
 
+    def _adopt_waited(self, record: dict[str, Any]) -> None:
+        assert self.state is not None
+        try:
+            waited = WaitedProcess.adopt(record, self.state.children_path())
+        except (KeyError, TypeError) as exc:
+            log.error("cannot re-adopt a child from the state file: %r", exc)
+            return
+        waited.on_finished = self._process_finished
+        waited.on_progress = self.changed
+        waited.resume()
+        self.processes[waited.name] = waited
+        log.info("re-adopted %s (running=%s)", waited.name, waited.running)
+
     def _adopt_job(self, record: dict[str, Any]) -> None:
         job = self.slurm_jobs.adopt(record)
         if job is None:
@@ -151,13 +168,18 @@ class Tables:
             self.values.pop(name, None)
         else:
             self.values[name] = value
-        self.changed()
+        if self.state is not None:
+            self.state.record({"set": name, "value": value})
+            self.state.schedule(self.snapshot)
 
     def remove_values(self, patterns: list[str]) -> None:
         if not patterns or "*" in patterns:
             raise Error("You cannot remove all variables")
-        for name in match(self.values, patterns):
+        names = match(self.values, patterns)
+        for name in names:
             del self.values[name]
+        if self.state is not None and names:
+            self.state.record({"remove": names})
         self.changed()
 
     # -- sockets -------------------------------------------------------------------
@@ -206,12 +228,21 @@ class Tables:
             job = self.slurm_jobs.new_job(spec)
             job.on_progress = self.changed
             process = job
+        elif self.state is not None:
+            # Started through a waiting parent: exit code and spilled output
+            # survive a kernel killed with SIGKILL (papa.waited).
+            waited = WaitedProcess(spec, self.state.children_path())
+            waited.on_progress = self.changed
+            process = waited
         else:
             spill_path = self._spill_path(spec.name) if spec.spill else None
             process = LocalProcess(spec, spill_path)
         process.on_finished = self._process_finished
         process.start(self.sockets)
         self.processes[spec.name] = process
+        if self.state is not None:
+            # Before the reply: a kernel killed now still re-adopts it.
+            self.state.record({"process": process.to_state()})
         self.changed()
         return process, watch
 
@@ -292,6 +323,9 @@ class Tables:
         if self.processes.get(process.name) is process:
             del self.processes[process.name]
             process.close()
+            process.forgotten()
+            if self.state is not None:
+                self.state.record({"forget": process.name})
             self.changed()
 
     def _process_finished(self, process: ManagedProcess) -> None:
