@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 
+# The same as papa.local's: this program imports nothing of papa's.
 def _rlimit_setter(rlimits):
     limits = [
         (getattr(resource, f"RLIMIT_{name.upper()}"), value)
