@@ -48,7 +48,10 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop
+# running on the main thread while it lives, and every later test that calls
+# asyncio.run() would fail ("cannot be called from a running event loop").
+@pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
     reason = _missing()
     if reason is not None:
