@@ -47,6 +47,7 @@ from _kernels import start_listening_kernel  # noqa: E402
 from _servers import free_port  # noqa: E402
 
 import papa  # noqa: E402
+from papa.slurm import tools  # noqa: E402
 
 DEADLINE_SECONDS = 60
 THROUGHPUT_JOBS = 200
@@ -56,15 +57,9 @@ LATER_THAN_RUNNING = {"RUNNING", "COMPLETING", "COMPLETED"}
 def cluster_problem() -> str | None:
     """Why no cluster can be used, or None when one answers."""
     try:
-        completed = subprocess.run(
-            ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30
-        )
-    except FileNotFoundError:
-        return "the Slurm client tools are not installed"
-    except subprocess.TimeoutExpired:
-        return "sinfo did not answer within 30 s"
-    if completed.returncode != 0:
-        return f"no Slurm controller answers: {completed.stderr.strip()}"
+        tools.partition_names()
+    except tools.SlurmCommandError as error:
+        return str(error)
     return None
 
 

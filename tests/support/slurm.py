@@ -9,23 +9,17 @@ import subprocess
 import pytest
 
 import papa
+from papa.slurm import tools
 
 from .kernels import KernelProcess
 
 
 def sinfo_answer() -> str | None:
-    """Why no cluster can be used, or None when one answers."""
+    """Why the test cluster cannot be used, or None when it answers."""
     try:
-        completed = subprocess.run(
-            ["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30
-        )
-    except FileNotFoundError:
-        return "Slurm client tools are not installed (make slurm-up installs them)"
-    except subprocess.TimeoutExpired:
-        return "sinfo did not answer within 30 s"
-    if completed.returncode != 0:
-        return f"no Slurm controller answers: {completed.stderr.strip()}"
-    partitions = completed.stdout.split()
+        partitions = tools.partition_names()
+    except tools.SlurmCommandError as error:
+        return f"no Slurm cluster answers ({error}); make slurm-up starts it"
     if "debug*" not in partitions or "long" not in partitions:
         return f"not the test cluster (partitions {partitions}); run make slurm-up"
     return None

@@ -227,3 +227,8 @@ def cancel(job_id: int) -> None:
 def sinfo() -> str:
     """sinfo's partition table: name|nodes A/I/O/T|cpus/node|cpus A/I/O/T|gres|mem|limit."""
     return run(["sinfo", "-a", "-h", "-o", "%P|%F|%c|%C|%G|%m|%l"])
+
+
+def partition_names() -> list[str]:
+    """The partitions the controller knows, the default one marked ``*``."""
+    return run(["sinfo", "-h", "-o", "%P"]).split()
