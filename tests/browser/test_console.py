@@ -9,6 +9,7 @@ import pytest
 
 from dispatch.state import broker
 from dispatch.state.database import dispatch_state
+from tests.browser.consolepage import log_in
 from tests.dispatch import spawnconsole
 from tests.dispatch.conftest import RunzeoProcess
 
@@ -40,10 +41,7 @@ def console(chromium, tmp_path):
 @pytest.fixture
 def page(chromium, console):
     page = chromium.new_page()
-    page.goto(f"{console.url}/login")
-    page.fill('input[name="token"]', console.token)
-    page.click('button[type="submit"]')
-    page.wait_for_url(f"{console.url}/runs")
+    log_in(page, console.url, console.token)
     try:
         yield page
     finally:
