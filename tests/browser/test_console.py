@@ -3,8 +3,6 @@ log in, spawn from the Simple tab and watch the Slurm job finish on /jobs,
 a field error shown beside its field, hostile text rendered as text (the
 page's scripts do not run it), cancel a job from its page."""
 
-import os
-
 import pytest
 
 from dispatch.state import broker
@@ -21,11 +19,7 @@ EVIL = "<script>window.hacked=1</script>"
 
 @pytest.fixture
 def console(chromium, tmp_path):
-    reason = spawnconsole.sinfo_answer()
-    if reason is not None:
-        if os.environ.get("ZEOPAPA_REQUIRE_SLURM"):
-            pytest.fail(f"ZEOPAPA_REQUIRE_SLURM is set but {reason}")
-        pytest.skip(reason)
+    spawnconsole.require_slurm()
     server = RunzeoProcess(tmp_path)
     try:
         started = spawnconsole.start(server, tmp_path)

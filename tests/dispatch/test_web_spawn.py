@@ -4,7 +4,6 @@ choices, field errors from the kernel's own check, URL spawns (bearer at
 once, a browser's link confirmed), a recipe spawn, a job's page and its
 cancel button, escaping of what a job is called."""
 
-import os
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -20,11 +19,7 @@ JOB_DEADLINE = 90
 
 @pytest.fixture
 def spawn(runzeo, tmp_path):
-    reason = spawnconsole.sinfo_answer()
-    if reason is not None:
-        if os.environ.get("ZEOPAPA_REQUIRE_SLURM"):
-            pytest.fail(f"ZEOPAPA_REQUIRE_SLURM is set but {reason}")
-        pytest.skip(reason)
+    spawnconsole.require_slurm()
     console = spawnconsole.start(runzeo, tmp_path)
     try:
         yield console

@@ -47,7 +47,11 @@ if (live && window.EventSource) {
       }, GAP);
     }
   };
-  new EventSource("/api/events").addEventListener("commit", refresh);
+  const events = new EventSource("/api/events");
+  events.addEventListener("commit", refresh);
+  // Commits made between the page's rendering and the stream's opening
+  // (or while it was reconnecting) send no event: fetch once it is open.
+  events.addEventListener("ready", refresh);
 }
 
 // Parts whose state is not in zeo (papa's processes and jobs, Slurm's
