@@ -437,6 +437,13 @@ class Papa(ClosedOnExit):
         reply = self._command(words)
         return [line for line in reply.split("\n") if line]
 
+    def peek(self, name: str, lines: int | None = None) -> list[str]:
+        """The last *lines* lines (the kernel's default: 20) of process
+        *name*'s output, consuming nothing (``peek``)."""
+        words = ["peek", name] + ([] if lines is None else [str(lines)])
+        reply = self._command(words)
+        return [unescape(line) for line in reply.split("\n")] if reply else []
+
     def remove_processes(self, *patterns: str) -> bool:
         self._command(["r", "p", *patterns])
         return True
