@@ -129,6 +129,7 @@ def test_a_recipe_spawn_starts_a_run_with_the_chosen_resources(spawn):
     run_id = reply.headers["Location"].removeprefix("/runs/")
     with dispatch_state(spawn.database) as dispatch:
         run = dispatch.runs[run_id]
+        assert run.name == "one-job"
         recipe = run.recipe
         step = recipe.get(1) or recipe.get("1")
     assert step["slurm"] == {"runtime": "1", "partition": "debug", "nprocs": "1"}

@@ -185,3 +185,21 @@ def test_a_storage_without_watch_gives_quiet_streams():
         return await stream.get()
 
     assert asyncio.run(check()) is None
+
+
+def test_running_instances_come_from_an_index_of_the_running_ones():
+    from dispatch.state import admin
+
+    state = model.Dispatch()
+    gone = [admin.register_instance(state, "Old", "q", now=n, pid=n) for n in (1, 2)]
+    for instance in gone:
+        admin.mark_stopped(state, instance, now=3)
+    running = admin.register_instance(state, "Greeter", "greet", now=4, pid=40)
+    assert list(state.running_instances) == [running.id]  # the stopped left it
+    assert views.running_instances(state) == [running]
+    assert [i.id for i in admin.request_shutdown(state)] == [running.id]
+    # A database made before the index: a scan, until a write builds it.
+    del state.running_instances
+    assert views.running_instances(state) == [running]
+    admin.register_instance(state, "Greeter", "greet", now=5, pid=50)
+    assert len(state.running_instances) == 2

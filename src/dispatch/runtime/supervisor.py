@@ -131,10 +131,9 @@ def _mark_instances_stopped(
     dispatch: model.Dispatch, pid: int, now: float | None
 ) -> None:
     now = time.time() if now is None else now
-    for instance in admin.instances_of(dispatch).values():
+    for instance in list(admin.running_index(dispatch).values()):
         if instance.pid == pid and instance.host == broker.HOST:
-            if instance.stopped is None:
-                instance.stopped = now
+            admin.mark_stopped(dispatch, instance, now)
 
 
 class Slot:
