@@ -75,10 +75,12 @@ def retry_dead(
             message.path,
             message.environment,
             now=now,
+            # A subscriber's copy goes back to that subscriber only.
+            queue_name=message.queue if message.topic else None,
         )
         if new is None:
             continue
-        new.reinjected_from = message.id
+        new.reinjected_from, new.topic = message.id, message.topic
         mark_revived(dispatch, run, message, new)
         revived.append(new)
     return revived

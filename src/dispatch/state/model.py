@@ -93,8 +93,10 @@ class Dispatch(Persistent):
     # Runs by state, recipe and start time (see dispatch.state.runindex);
     # None in databases made before it, until it is built.
     run_index: RunIndex | None = None
-    # topic -> broadcast log (dispatch.state.transport); None until the first.
+    # topic -> broadcast log (dispatch.state.topics); None until the first.
     topics: Any = None
+    # topic -> durable subscriptions (dispatch.state.topics); None until one.
+    subscriptions: Any = None
 
     def __init__(self) -> None:
         self.run_index = RunIndex(RUN_STATES)
@@ -247,6 +249,8 @@ class Message(Persistent):
     given_back = 0
     # The header a python-workflows sender gave (dispatch.state.transport).
     workflows_header: Any = None
+    # The topic a subscription's copy was sent to (dispatch.state.topics).
+    topic: str | None = None
 
     @property
     def counted_deliveries(self) -> int:

@@ -15,7 +15,9 @@ maps workflows' calls onto it:
 - ``transaction_begin`` collects acks, nacks, sends and broadcasts, which
   ``transaction_commit`` applies in one zeo commit and
   ``transaction_abort`` drops (a message acked in it is delivered again);
-- broadcasts go to a log per topic that each broadcast subscriber reads.
+- a broadcast is copied to each durable subscription of its topic (a
+  ``subscribe_broadcast(..., durable=NAME)`` is consumed as a queue) and
+  logged for the non-durable subscribers listening now.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import transaction
 from workflows.transport.common_transport import CommonTransport, json_serializer
 from ZODB.POSException import ConflictError
 
-from dispatch.state import broker, model
+from dispatch.state import broker, model, topics
 from dispatch.state import transport as messages
 from dispatch.state.database import ADDRESS_VARIABLE
 
@@ -217,6 +219,18 @@ class ZeoTransport(CommonTransport):
     def _subscribe_broadcast(
         self, sub_id: int, channel: str, callback: Any, **kwargs: Any
     ) -> None:
+        """``durable=NAME``: the durable subscription NAME on topic *channel*
+        (made if missing), consumed as a queue (``acknowledgement``,
+        ``prefetch_count`` as for :meth:`subscribe`); without it, what is
+        broadcast while the subscription lasts."""
+        durable = kwargs.get("durable")
+        if durable:
+            queue = topics.subscription_queue(channel, durable)
+            self._apply([lambda dispatch: topics.subscribe(dispatch, channel, durable)])
+            self._subscribe(sub_id, queue, callback, **kwargs)
+            with self._lock:
+                self._queues[sub_id]["durable"] = (channel, durable)
+            return
         with self._lock:
             self._topics[sub_id] = {
                 "topic": channel,
@@ -225,9 +239,14 @@ class ZeoTransport(CommonTransport):
         self._wake.set()
 
     def _unsubscribe(self, sub_id: int, **kwargs: Any) -> None:
+        """``delete=True`` also deletes a durable subscription (its pending
+        copies are cancelled); otherwise its copies wait for it."""
         with self._lock:
-            self._queues.pop(sub_id, None)
+            found = self._queues.pop(sub_id, None) or {}
             self._topics.pop(sub_id, None)
+        if kwargs.get("delete") and found.get("durable"):
+            topic, name = found["durable"]
+            self._apply([lambda dispatch: topics.unsubscribe(dispatch, topic, name)])
 
     # -- sending --------------------------------------------------------
 
