@@ -226,7 +226,11 @@ class ZeoTransport(CommonTransport):
         durable = kwargs.get("durable")
         if durable:
             queue = topics.subscription_queue(channel, durable)
-            self._apply([lambda dispatch: topics.subscribe(dispatch, channel, durable)])
+
+            def register(dispatch: model.Dispatch) -> None:
+                topics.subscribe(dispatch, channel, durable)
+
+            self._apply([register])
             self._subscribe(sub_id, queue, callback, **kwargs)
             with self._lock:
                 self._queues[sub_id]["durable"] = (channel, durable)
@@ -246,7 +250,11 @@ class ZeoTransport(CommonTransport):
             self._topics.pop(sub_id, None)
         if kwargs.get("delete") and found.get("durable"):
             topic, name = found["durable"]
-            self._apply([lambda dispatch: topics.unsubscribe(dispatch, topic, name)])
+
+            def delete(dispatch: model.Dispatch) -> None:
+                topics.unsubscribe(dispatch, topic, name)
+
+            self._apply([delete])
 
     # -- sending --------------------------------------------------------
 

@@ -1,0 +1,268 @@
+"""Topics and recipe chaining with real processes on a real runzeo: two
+unchanged python-workflows services (real zocalo's ``zocalo.service -t
+zeo``) on one topic each get every message, one killed with SIGKILL and
+started again gets what was sent meanwhile; dispatch's own Dispatcher
+starts the recipes requested on ``processing_recipe`` by real workflows'
+transport API and by ``dispatch go``, through a site's filter."""
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from dispatch.state import model, topics
+from dispatch.state.database import dispatch_state
+from tests.conftest import PYTHON
+from tests.dispatch.test_workflows_transport import (
+    RECIPE,
+    SITE,
+    TIMEOUT,
+    ZocaloService,
+    dispatch,
+    environment,
+    pending,
+)
+from tests.support.peers import require_peer
+from tests.support.polling import wait_until
+
+
+@pytest.fixture
+def peer():
+    return require_peer("workflows")
+
+
+class Started:
+    """A command in a session of its own (so SIGKILL reaches the service
+    process that ``zocalo.service`` forks, too), logging to a file."""
+
+    def __init__(self, command, env, path):
+        self.path = path
+        self.log = open(path, "a")
+        self.process = subprocess.Popen(
+            command,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+    def output(self):
+        return self.path.read_text()
+
+    def kill(self):
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=TIMEOUT)
+        self.log.close()
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+def listener(runzeo, peer, tmp_path, name):
+    command = [PYTHON, str(peer / "bin" / "zocalo.service"), "-s", "Listener"]
+    command += ["-t", "zeo", "--zeo", runzeo.address_text, "--zeo-poll", "0.05"]
+    env = dict(environment(runzeo, peer), LISTENER_NAME=name)
+    return Started(command, env, tmp_path / f"listener-{name}.log")
+
+
+def heard(database):
+    """``{(listener, durable): [message, ...]}`` reported on queue heard."""
+    found = {}
+    for _run, _node, payload, _header in pending(database, "heard"):
+        key = (payload["by"], payload["durable"])
+        found.setdefault(key, []).append(payload["message"])
+    return found
+
+
+def broadcast(runzeo, peer, *bodies):
+    sent = subprocess.run(
+        [PYTHON, str(SITE / "broadcaster.py"), "fanout", *map(json.dumps, bodies)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=environment(runzeo, peer),
+    )
+    assert sent.returncode == 0, sent.stderr
+
+
+def wait_heard(database, expected, what):
+    """Wait until every ``(listener, durable)`` of *expected* reported (at
+    least) its messages; returns what was heard."""
+
+    def done():
+        found = heard(database)
+        return (
+            all(
+                all(m in found.get(key, []) for m in messages)
+                for key, messages in expected.items()
+            )
+            and found
+        )
+
+    return wait_until(done, TIMEOUT, message=what)
+
+
+def subscribed(database):
+    with dispatch_state(database) as state:
+        return sorted(s.name for s in topics.subscriptions(state, "fanout"))
+
+
+def test_every_listener_gets_every_message_and_a_killed_one_catches_up(
+    runzeo, peer, tmp_path
+):
+    import zeo
+
+    database = zeo.DB(runzeo.address)
+    listeners = {name: listener(runzeo, peer, tmp_path, name) for name in "ab"}
+    try:
+        wait_until(lambda: subscribed(database) == ["a", "b"], TIMEOUT)
+        broadcast(runzeo, peer, {"m": 1})
+        both_durable = {("a", True): [{"m": 1}], ("b", True): [{"m": 1}]}
+        wait_heard(database, both_durable, "m1 by both, durably")
+        broadcast(runzeo, peer, {"m": 2})
+        everyone = {(n, d): [{"m": 2}] for n in "ab" for d in (True, False)}
+        wait_heard(database, everyone, "m2 by both subscriptions of both")
+
+        listeners["b"].kill()
+        broadcast(runzeo, peer, {"m": 3})
+        recipe_path = tmp_path / "to-topic.json"
+        recipe_path.write_text(
+            json.dumps({"1": {"topic": "fanout"}, "start": [[1, {"m": 4}]]})
+        )
+        went = dispatch(runzeo, peer, "go", recipe_path)
+        assert went.returncode == 0, went.stderr
+        run_id = went.stdout.split()[-1]
+        meanwhile = [{"m": 3}, {"m": 4}]
+        wait_heard(database, {("a", True): meanwhile, ("a", False): meanwhile}, "a")
+        assert {"m": 3} not in heard(database).get(("b", True), [])
+
+        listeners["b"] = listener(runzeo, peer, tmp_path, "b")
+        wait_heard(database, {("b", True): meanwhile}, "b catches up after restart")
+        broadcast(runzeo, peer, {"m": 5})
+        after = {(n, d): [{"m": 5}] for n in "ab" for d in (True, False)}
+        found = wait_heard(database, after, "m5 by everyone")
+    finally:
+        for started in listeners.values():
+            started.stop()
+    try:
+        # Each durable subscriber got each message exactly once; the
+        # non-durable one of b missed what was sent while it was down.
+        for name in "ab":
+            assert sorted(found[(name, True)], key=str) == [
+                {"m": n} for n in range(1, 6)
+            ]
+        assert {"m": 3} not in found[("b", False)]
+        assert {"m": 4} not in found[("b", False)]
+        with dispatch_state(database) as state:
+            run = state.runs[run_id]
+            assert run.status == model.SUCCEEDED
+            copies = sorted(m.queue for m in run.messages.values())
+            assert copies == ["fanout@a", "fanout@b"]
+            for name in "ab":
+                assert state.queues[f"fanout@{name}"].pending_count() == 0
+    finally:
+        database.close()
+    for started in listeners.values():
+        assert "Traceback" not in started.output(), started.output()
+
+
+REQUESTER = """
+import json, sys
+import workflows.transport
+transport = workflows.transport.lookup("zeo")()
+assert transport.connect()
+for text in sys.argv[1:]:
+    transport.send("processing_recipe", json.loads(text))
+transport.disconnect()
+"""
+
+
+def test_dispatchs_own_dispatcher_starts_requested_recipes(runzeo, peer, tmp_path):
+    import zeo
+
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    start = {"note": "{note}", "run": "{guid}", "site": "{site}"}
+    (recipes / "recorder.json").write_text(json.dumps(dict(RECIPE, start=[[1, start]])))
+    env = dict(environment(runzeo, peer), DISPATCH_RECIPES=str(recipes))
+    database = zeo.DB(runzeo.address)
+    dispatcher = Started(
+        [PYTHON, "-m", "dispatch.cli", "service"]
+        + ["dispatch.runtime.dispatcher:Dispatcher"],
+        env,
+        tmp_path / "dispatcher.log",
+    )
+    recorder = ZocaloService(runzeo, peer, tmp_path)
+    try:
+        requests = [
+            {"recipes": ["recorder"], "parameters": {"note": "hi", "guid": "wf-1"}},
+            {"recipes": ["missing"]},
+            {"recipes": ["recorder"], "parameters": {"refuse": True}},
+            {"recipes": ["recorder"], "parameters": "not a dict"},
+            {"custom_recipe": {"1": {"queue": "x"}}},
+        ]
+        sent = subprocess.run(
+            [PYTHON, "-c", REQUESTER, *map(json.dumps, requests)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=env,
+        )
+        assert sent.returncode == 0, sent.stderr
+        chain = tmp_path / "chain.json"
+        request = {
+            "recipes": ["recorder"],
+            "parameters": {"note": "go", "guid": "go-1"},
+        }
+        chain.write_text(
+            json.dumps({"1": {"queue": "processing_recipe"}, "start": [[1, request]]})
+        )
+        went = dispatch(runzeo, peer, "go", chain)
+        assert went.returncode == 0, went.stderr
+
+        def recorded():
+            found = {r: p for r, _n, p, _h in pending(database, "recorded")}
+            return len(found) == 2 and found
+
+        found = wait_until(recorded, TIMEOUT, message="both chained runs recorded")
+        site = "tagged by the site filter"
+        assert found == {
+            run: {"seen": {"note": note, "run": run, "site": site}, "by": "Recorder"}
+            for run, note in (("wf-1", "hi"), ("go-1", "go"))
+        }
+
+        def dead():
+            with dispatch_state(database) as state:
+                letters = [
+                    m
+                    for m in state.dead_letters.values()
+                    if m.queue == "processing_recipe"
+                ]
+                return len(letters) == 4 and letters
+
+        letters = wait_until(dead, TIMEOUT, message="four bad requests dead-lettered")
+        reasons = sorted(m.reason for m in letters)
+        assert all(m.deliveries == 1 for m in letters)  # at once, not 5 times
+        for expected in (
+            "no recipe 'missing' in",
+            "filter tag failed: ValueError('this site refuses the request')",
+            "parameters not given as a dictionary",
+            "Invalid recipe",
+        ):
+            assert any(expected in reason for reason in reasons), (expected, reasons)
+        with dispatch_state(database) as state:
+            assert state.runs["wf-1"].name == "recorder"
+            assert state.runs["go-1"].status == model.RUNNING  # step 2 waits
+    finally:
+        dispatcher.stop()
+        recorder.stop()
+        database.close()
+    assert "Traceback" not in recorder.output(), recorder.output()
