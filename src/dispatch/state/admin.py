@@ -14,8 +14,6 @@ import os
 import time
 from typing import Any
 
-from BTrees.OOBTree import OOBTree
-
 from dispatch.state import broker, model, runindex
 
 logger = logging.getLogger(__name__)
@@ -140,10 +138,7 @@ def drain(
 
 def instances_of(dispatch: model.Dispatch) -> Any:
     """The service-instance index (created in databases made before it)."""
-    instances = getattr(dispatch, "instances", None)
-    if instances is None:
-        instances = dispatch.instances = OOBTree()
-    return instances
+    return model.tree_attribute(dispatch, "instances")
 
 
 def register_instance(

@@ -71,6 +71,16 @@ def _rename_legacy(state: Any, old: str, new: str) -> Any:
     return state
 
 
+def tree_attribute(owner: Any, name: str, create: bool = True) -> Any:
+    """The OOBTree at *owner*'s attribute *name*, made if missing and
+    *create* (else None): an index added after databases were made."""
+    found = getattr(owner, name, None)
+    if found is None and create:
+        found = OOBTree()
+        setattr(owner, name, found)
+    return found
+
+
 def ready_key(not_before: float, message_id: str) -> str:
     """Key of a message in a queue's ``ready`` tree: it sorts by the time
     the message may be delivered, then by id (first in, first out)."""

@@ -33,23 +33,10 @@ def destination_queue(step: Mapping[str, Any]) -> str | None:
     return step_kinds.destination_queue(step)
 
 
-def enqueue(
-    dispatch: model.Dispatch,
-    run: model.Run,
-    node: int,
-    payload: Any,
-    path: list[int],
-    environment: dict[str, Any],
-    delay: float | None = 0.0,
-    now: float | None = None,
-    shard: int | None = None,
-    queue_name: str | None = None,
-) -> model.Message | None:
-    """The first of :func:`enqueue_all`'s messages (the step's queue's, else
-    a topic copy), or None when it made none."""
-    created = enqueue_all(
-        dispatch, run, node, payload, path, environment, delay, now, shard, queue_name
-    )
+def enqueue(*arguments: Any, **options: Any) -> model.Message | None:
+    """The first message :func:`enqueue_all` makes with the same arguments
+    (the step's queue's, else a topic copy), or None when it made none."""
+    created = enqueue_all(*arguments, **options)
     return created[0] if created else None
 
 
@@ -77,10 +64,25 @@ def enqueue_all(
     :mod:`dispatch.state.transport`; a dead copy retried)."""
     now = time.time() if now is None else now
 
-    def file_on(queue: str) -> model.Message:
-        return _file(
-            dispatch, run, node, payload, path, environment, delay, now, shard, queue
+    def file_on(queue_name: str) -> model.Message:
+        message = model.Message(
+            model.new_id(shard),
+            run.id,
+            node,
+            queue_name,
+            list(path),
+            copy.deepcopy(environment),
+            copy.deepcopy(payload),
+            now,
         )
+        message.not_before = now + max(0.0, float(delay or 0))
+        run.messages[message.id] = message
+        run.steps[node].message_ids.add(message.id)
+        run.open_count.change(1)
+        queue = queue_named(dispatch, queue_name)
+        put_in_queue(queue, message, message.not_before)
+        queue.pending_count.change(1)
+        return message
 
     if queue_name is not None:
         return [file_on(queue_name)]
@@ -102,39 +104,6 @@ def enqueue_all(
 
 # Header of a recipe message, as python-workflows writes it.
 RECIPE_HEADER = "workflows-recipe"
-
-
-def _file(
-    dispatch: model.Dispatch,
-    run: model.Run,
-    node: int,
-    payload: Any,
-    path: list[int],
-    environment: dict[str, Any],
-    delay: float | None,
-    now: float,
-    shard: int | None,
-    queue_name: str,
-) -> model.Message:
-    """One message of *run* for step *node* on queue *queue_name*."""
-    message = model.Message(
-        model.new_id(shard),
-        run.id,
-        node,
-        queue_name,
-        list(path),
-        copy.deepcopy(environment),
-        copy.deepcopy(payload),
-        now,
-    )
-    message.not_before = now + max(0.0, float(delay or 0))
-    run.messages[message.id] = message
-    run.steps[node].message_ids.add(message.id)
-    run.open_count.change(1)
-    queue = queue_named(dispatch, queue_name)
-    put_in_queue(queue, message, message.not_before)
-    queue.pending_count.change(1)
-    return message
 
 
 def put_in_queue(queue: model.Queue, message: model.Message, when: float) -> None:

@@ -75,10 +75,7 @@ def topic_of(step: Mapping[str, Any]) -> str | None:
 def _registry(dispatch: model.Dispatch, create: bool = False) -> Any:
     """topic -> OOBTree(name -> Subscription); None if never used and not
     *create* (so that senders only read)."""
-    found = getattr(dispatch, "subscriptions", None)
-    if found is None and create:
-        found = dispatch.subscriptions = OOBTree()
-    return found
+    return model.tree_attribute(dispatch, "subscriptions", create)
 
 
 def subscribe(
@@ -170,10 +167,7 @@ def recipe_body(
 
 def logs(dispatch: model.Dispatch) -> Any:
     """topic name -> OOBTree(ready key -> (header, body)), created on first use."""
-    found = getattr(dispatch, "topics", None)
-    if found is None:
-        found = dispatch.topics = OOBTree()
-    return found
+    return model.tree_attribute(dispatch, "topics")
 
 
 def log(

@@ -73,6 +73,14 @@ def _new_run(
     return run
 
 
+def _plain_run(
+    dispatch: model.Dispatch, destination: dict[str, str], service: str, now: float
+) -> model.Run:
+    """A run of one step, to *destination*, for plain messages."""
+    step = dict(destination, service=service)
+    return _new_run(dispatch, model.new_id(), {"1": step}, {PLAIN_PARAMETER: True}, now)
+
+
 def send(
     dispatch: model.Dispatch,
     destination: str,
@@ -91,13 +99,7 @@ def send(
     if is_recipe_message(header, body):
         message = _send_recipe_message(dispatch, destination, body, delay, now)
     else:
-        run = _new_run(
-            dispatch,
-            model.new_id(),
-            {"1": {"queue": destination, "service": "workflows message"}},
-            {PLAIN_PARAMETER: True},
-            now,
-        )
+        run = _plain_run(dispatch, {"queue": destination}, "workflows message", now)
         found = broker.enqueue(dispatch, run, 1, body, [], run.environment, delay, now)
         assert found is not None  # the step names its queue
         message = found
@@ -196,13 +198,7 @@ def broadcast(
             _send_recipe_message(dispatch, s.queue, body, None, now) for s in durable
         ]
     elif durable:
-        run = _new_run(
-            dispatch,
-            model.new_id(),
-            {"1": {"topic": topic, "service": "workflows broadcast"}},
-            {PLAIN_PARAMETER: True},
-            now,
-        )
+        run = _plain_run(dispatch, {"topic": topic}, "workflows broadcast", now)
         copies = [
             broker.enqueue_all(
                 dispatch, run, 1, body, [], run.environment, now=now, queue_name=s.queue
