@@ -24,6 +24,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from BTrees.Length import Length
+
 from dispatch.state import model, runindex, shards
 from dispatch.state.recipe import Recipe
 from dispatch.state.sending import RECIPE_HEADER as RECIPE_HEADER
@@ -285,8 +287,22 @@ def finish(
     attempt.exit_code, attempt.output_tail = exit_code, output_tail
     run = dispatch.runs[message.run_id]
     run.open_count.change(-1)
+    if message.topic is not None:
+        _drop_copy(run, message)
     if run.open_count() == 0:  # the last one (see dispatch.state.runindex)
         runindex.note(dispatch, run)
+
+
+def _drop_copy(run: model.Run, message: model.Message) -> None:
+    """A subscriber acknowledged its copy: it leaves the run, counted, so
+    that a topic's storage is bounded by what is not acknowledged yet.
+    The queue's entry goes at the next claim (see :func:`claim`)."""
+    step = run.steps[message.node]
+    if step.acknowledged_copies is None:  # a step made before topics fanned out
+        step.acknowledged_copies = Length()
+    step.acknowledged_copies.change(1)
+    del run.messages[message.id]
+    step.message_ids.remove(message.id)
 
 
 def release(

@@ -217,11 +217,21 @@ class Step(Persistent):
 
     message_id_shards: Any = None  # None in databases made before shards
     legacy_message_ids: Any = None  # their single set
+    # A topic step's copies, once acknowledged, leave the run (so that
+    # storage stays bounded); this counts them.  None for other steps.
+    acknowledged_copies: Length | None = None
 
     def __init__(self, node: int, definition: dict[str, Any]) -> None:
         self.node = node
         self.definition = definition  # the recipe's step dict
         self.message_id_shards = OOBTree()  # shard -> OOTreeSet of ids
+        if definition.get("topic"):
+            self.acknowledged_copies = Length()
+
+    @property
+    def acknowledged(self) -> int:
+        """How many copies for subscribers were acknowledged (and dropped)."""
+        return self.acknowledged_copies() if self.acknowledged_copies else 0
 
     def __setstate__(self, state: Any) -> None:
         super().__setstate__(_rename_legacy(state, "message_ids", "legacy_message_ids"))
@@ -242,7 +252,7 @@ class Step(Persistent):
         (in progress < pending < dead < cancelled < done)."""
         states = {message.state for message in self.messages(run)}
         if not states:
-            return "waiting"
+            return DONE if self.acknowledged else "waiting"
         for state in (IN_PROGRESS, PENDING, DEAD, CANCELLED_MESSAGE):
             if state in states:
                 return state

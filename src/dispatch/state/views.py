@@ -148,7 +148,7 @@ def step_rows(dispatch: model.Dispatch, run_id: str) -> list[tuple[str, ...]]:
                 str(node),
                 step_kinds.label(step.definition),
                 step.status(run),
-                str(len(messages)),
+                str(len(messages) + step.acknowledged),
                 str(sum(message.deliveries for message in messages)),
                 _where(last) if last is not None else "-",
                 "-" if exit_code is None else str(exit_code),

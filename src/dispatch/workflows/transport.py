@@ -309,8 +309,9 @@ class ZeoTransport(CommonTransport):
         sub_id, run_id = found
 
         def settle(dispatch: model.Dispatch) -> None:
-            message = dispatch.runs[run_id].messages[message_id]
-            if not broker.still_claimed_by(message, self.consumer):
+            # An acknowledged topic copy leaves its run (dispatch.state.topics).
+            message = dispatch.runs[run_id].messages.get(message_id)
+            if message is None or not broker.still_claimed_by(message, self.consumer):
                 logger.warning(
                     "%r: claim lapsed before the %s; not changed", message, outcome
                 )
@@ -328,8 +329,8 @@ class ZeoTransport(CommonTransport):
 
     def _give_back(self, message_id: str, run_id: str) -> Operation:
         def give_back(dispatch: model.Dispatch) -> None:
-            message = dispatch.runs[run_id].messages[message_id]
-            if broker.still_claimed_by(message, self.consumer):
+            message = dispatch.runs[run_id].messages.get(message_id)
+            if message is not None and broker.still_claimed_by(message, self.consumer):
                 broker.release(
                     dispatch,
                     message,
