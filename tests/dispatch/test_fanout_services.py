@@ -267,3 +267,41 @@ def test_dispatchs_own_dispatcher_starts_requested_recipes(runzeo, peer, tmp_pat
         recorder.stop()
         database.close()
     assert "Traceback" not in recorder.output(), recorder.output()
+
+
+SUBSCRIBER = """
+import json
+import workflows.transport
+transport = workflows.transport.lookup("zeo")()
+assert transport.connect()
+kept = transport.subscribe_broadcast("fanout", print, durable="kept")
+gone = transport.subscribe_broadcast("fanout", print, durable="gone")
+try:
+    transport.subscribe_broadcast("fanout", print, durable="a@b")
+except ValueError as error:
+    refused = str(error)
+transport.unsubscribe(kept)
+transport.unsubscribe(gone, delete=True)
+transport.disconnect()
+print(json.dumps(refused))
+"""
+
+
+def test_a_workflows_subscriber_deletes_its_subscription(runzeo, peer):
+    import zeo
+
+    done = subprocess.run(
+        [PYTHON, "-c", SUBSCRIBER],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=environment(runzeo, peer),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "may not contain '@'" in json.loads(done.stdout.splitlines()[-1])
+    database = zeo.DB(runzeo.address)
+    try:
+        # Unsubscribing keeps a durable subscription; delete=True ends it.
+        assert subscribed(database) == ["kept"]
+    finally:
+        database.close()

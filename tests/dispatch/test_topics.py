@@ -202,3 +202,30 @@ def test_plain_broadcasts_copy_only_when_someone_subscribed(zeo_database):
         assert len(messages.broadcasts_after(dispatch, "news", "")) == 2
 
     read(zeo_database, check)
+
+
+def test_subscriptions_command_lists_and_deletes(zeo_database, capsys):
+    from dispatch.cli import main
+
+    host, port = zeo_database.address
+    zeo = ["--zeo", f"{host}:{port}"]
+    write(zeo_database, lambda d: topics.subscribe(d, "results", "keeper"))
+    write(zeo_database, lambda d: topics.subscribe(d, "results", "leaver"))
+    start(zeo_database, TOPIC_ONLY, now=None)
+    assert main(["subscriptions", *zeo]) == 0
+    rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines()]
+    assert rows == [
+        ["TOPIC", "NAME", "PENDING"],
+        ["results", "keeper", "1"],
+        ["results", "leaver", "1"],
+    ]
+    assert main(["subscriptions", "results", "--delete", "leaver", *zeo]) == 0
+    assert "leaver on topic results deleted; 1 pending copy cancelled" in (
+        capsys.readouterr().out
+    )
+    assert main(["subscriptions", "results", "--delete", "leaver", *zeo]) == 1
+    assert "no subscription 'leaver' on topic 'results'" in capsys.readouterr().err
+    assert main(["subscriptions", "--delete", "keeper", *zeo]) == 2
+    assert "needs the TOPIC" in capsys.readouterr().err
+    names = read(zeo_database, lambda d: [s.name for s in topics.subscriptions(d)])
+    assert names == ["keeper"]
