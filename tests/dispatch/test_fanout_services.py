@@ -122,8 +122,15 @@ def test_every_listener_gets_every_message_and_a_killed_one_catches_up(
 
     database = zeo.DB(runzeo.address)
     listeners = {name: listener(runzeo, peer, tmp_path, name) for name in "ab"}
+    # A dispatch service on the same topic, beside the workflows ones.
+    heard_file = tmp_path / "heard.jsonl"
+    listeners["dispatch"] = Started(
+        [PYTHON, "-m", "dispatch.cli", "service", "tests.dispatch.services:Heard"],
+        dict(environment(runzeo, peer), HEARD_FILE=str(heard_file)),
+        tmp_path / "heard.log",
+    )
     try:
-        wait_until(lambda: subscribed(database) == ["a", "b"], TIMEOUT)
+        wait_until(lambda: subscribed(database) == ["a", "b", "dispatch"], TIMEOUT)
         broadcast(runzeo, peer, {"m": 1})
         both_durable = {("a", True): [{"m": 1}], ("b", True): [{"m": 1}]}
         wait_heard(database, both_durable, "m1 by both, durably")
@@ -149,6 +156,11 @@ def test_every_listener_gets_every_message_and_a_killed_one_catches_up(
         broadcast(runzeo, peer, {"m": 5})
         after = {(n, d): [{"m": 5}] for n in "ab" for d in (True, False)}
         found = wait_heard(database, after, "m5 by everyone")
+
+        def dispatch_heard_all():
+            return heard_file.exists() and len(heard_file.read_text().split()) >= 5
+
+        wait_until(dispatch_heard_all, TIMEOUT, message="the dispatch service heard 5")
     finally:
         for started in listeners.values():
             started.stop()
@@ -161,13 +173,15 @@ def test_every_listener_gets_every_message_and_a_killed_one_catches_up(
             ]
         assert {"m": 3} not in found[("b", False)]
         assert {"m": 4} not in found[("b", False)]
+        dispatched = [json.loads(line) for line in heard_file.read_text().splitlines()]
+        assert sorted(dispatched, key=str) == [{"m": n} for n in range(1, 6)]
         with dispatch_state(database) as state:
             run = state.runs[run_id]
             assert run.status == model.SUCCEEDED
             # Acknowledged copies left the run; the subscriptions' queues
             # hold nothing.
-            assert len(run.messages) == 0 and run.steps[1].acknowledged == 2
-            for name in "ab":
+            assert len(run.messages) == 0 and run.steps[1].acknowledged == 3
+            for name in ("a", "b", "dispatch"):
                 assert state.queues[f"fanout@{name}"].pending_count() == 0
     finally:
         database.close()
