@@ -82,15 +82,27 @@ def heard(database):
     return found
 
 
-def broadcast(runzeo, peer, *bodies):
-    sent = subprocess.run(
-        [PYTHON, str(SITE / "broadcaster.py"), "fanout", *map(json.dumps, bodies)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=environment(runzeo, peer),
-    )
-    assert sent.returncode == 0, sent.stderr
+class Broadcaster:
+    """One workflows program that broadcasts on topic ``fanout`` what it is
+    given (one process for all: starting python-workflows takes a while)."""
+
+    def __init__(self, runzeo, peer):
+        self.process = subprocess.Popen(
+            [PYTHON, str(SITE / "broadcaster.py"), "fanout"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=environment(runzeo, peer),
+        )
+
+    def __call__(self, body):
+        self.process.stdin.write(json.dumps(body) + "\n")
+        self.process.stdin.flush()
+        assert self.process.stdout.readline() == "sent\n"
+
+    def close(self):
+        self.process.stdin.close()
+        assert self.process.wait(timeout=TIMEOUT) == 0
 
 
 def wait_heard(database, expected, what):
@@ -129,17 +141,18 @@ def test_every_listener_gets_every_message_and_a_killed_one_catches_up(
         dict(environment(runzeo, peer), HEARD_FILE=str(heard_file)),
         tmp_path / "heard.log",
     )
+    broadcast = Broadcaster(runzeo, peer)
     try:
         wait_until(lambda: subscribed(database) == ["a", "b", "dispatch"], TIMEOUT)
-        broadcast(runzeo, peer, {"m": 1})
+        broadcast({"m": 1})
         both_durable = {("a", True): [{"m": 1}], ("b", True): [{"m": 1}]}
         wait_heard(database, both_durable, "m1 by both, durably")
-        broadcast(runzeo, peer, {"m": 2})
+        broadcast({"m": 2})
         everyone = {(n, d): [{"m": 2}] for n in "ab" for d in (True, False)}
         wait_heard(database, everyone, "m2 by both subscriptions of both")
 
         listeners["b"].kill()
-        broadcast(runzeo, peer, {"m": 3})
+        broadcast({"m": 3})
         recipe_path = tmp_path / "to-topic.json"
         recipe_path.write_text(
             json.dumps({"1": {"topic": "fanout"}, "start": [[1, {"m": 4}]]})
@@ -153,7 +166,7 @@ def test_every_listener_gets_every_message_and_a_killed_one_catches_up(
 
         listeners["b"] = listener(runzeo, peer, tmp_path, "b")
         wait_heard(database, {("b", True): meanwhile}, "b catches up after restart")
-        broadcast(runzeo, peer, {"m": 5})
+        broadcast({"m": 5})
         after = {(n, d): [{"m": 5}] for n in "ab" for d in (True, False)}
         found = wait_heard(database, after, "m5 by everyone")
 
@@ -162,6 +175,7 @@ def test_every_listener_gets_every_message_and_a_killed_one_catches_up(
 
         wait_until(dispatch_heard_all, TIMEOUT, message="the dispatch service heard 5")
     finally:
+        broadcast.close()
         for started in listeners.values():
             started.stop()
     try:

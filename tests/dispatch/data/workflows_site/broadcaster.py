@@ -1,6 +1,7 @@
 """A python-workflows program that broadcasts plain messages on a topic
-through the ``zeo`` transport.  Arguments: the topic, then one JSON
-message per argument."""
+through the ``zeo`` transport: the topic is its argument; each line of
+standard input is one JSON message, answered by a line ``sent`` once it is
+broadcast."""
 
 import json
 import sys
@@ -9,7 +10,7 @@ import workflows.transport
 
 transport = workflows.transport.lookup("zeo")()
 assert transport.connect(), "cannot connect"
-for text in sys.argv[2:]:
-    transport.broadcast(sys.argv[1], json.loads(text))
+for line in sys.stdin:
+    transport.broadcast(sys.argv[1], json.loads(line))
+    print("sent", flush=True)
 transport.disconnect()
-print("broadcast")
