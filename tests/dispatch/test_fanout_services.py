@@ -19,6 +19,7 @@ from tests.dispatch.test_workflows_transport import (
     RECIPE,
     SITE,
     TIMEOUT,
+    ZOCALO_CONFIG,
     ZocaloService,
     dispatch,
     environment,
@@ -256,16 +257,29 @@ def test_dispatchs_own_dispatcher_starts_requested_recipes(runzeo, peer, tmp_pat
         )
         went = dispatch(runzeo, peer, "go", chain)
         assert went.returncode == 0, went.stderr
+        # zocalo's own client, as a site sends today (no guid: one is made).
+        config = tmp_path / "zocalo.yaml"
+        config.write_text(ZOCALO_CONFIG.format(recipes=recipes))
+        zocalo_go = subprocess.run(
+            [PYTHON, str(peer / "bin" / "zocalo.go"), "-n", "-r", "recorder"]
+            + ["-s", "note=zocalo", "-t", "zeo", "--zeo", runzeo.address_text],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=dict(env, ZOCALO_CONFIG=str(config)),
+        )
+        assert zocalo_go.returncode == 0, zocalo_go.stdout + zocalo_go.stderr
 
         def recorded():
             found = {r: p for r, _n, p, _h in pending(database, "recorded")}
-            return len(found) == 2 and found
+            return len(found) == 3 and found
 
-        found = wait_until(recorded, TIMEOUT, message="both chained runs recorded")
+        found = wait_until(recorded, TIMEOUT, message="three chained runs recorded")
+        [zocalo_run] = set(found) - {"wf-1", "go-1"}
         site = "tagged by the site filter"
         assert found == {
             run: {"seen": {"note": note, "run": run, "site": site}, "by": "Recorder"}
-            for run, note in (("wf-1", "hi"), ("go-1", "go"))
+            for run, note in (("wf-1", "hi"), ("go-1", "go"), (zocalo_run, "zocalo"))
         }
 
         def dead():
