@@ -17,9 +17,12 @@ are; ``message["recipe"]`` is the :class:`~dispatch.state.recipe.Recipe`
 built so far.  Filters are registered by name under the entry-point group
 ``dispatch.filters`` (run in name order) or named as ``module:function`` in
 ``$DISPATCH_FILTERS`` (comma-separated, run after them); then the custom
-recipe and the named recipes are loaded.  A request that is malformed, names
-a missing or invalid recipe, or whose filter raises, is a dead letter at
-once, with the reason (zocalo nacks it).
+recipe and the named recipes are loaded.  A request that is malformed or
+names a missing or invalid recipe is a dead letter at once, with the reason
+(zocalo nacks it, to the same end after 5 deliveries); one whose filter
+raises is delivered again after a back-off (the filter may depend on
+something that comes back), unless the filter raises
+:class:`~dispatch.state.broker.Reject`.
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ def load_filters(names: str | None = None) -> list[tuple[str, Filter]]:
     return found
 
 
+class FilterFailed(Exception):
+    """A filter raised: the request is delivered again after a back-off
+    (a dead letter after 5 deliveries), as zocalo nacks it."""
+
+
 class Dispatcher(Service):
     """Starts the runs requested on ``processing_recipe`` (see the module)."""
 
@@ -100,8 +108,10 @@ class Dispatcher(Service):
         for name, function in self.filters:
             try:
                 message, parameters = function(message, parameters)
-            except Exception as error:
-                raise broker.Reject(f"filter {name} failed: {error!r}") from error
+            except broker.Reject:
+                raise
+            except Exception as error:  # delivered again, as zocalo's nack
+                raise FilterFailed(f"filter {name} failed: {error!r}") from error
         message["recipe"] = self._with_recipes(message)
         recipe = message["recipe"]
         if not recipe:
