@@ -24,6 +24,7 @@ from tests.dispatch.test_workflows_transport import (
     dispatch,
     environment,
     pending,
+    zocalo,
 )
 from tests.support.peers import require_peer
 from tests.support.polling import wait_until
@@ -260,15 +261,10 @@ def test_dispatchs_own_dispatcher_starts_requested_recipes(runzeo, peer, tmp_pat
         # zocalo's own client, as a site sends today (no guid: one is made).
         config = tmp_path / "zocalo.yaml"
         config.write_text(ZOCALO_CONFIG.format(recipes=recipes))
-        zocalo_go = subprocess.run(
-            [PYTHON, str(peer / "bin" / "zocalo.go"), "-n", "-r", "recorder"]
-            + ["-s", "note=zocalo", "-t", "zeo", "--zeo", runzeo.address_text],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            env=dict(env, ZOCALO_CONFIG=str(config)),
-        )
-        assert zocalo_go.returncode == 0, zocalo_go.stdout + zocalo_go.stderr
+        zocalo(
+            runzeo, peer, "zocalo.go", "-n", "-r", "recorder", "-s", "note=zocalo",
+            DISPATCH_RECIPES=str(recipes), ZOCALO_CONFIG=str(config),
+        )  # fmt: skip
 
         def recorded():
             found = {r: p for r, _n, p, _h in pending(database, "recorded")}
