@@ -229,3 +229,31 @@ def test_subscriptions_command_lists_and_deletes(zeo_database, capsys):
     assert "needs the TOPIC" in capsys.readouterr().err
     names = read(zeo_database, lambda d: [s.name for s in topics.subscriptions(d)])
     assert names == ["keeper"]
+
+
+def test_a_dead_copy_reinjected_goes_to_its_subscriber_only(zeo_database):
+    from dispatch.state import deadletters
+
+    first, second = Listener(), Other()
+    first.max_deliveries = 1
+    consumers = [make_consumer(s, zeo_database) for s in (first, second)]
+    try:
+        run_id = start(
+            zeo_database, {**TOPIC_ONLY, "start": [[1, {"fail": 1}]]}, now=None
+        )
+        assert len(drain(consumers[0])) == 1  # a dead letter at once
+        [dead] = read(zeo_database, lambda d: list(d.dead_letters))
+        write(zeo_database, lambda d: deadletters.reinject_dead_letter(d, dead))
+
+        def queues(dispatch):
+            run = dispatch.runs[run_id]
+            return sorted((m.queue, m.state, m.topic) for m in run.messages.values())
+
+        assert read(zeo_database, queues) == [
+            ("results@Listener", model.DEAD, "results"),
+            ("results@Listener", model.PENDING, "results"),
+            ("results@other", model.PENDING, "results"),
+        ]
+    finally:
+        for consumer in consumers:
+            consumer.close()
