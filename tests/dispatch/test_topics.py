@@ -257,3 +257,12 @@ def test_a_dead_copy_reinjected_goes_to_its_subscriber_only(zeo_database):
     finally:
         for consumer in consumers:
             consumer.close()
+
+
+def test_draining_copies_to_their_steps_queue_leaves_them(zeo_database):
+    make_consumer(Listener(), zeo_database).close()
+    both = {"1": {"queue": "archive", "topic": "results"}, "start": [[1, {}]]}
+    start(zeo_database, both, now=None)
+    moved = write(zeo_database, lambda d: admin.drain(d, "results@Listener", "."))
+    assert moved == []
+    assert read(zeo_database, lambda d: d.queues["results@Listener"].pending_count())

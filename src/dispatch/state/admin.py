@@ -121,7 +121,8 @@ def drain(
             continue
         if destination == ".":
             step = dispatch.runs[message.run_id].recipe[str(message.node)]
-            target_name = broker.destination_queue(step)
+            # A subscriber's copy is not the step queue's message.
+            target_name = None if message.topic else broker.destination_queue(step)
         else:
             target_name = destination
         if target_name is None or target_name == source:
