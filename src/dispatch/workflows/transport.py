@@ -15,7 +15,9 @@ maps workflows' calls onto it:
 - ``transaction_begin`` collects acks, nacks, sends and broadcasts, which
   ``transaction_commit`` applies in one zeo commit and
   ``transaction_abort`` drops (a message acked in it is delivered again);
-- broadcasts go to a log per topic that each broadcast subscriber reads.
+- a broadcast is copied to each durable subscription of its topic (a
+  ``subscribe_broadcast(..., durable=NAME)`` is consumed as a queue) and
+  logged for the non-durable subscribers listening now.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import transaction
 from workflows.transport.common_transport import CommonTransport, json_serializer
 from ZODB.POSException import ConflictError
 
-from dispatch.state import broker, model
+from dispatch.state import broker, model, topics
 from dispatch.state import transport as messages
 from dispatch.state.database import ADDRESS_VARIABLE
 
@@ -217,6 +219,22 @@ class ZeoTransport(CommonTransport):
     def _subscribe_broadcast(
         self, sub_id: int, channel: str, callback: Any, **kwargs: Any
     ) -> None:
+        """``durable=NAME``: the durable subscription NAME on topic *channel*
+        (made if missing), consumed as a queue (``acknowledgement``,
+        ``prefetch_count`` as for :meth:`subscribe`); without it, what is
+        broadcast while the subscription lasts."""
+        durable = kwargs.get("durable")
+        if durable:
+            queue = topics.subscription_queue(channel, durable)
+
+            def register(dispatch: model.Dispatch) -> None:
+                topics.subscribe(dispatch, channel, durable)
+
+            self._apply([register])
+            self._subscribe(sub_id, queue, callback, **kwargs)
+            with self._lock:
+                self._queues[sub_id]["durable"] = (channel, durable)
+            return
         with self._lock:
             self._topics[sub_id] = {
                 "topic": channel,
@@ -225,9 +243,18 @@ class ZeoTransport(CommonTransport):
         self._wake.set()
 
     def _unsubscribe(self, sub_id: int, **kwargs: Any) -> None:
+        """``delete=True`` also deletes a durable subscription (its pending
+        copies are cancelled); otherwise its copies wait for it."""
         with self._lock:
-            self._queues.pop(sub_id, None)
+            found = self._queues.pop(sub_id, None) or {}
             self._topics.pop(sub_id, None)
+        if kwargs.get("delete") and found.get("durable"):
+            topic, name = found["durable"]
+
+            def delete(dispatch: model.Dispatch) -> None:
+                topics.unsubscribe(dispatch, topic, name)
+
+            self._apply([delete])
 
     # -- sending --------------------------------------------------------
 
@@ -282,8 +309,9 @@ class ZeoTransport(CommonTransport):
         sub_id, run_id = found
 
         def settle(dispatch: model.Dispatch) -> None:
-            message = dispatch.runs[run_id].messages[message_id]
-            if not broker.still_claimed_by(message, self.consumer):
+            # An acknowledged topic copy leaves its run (dispatch.state.topics).
+            message = dispatch.runs[run_id].messages.get(message_id)
+            if message is None or not broker.still_claimed_by(message, self.consumer):
                 logger.warning(
                     "%r: claim lapsed before the %s; not changed", message, outcome
                 )
@@ -301,8 +329,8 @@ class ZeoTransport(CommonTransport):
 
     def _give_back(self, message_id: str, run_id: str) -> Operation:
         def give_back(dispatch: model.Dispatch) -> None:
-            message = dispatch.runs[run_id].messages[message_id]
-            if broker.still_claimed_by(message, self.consumer):
+            message = dispatch.runs[run_id].messages.get(message_id)
+            if message is not None and broker.still_claimed_by(message, self.consumer):
                 broker.release(
                     dispatch,
                     message,
