@@ -209,6 +209,35 @@ def test_nack_abort_commit_and_bad_input(runzeo, peer):
         database.close()
 
 
+def test_a_commit_by_another_client_wakes_an_idle_subscription(runzeo, peer):
+    """The listener polls once an hour: the message reaches it only through
+    the zeo ``watch()`` that every commit fires."""
+    import zeo
+
+    database = zeo.DB(runzeo.address)
+    listener = None
+    try:
+        with dispatch_state(database, write=True) as state:
+            messages.send(state, "wake", None, {"n": 1})
+        listener = subprocess.Popen(
+            [PYTHON, str(SITE / "listener.py")],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=environment(runzeo, peer),
+        )
+        assert listener.stdout.readline().strip() == "subscribed"
+        assert json.loads(listener.stdout.readline()) == {"n": 1}
+        with dispatch_state(database, write=True) as state:
+            messages.send(state, "wake", None, {"n": 2})
+        assert json.loads(listener.stdout.readline()) == {"n": 2}
+        assert listener.wait(timeout=TIMEOUT) == 0
+    finally:
+        if listener is not None and listener.poll() is None:
+            listener.kill()
+            listener.wait()
+        database.close()
+
+
 ZOCALO_CONFIG = """\
 version: 1
 storage:

@@ -59,6 +59,7 @@ class ZeoTransport(CommonTransport):
     def __init__(self, middleware: Any = None) -> None:
         super().__init__(middleware=middleware)
         self._database: Any = None
+        self._watch: Any = None
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -131,6 +132,9 @@ class ZeoTransport(CommonTransport):
         except Exception as error:
             logger.error("cannot reach zeo at %s: %s", address, error)
             return False
+        # Every commit, by any process, wakes the delivery loop (a message
+        # for us may have come); --zeo-poll is the fallback for due times.
+        self._watch = self._database.storage.watch(lambda tid, oids: self._wake.set())
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._deliver_loop, name="zeo-transport", daemon=True
@@ -158,6 +162,7 @@ class ZeoTransport(CommonTransport):
                     for message_id, (_s, run_id) in held
                 ]
             )
+        self._watch.close()
         self._database.close()
         self._database = None
 
