@@ -37,6 +37,7 @@ from ZODB.POSException import ConflictError
 from dispatch.state import broker, model, topics
 from dispatch.state import transport as messages
 from dispatch.state.database import ADDRESS_VARIABLE
+from dispatch.workflows import options
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class ZeoTransport(CommonTransport):
         self._held: dict[str, tuple[int, str]] = {}  # message id -> (sub, run id)
         self._open: dict[int, list[Operation]] = {}
         self._settled_in: dict[int, list[str]] = {}  # transaction -> message ids
+        # Claimed in a commit that settled another message, not handed over yet.
+        self._ready: list[tuple[int, dict[str, Any], Any]] = []
         self._transaction_numbers = itertools.count(1)
         self.consumer = f"workflows-{os.getpid()}-{id(self):x}"
 
@@ -80,38 +83,8 @@ class ZeoTransport(CommonTransport):
 
     @classmethod
     def add_command_line_options(cls, parser: Any) -> None:
-        """``--zeo HOST:PORT`` and ``--zeo-poll SECONDS``, for argparse and
-        optparse parsers alike (zocalo.service uses optparse)."""
-        zeo_help = f"dispatch's zeo server, HOST:PORT or a socket path (default ${ADDRESS_VARIABLE})"
-        poll_help = f"seconds between looks at idle queues (default {DEFAULT_POLL})"
-        if hasattr(parser, "add_argument"):
-            import argparse
-
-            class Store(argparse.Action):
-                def __call__(self, parser, namespace, value, option_string=None):  # type: ignore[no-untyped-def]
-                    cls.config[option_string] = value
-
-            parser.add_argument("--zeo", metavar="ADDRESS", help=zeo_help, action=Store)
-            parser.add_argument(
-                "--zeo-poll",
-                metavar="SECONDS",
-                type=float,
-                help=poll_help,
-                action=Store,
-            )
-            return
-
-        def store(option, opt, value, parser):  # type: ignore[no-untyped-def]
-            cls.config[opt] = value
-
-        parser.add_option(
-            "--zeo", metavar="ADDRESS", type="string", help=zeo_help,
-            action="callback", callback=store,
-        )  # fmt: skip
-        parser.add_option(
-            "--zeo-poll", metavar="SECONDS", type="float", help=poll_help,
-            action="callback", callback=store,
-        )  # fmt: skip
+        """``--zeo HOST:PORT`` and ``--zeo-poll SECONDS`` (argparse or optparse)."""
+        options.add_options(parser, cls.config, DEFAULT_POLL)
 
     # -- connection -----------------------------------------------------
 
@@ -362,10 +335,32 @@ class ZeoTransport(CommonTransport):
     def _settle_now_or_later(
         self, message_id: str, outcome: str, transaction_id: int | None
     ) -> None:
-        self._now_or_later(self._settle(message_id, outcome), transaction_id)
-        if transaction_id is not None:
+        settle = self._settle(message_id, outcome)
+        if transaction_id is None:
+            self._apply_claiming_next([settle], [message_id])
+            return
+        self._now_or_later(settle, transaction_id)
+        with self._lock:
+            self._settled_in.setdefault(transaction_id, []).append(message_id)
+
+    def _apply_claiming_next(
+        self, operations: list[Operation], settled: list[str]
+    ) -> None:
+        """Apply *operations*, which settle the messages *settled*, and claim
+        the next message of each of their subscriptions in the same commit
+        (one commit per message instead of two); the delivery thread hands
+        what was claimed to the service."""
+        with self._lock:
+            subscriptions = sorted(
+                {self._held[m][0] for m in settled if m in self._held}
+            )
+        claims = [self._taker(sub_id, chained=True) for sub_id in subscriptions]
+        self._apply(operations + [take for take, _found in claims])
+        for sub_id, (_take, found) in zip(subscriptions, claims, strict=True):
+            handed = self._hold(sub_id, found)
             with self._lock:
-                self._settled_in.setdefault(transaction_id, []).append(message_id)
+                self._ready.extend(handed)
+        self._wake.set()
 
     # -- transactions ---------------------------------------------------
 
@@ -386,9 +381,8 @@ class ZeoTransport(CommonTransport):
     def _transaction_commit(self, transaction_id: int, **kwargs: Any) -> None:
         with self._lock:
             operations = self._open.pop(transaction_id, [])
-            self._settled_in.pop(transaction_id, None)
-        self._apply(operations)
-        self._wake.set()
+            settled = self._settled_in.pop(transaction_id, [])
+        self._apply_claiming_next(operations, settled)
 
     # -- delivery -------------------------------------------------------
 
@@ -416,11 +410,13 @@ class ZeoTransport(CommonTransport):
         with self._lock:
             queues = [(s, dict(q)) for s, q in self._queues.items()]
             topics = [(s, dict(t)) for s, t in self._topics.items()]
-        handed: list[tuple[int, dict[str, Any], Any]] = []
+            handed, self._ready = self._ready, []
         for sub_id, subscription in queues:
             if subscription["ack"] and subscription["held"] >= subscription["prefetch"]:
                 continue
-            handed.extend(self._claim(sub_id, subscription))
+            take, found = self._taker(sub_id)
+            self._apply([take])
+            handed.extend(self._hold(sub_id, found))
         for sub_id, subscription in topics:
             handed.extend(self._read_topic(sub_id, subscription))
         for sub_id, header, body in handed:
@@ -429,24 +425,40 @@ class ZeoTransport(CommonTransport):
             self.subscription_callback(sub_id)(header, json.dumps(body))
         return len(handed)
 
-    def _claim(self, sub_id: int, subscription: dict[str, Any]) -> list[Any]:
+    def _taker(self, sub_id: int, chained: bool = False) -> tuple[Operation, list[Any]]:
+        """An operation claiming the next message of subscription *sub_id*
+        (only if it has room for one more, when *chained* into a commit
+        that settles another), and the list it leaves the claim in."""
         found: list[Any] = []
 
         def take(dispatch: model.Dispatch) -> None:
             found.clear()
+            with self._lock:
+                subscription = self._queues.get(sub_id)
+                if subscription is None:
+                    return
+                subscription = dict(subscription)
+            if chained and subscription["held"] >= subscription["prefetch"]:
+                return
             message = broker.claim(dispatch, subscription["queue"], self.consumer)
             if message is None:
                 return
             header, body = messages.delivery(dispatch, message, sub_id)
             if not subscription["ack"]:
                 broker.finish(dispatch, message)
-            found.append((message.id, message.run_id, header, body))
+            found.append(
+                (message.id, message.run_id, header, body, subscription["ack"])
+            )
 
-        self._apply([take])
+        return take, found
+
+    def _hold(self, sub_id: int, found: list[Any]) -> list[Any]:
+        """After the commit of a claim: the deliveries to hand over, the
+        messages held until they are settled."""
         if not found:
             return []
-        message_id, run_id, header, body = found[0]
-        if subscription["ack"]:
+        message_id, run_id, header, body, acknowledged = found[0]
+        if acknowledged:
             with self._lock:
                 self._held[message_id] = (sub_id, run_id)
                 if sub_id in self._queues:
