@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from papa.hub.options import USER_FIELDS
 from papa.slurm import assets
-from papa.slurm.form import simple_choices
+from papa.slurm.form import Choice, simple_choices
 
 if TYPE_CHECKING:
     from papa.hub.spawner import MOSlurmSpawner
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 FORM_SINFO_MAX_AGE = 5.0
 # Where set_config's handler serves spawn.js, under the hub's prefix.
 SCRIPT_PATH = "form/spawn.js"
+# The fields a refused form is shown again with (and its tab).
+FORM_FIELDS = USER_FIELDS + ("tab",)
 _FORM = jinja2.Environment(
     loader=jinja2.ChoiceLoader(
         [jinja2.PackageLoader("papa.hub", "templates"), assets.loader()]
@@ -37,19 +40,36 @@ def script_url(hub_prefix: str) -> str:
     return f"{prefix}{SCRIPT_PATH}?v={assets.spawn_script_version()}"
 
 
-def form_page(rows: list[dict[str, Any]], hub_prefix: str) -> str:
+def form_page(
+    rows: list[dict[str, Any]],
+    hub_prefix: str,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    descriptions: dict[str, str] | None = None,
+) -> str:
     """The form for ``list partitions`` rows (papa's
-    :meth:`~papa.slurm.partitions.SlurmSettings.table`)."""
+    :meth:`~papa.slurm.partitions.SlurmSettings.table`), filled with a
+    refused form's *values* and its *errors* (by field: each is shown beside
+    its field; ``""``: the form as a whole), its environments labelled with
+    their *descriptions* (environment id -> description)."""
     partitions = {row["name"]: row for row in rows}
     choices = simple_choices(partitions)
     if not choices["partitions"]:
         raise RuntimeError("No 'simple' partition defined: No default partition")
+    labels = descriptions or {}
+    choices["environments"] = [
+        Choice(
+            choice.value, labels.get(choice.value) or choice.label, choice.partitions
+        )
+        for choice in choices["environments"]
+    ]
+    values = dict(values or {})
     return _FORM.render(
         partitions=partitions,
         choices=choices,
-        values={},
-        errors={},
-        tab="simple",
+        values=values,
+        errors=dict(errors or {}),
+        tab=values.get("tab") if values.get("tab") == "advanced" else "simple",
         hub=True,
         script=script_url(hub_prefix),
     )
@@ -57,6 +77,14 @@ def form_page(rows: list[dict[str, Any]], hub_prefix: str) -> str:
 
 async def render_form(spawner: MOSlurmSpawner) -> str:
     """The spawn form: the partitions with their live resources, and moss's
-    fields (sinfo is asked at most every few seconds, not per page)."""
+    fields (sinfo is asked at most every few seconds, not per page); after
+    a refusal, the values given and the message beside its field."""
     rows = await asyncio.to_thread(spawner.settings.table, FORM_SINFO_MAX_AGE)
-    return form_page(rows, spawner.hub.base_url)
+    values, errors = spawner.form_state or ({}, {})
+    spawner.form_state = None
+    descriptions = {
+        key: environment.description
+        for partition in spawner.settings.partitions.values()
+        for key, environment in partition.environments.items()
+    }
+    return form_page(rows, spawner.hub.base_url, values, errors, descriptions)

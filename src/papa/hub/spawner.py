@@ -32,8 +32,9 @@ from papa import Papa
 from papa.errors import Error
 from papa.hub import launch, options
 from papa.hub.config import ConfigurationError, check_partitions, slurm_settings
-from papa.hub.form import render_form
+from papa.hub.form import FORM_FIELDS, render_form
 from papa.hub.shared import Claimed, SharedServers
+from papa.slurm.form import first_values
 from papa.slurm.partitions import SlurmSettings
 from zeo.address import parse_address
 
@@ -109,6 +110,8 @@ class MOSlurmSpawner(Spawner):
     ).tag(config=True)
 
     process_name = traitlets.Unicode("")
+    # The refused form's values and errors by field, for the form shown again.
+    form_state: tuple[dict[str, str], dict[str, str]] | None = None
     job_id = traitlets.Unicode("")
     job_state = traitlets.Unicode("")
 
@@ -181,11 +184,28 @@ class MOSlurmSpawner(Spawner):
     def _options_form_default(self) -> Any:
         return render_form
 
-    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        return options.user_options(formdata)
+    async def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        return await self._options_from_fields(formdata)
 
-    def options_from_query(self, query: dict[str, list[str]]) -> dict[str, Any]:
-        return options.user_options(query)
+    async def options_from_query(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        return await self._options_from_fields(query)
+
+    async def _options_from_fields(
+        self, fields: dict[str, list[str]]
+    ) -> dict[str, Any]:
+        """The options completed as moss completes them, checked before the
+        spawn starts: a refused one is a 400 with moss's message, and the
+        form JupyterHub shows again has the values and the message beside
+        the field (:func:`papa.hub.form.render_form`)."""
+        self.form_state = None
+        try:
+            chosen, _ = await self.checked_options(fields)
+        except (options.OptionsError, Error) as error:
+            field = getattr(error, "field", None) or ""
+            message = getattr(error, "message", str(error))
+            self.form_state = (first_values(fields, FORM_FIELDS), {field: message})
+            raise HTTPError(400, message) from None
+        return chosen
 
     # -- start, poll, stop ---------------------------------------------------------
     async def checked_options(
