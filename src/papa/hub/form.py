@@ -57,12 +57,21 @@ def form_page(
     if not choices["partitions"]:
         raise RuntimeError("No 'simple' partition defined: No default partition")
     labels = descriptions or {}
-    choices["environments"] = [
-        Choice(
-            choice.value, labels.get(choice.value) or choice.label, choice.partitions
-        )
-        for choice in choices["environments"]
-    ]
+
+    def labelled(names: dict[str, list[str]]) -> list[Choice]:
+        return [
+            Choice(name, labels.get(name) or name, tuple(where))
+            for name, where in names.items()
+        ]
+
+    choices["environments"] = labelled(
+        {choice.value: list(choice.partitions) for choice in choices["environments"]}
+    )
+    # The Advanced tab's select: every partition's environments.
+    everywhere: dict[str, list[str]] = {}
+    for row in rows:
+        for name in filter(None, str(row.get("environments", "")).split(",")):
+            everywhere.setdefault(name, []).append(row["name"])
     values = dict(values or {})
     return _FORM.render(
         partitions=partitions,
@@ -71,6 +80,7 @@ def form_page(
         errors=dict(errors or {}),
         tab=values.get("tab") if values.get("tab") == "advanced" else "simple",
         hub=True,
+        environment_choices=labelled(everywhere),
         script=script_url(hub_prefix),
     )
 
