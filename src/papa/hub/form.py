@@ -11,10 +11,12 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+from tornado.web import HTTPError
 
-from papa.hub.options import USER_FIELDS
+from papa.errors import Error
+from papa.hub.options import USER_FIELDS, OptionsError
 from papa.slurm import assets
-from papa.slurm.form import Choice, simple_choices
+from papa.slurm.form import Choice, first_values, simple_choices
 
 if TYPE_CHECKING:
     from papa.hub.spawner import MOSlurmSpawner
@@ -98,3 +100,30 @@ async def render_form(spawner: MOSlurmSpawner) -> str:
         for key, environment in partition.environments.items()
     }
     return form_page(rows, spawner.hub.base_url, values, errors, descriptions)
+
+
+async def checked_fields(spawner: MOSlurmSpawner, fields: dict) -> dict[str, Any]:
+    """``options_from_form`` and ``options_from_query``: the options
+    completed as moss completes them, checked before the spawn starts; a
+    refused one is a 400 with moss's message, and the form JupyterHub shows
+    again has the values and the message beside the field
+    (:func:`render_form`)."""
+    spawner.form_state = None
+    try:
+        chosen, _ = await spawner.checked_options(fields)
+    except (OptionsError, Error) as error:
+        field = getattr(error, "field", None) or ""
+        message = getattr(error, "message", str(error))
+        spawner.form_state = (first_values(fields, FORM_FIELDS), {field: message})
+        raise HTTPError(400, message) from None
+    return chosen
+
+
+async def check_user_options(spawner: MOSlurmSpawner, user_options: dict) -> None:
+    """JupyterHub's ``apply_user_options`` hook (options given through the
+    REST API): a refused option is a 400 with moss's message, before
+    anything is submitted."""
+    try:
+        await spawner.checked_options(user_options)
+    except (OptionsError, Error) as error:
+        raise HTTPError(400, str(error)) from None

@@ -26,15 +26,13 @@ from typing import Any
 
 import traitlets
 from jupyterhub.spawner import Spawner
-from tornado.web import HTTPError
 
 from papa import Papa
 from papa.errors import Error
 from papa.hub import launch, options
 from papa.hub.config import ConfigurationError, check_partitions, slurm_settings
-from papa.hub.form import FORM_FIELDS, render_form
+from papa.hub.form import check_user_options, checked_fields, render_form
 from papa.hub.shared import Claimed, SharedServers
-from papa.slurm.form import first_values
 from papa.slurm.partitions import SlurmSettings
 from zeo.address import parse_address
 
@@ -121,7 +119,7 @@ class MOSlurmSpawner(Spawner):
 
     @traitlets.default("apply_user_options")
     def _apply_user_options_default(self) -> Any:
-        return _check_user_options
+        return check_user_options
 
     @traitlets.validate("partitions")
     def _check_partitions(self, proposal: dict) -> dict:
@@ -185,27 +183,10 @@ class MOSlurmSpawner(Spawner):
         return render_form
 
     async def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        return await self._options_from_fields(formdata)
+        return await checked_fields(self, formdata)
 
     async def options_from_query(self, query: dict[str, list[str]]) -> dict[str, Any]:
-        return await self._options_from_fields(query)
-
-    async def _options_from_fields(
-        self, fields: dict[str, list[str]]
-    ) -> dict[str, Any]:
-        """The options completed as moss completes them, checked before the
-        spawn starts: a refused one is a 400 with moss's message, and the
-        form JupyterHub shows again has the values and the message beside
-        the field (:func:`papa.hub.form.render_form`)."""
-        self.form_state = None
-        try:
-            chosen, _ = await self.checked_options(fields)
-        except (options.OptionsError, Error) as error:
-            field = getattr(error, "field", None) or ""
-            message = getattr(error, "message", str(error))
-            self.form_state = (first_values(fields, FORM_FIELDS), {field: message})
-            raise HTTPError(400, message) from None
-        return chosen
+        return await checked_fields(self, query)
 
     # -- start, poll, stop ---------------------------------------------------------
     async def checked_options(
@@ -487,15 +468,6 @@ class MOSlurmSpawner(Spawner):
         self.process_name = ""
         self.job_id = ""
         self.job_state = ""
-
-
-async def _check_user_options(spawner: MOSlurmSpawner, user_options: dict) -> None:
-    """JupyterHub's ``apply_user_options`` hook: a refused option is a 400
-    with moss's message, before anything is submitted."""
-    try:
-        await spawner.checked_options(user_options)
-    except (options.OptionsError, Error) as error:
-        raise HTTPError(400, str(error)) from None
 
 
 def _reason(entry: dict[str, Any] | None) -> str:
