@@ -40,6 +40,8 @@ from zeo.address import parse_address
 _SHARED: dict[str, SharedServers] = {}
 # How often start() looks at the job while it waits for the server's port.
 START_POLL_SECONDS = 0.5
+# How long stop() waits for a cancelled job to end.
+STOP_WAIT_SECONDS = 30
 # Slurm job states in which the job has not started yet.
 PENDING_STATES = ("PENDING", "CONFIGURING", "REQUEUED", "SUSPENDED")
 DIED_BEFORE_LAUNCH = (
@@ -432,8 +434,24 @@ class MOSlurmSpawner(Spawner):
         except Error as error:
             if "not found" not in str(error):
                 raise
+        await self._wait_ended(name)
         await self._forget_shared()
         self.clear_state()
+
+    async def _wait_ended(self, name: str) -> None:
+        """Wait until the cancelled job has ended (Slurm takes a moment), so
+        that a spawn right after the stop does not find it still running
+        (as batchspawner, a bounded wait: then it only logs)."""
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                found = await self._kernel("list_processes", name)
+            except (Error, OSError):
+                return
+            if not found.get(name, {}).get("running"):
+                return
+            await asyncio.sleep(self.startup_poll_interval)
+        self.log.warning("%s still runs %d s after scancel", name, STOP_WAIT_SECONDS)
 
     async def progress(self):  # type: ignore[override]
         started = time.monotonic()

@@ -128,7 +128,7 @@ def through_proxy(hub: HubProcess, user: str) -> int:
         return error.code
 
 
-def test_a_server_runs_as_a_slurm_job_and_stops(hub):
+def test_a_server_runs_as_a_slurm_job_and_stops(hub, kernel):
     server = spawn(hub, "alice", {"partition": "debug", "nprocs": "1", "runtime": "10"})
     job = server["state"]["job_id"]
     assert server["state"]["process_name"] == "jupyterhub.alice.default"
@@ -137,6 +137,9 @@ def test_a_server_runs_as_a_slurm_job_and_stops(hub):
     status, reply = hub.api("DELETE", "/users/alice/server")
     assert status in (202, 204), reply
     wait_until(lambda: hub.server("alice") is None, SERVER_DEADLINE, message="stop")
+    # Stopped means ended: the kernel has forgotten the job, so a spawn
+    # right after does not find it still running.
+    assert "jupyterhub.alice.default" not in kernel_processes(kernel)
     wait_until(lambda: job not in squeue_ids(), SERVER_DEADLINE, message="job gone")
 
 
