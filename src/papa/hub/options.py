@@ -6,8 +6,9 @@ values) as moss's ``UserOptions`` model does: the first value of a field
 counts (read by papa's own :func:`papa.slurm.form.first_values`), stripped;
 unknown fields are ignored; ``gres`` and ``prologue`` never come from the
 user; ``mem`` is an old name of ``memory``; ``output=true`` keeps the job's
-output (``slurm-%j.out``, which completed options hold), anything else throws it away (``/dev/null``); no
-text may hold a newline (values end up in ``#SBATCH`` lines).
+output (``slurm-%j.out``, which completed options hold), anything else
+throws it away (``/dev/null``); no text may hold a newline (values end up
+in ``#SBATCH`` lines).
 
 :func:`slurm_request` chooses the environment and adds what moss adds
 (``--exclusive`` when every CPU of a node or ``memory=0`` is asked for, the
