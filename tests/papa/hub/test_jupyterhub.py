@@ -2,6 +2,11 @@
 jobs of the real Slurm test cluster, submitted by a real papa kernel, reached
 through JupyterHub's real proxy.
 
+One kernel and one hub serve the module's tests (a hub start is mostly
+Python importing JupyterHub, tens of seconds on a loaded machine); each
+test leaves no server behind, and the hub is started again if a test
+killed it.
+
 Skipped with the reason without the cluster (``make slurm-up``) or the
 proxy (``make peers``); in CI both must be there.
 """
@@ -71,9 +76,9 @@ def module_hub(tmp_path_factory, kernel):
 
 @pytest.fixture
 def hub(module_hub):
+    yield module_hub
     if module_hub.process is None or module_hub.process.poll() is not None:
         module_hub.start()  # a test that killed it and failed
-    yield module_hub
     for user in USERS:
         module_hub.api("DELETE", f"/users/{user}/server")
     for user in USERS:
