@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ import transaction
 from workflows.transport.common_transport import CommonTransport, json_serializer
 from ZODB.POSException import ConflictError
 
+from dispatch.runtime.claiming import Claimer
 from dispatch.state import broker, model, topics
 from dispatch.state import transport as messages
 from dispatch.state.database import ADDRESS_VARIABLE
@@ -184,6 +186,7 @@ class ZeoTransport(CommonTransport):
                 "ack": acknowledgement,
                 "prefetch": int(kwargs.get("prefetch_count") or 1),
                 "held": 0,
+                "claimer": Claimer(channel, self.consumer),
             }
         self._wake.set()
 
@@ -430,6 +433,7 @@ class ZeoTransport(CommonTransport):
         (only if it has room for one more, when *chained* into a commit
         that settles another), and the list it leaves the claim in."""
         found: list[Any] = []
+        tries: list[model.Message | None] = []  # claimed by each try so far
 
         def take(dispatch: model.Dispatch) -> None:
             found.clear()
@@ -438,9 +442,14 @@ class ZeoTransport(CommonTransport):
                 if subscription is None:
                     return
                 subscription = dict(subscription)
+            claimer: Claimer = subscription["claimer"]
+            if tries:  # the last try's commit conflicted
+                claimer.claim_conflicted([m for m in tries[-1:] if m is not None])
             if chained and subscription["held"] >= subscription["prefetch"]:
                 return
-            message = broker.claim(dispatch, subscription["queue"], self.consumer)
+            claimed = claimer.claim_some(dispatch, time.time(), 1, retry=len(tries))
+            message = claimed[0] if claimed else None
+            tries.append(message)
             if message is None:
                 return
             header, body = messages.delivery(dispatch, message, sub_id)
