@@ -30,6 +30,13 @@ class RequestError(Error):
         self.message = message
 
 
+class LimitError(RequestError):
+    """A Slurm request over one of its partition's limits (CPUs, GPUs,
+    runtime, memory, nodes), as opposed to a malformed one: a spawner
+    that words such refusals its own way (papa.hub, with moss's messages)
+    tells them apart by this class."""
+
+
 def error_from_reply(text: str) -> Error:
     """The exception for an ``Error:`` reply's *text*: a :class:`RequestError`
     when the text names a Slurm field, else an :class:`Error`."""

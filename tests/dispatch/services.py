@@ -51,3 +51,18 @@ class Hold(Service):
         with open(payload["done"], "a") as done:
             done.write(f"{os.getpid()}\n")
         recipe_wrapper.send({"handled": True})
+
+
+class Heard(Service):
+    """Subscribes to topic ``fanout`` (durably, as ``dispatch``) and appends
+    each payload, a JSON line, to the file named by ``$HEARD_FILE``."""
+
+    topic = "fanout"
+    subscription = "dispatch"
+
+    def handle(self, recipe_wrapper, payload):
+        import json
+        import os
+
+        with open(os.environ["HEARD_FILE"], "a") as heard:
+            heard.write(json.dumps(payload) + "\n")

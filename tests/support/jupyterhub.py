@@ -23,7 +23,7 @@ from .network import free_port
 from .peers import PYTHON, our_env, require_peer
 from .polling import wait_until
 
-HUB_TIMEOUT = 60.0
+HUB_TIMEOUT = 120.0
 DUMMY_PASSWORD = "not-a-secret"
 
 CONFIG = """\
@@ -55,6 +55,8 @@ c.MOSlurmSpawner.job_user = ""
 # Jobs of the test cluster run as root, which jupyter-server refuses by default.
 c.MOSlurmSpawner.args = ["--allow-root"]
 c.MOSlurmSpawner.start_timeout = 120
+# Tests wait for the server: look at a starting job often (default 0.5 s).
+c.MOSlurmSpawner.startup_poll_interval = 0.1
 c.MOSlurmSpawner.partitions = {partitions!r}
 {extra}
 """
@@ -100,6 +102,12 @@ class HubProcess:
         return f"http://127.0.0.1:{self.public_port}"
 
     def start(self) -> HubProcess:
+        """Start the hub and wait until it answers."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> HubProcess:
+        """Start the hub without waiting (hubs started together start in
+        parallel: most of a start is Python importing JupyterHub)."""
         environment = our_env()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
@@ -110,6 +118,9 @@ class HubProcess:
                 stdout=log,
                 stderr=log,
             )
+        return self
+
+    def wait_ready(self) -> HubProcess:
         wait_until(self._ready, HUB_TIMEOUT, message=f"JupyterHub at {self.url}")
         return self
 

@@ -203,9 +203,14 @@ class CommandRunner(Service):
                 info, exit_code, tail, cancelled, slurm_state = self._run(
                     kernel, papa, name, recipe_wrapper
                 )
-        except papa.Error as error:
+        except (papa.Error, ConnectionError) as error:
+            # A kernel killed while our request sat unread in its socket
+            # resets the connection instead of closing it.
+            lost = (
+                error if isinstance(error, papa.Error) else f"Lost connection ({error})"
+            )
             raise KernelLost(
-                f"papa kernel {papa_address() or 'default'}: {error} (while "
+                f"papa kernel {papa_address() or 'default'}: {lost} (while "
                 f"running {name}; the program is left as it is)"
             ) from error
         slurm_job = info.get("slurm_job") if info else None

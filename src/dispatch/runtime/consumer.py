@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from typing import Any
 import transaction
 
 from dispatch import logfields
+from dispatch.runtime.claiming import Claimer
 
 # Claim conflicts mean another consumer was faster; after CONFLICT_RETRIES
 # in a row we report "no message" and let the caller wait for the next
@@ -37,19 +37,11 @@ from dispatch import logfields
 from dispatch.runtime.retrying import COMMITTED, CONFLICTED, commit_retrying
 from dispatch.runtime.retrying import CONFLICT_RETRIES as CONFLICT_RETRIES
 from dispatch.runtime.retrying import DECLINED as DECLINED
-from dispatch.state import broker, model, shards
+from dispatch.state import broker, model
 from dispatch.state.broker import Send
 from dispatch.state.wrapper import RecipeWrapper
 
 logger = logging.getLogger(__name__)
-
-# After a conflict a consumer claims from its home shard first (FIFO to
-# within broker.CLAIM_SLACK) for this many seconds; alone, it keeps strict
-# first-in first-out order.
-CONTENTION_MEMORY = 10.0
-# A contended consumer with messages in its home shard looks at the other
-# shards (stealing from them if they hold much older messages) this often.
-GLANCE_INTERVAL = 0.25
 
 # What a handler is called with: the wrapper and the message's payload.
 Handler = Callable[[RecipeWrapper, Any], None]
@@ -102,23 +94,19 @@ class Consumer:
         self.transaction_manager = transaction.TransactionManager()
         self.connection = database.open(self.transaction_manager)
         self._wake = threading.Event()
-        self.shard = random.randrange(shards.SHARDS)
         self._carried: list[model.Message] = []  # claimed with the last results
-        self._contended_until = 0.0
-        self._next_glance = 0.0
-        # ConflictErrors by phase (claim, complete, release), for benchmarks
-        # and logs: how often this consumer lost a race.
-        self.conflicts: collections.Counter[str] = collections.Counter()
+        self.claimer = Claimer(queue, self.name, lease, max_deliveries, backoff_base)
+        self._conflicted = self.claimer.conflicted
 
-    def _conflicted(self, phase: str, move: bool = True) -> None:
-        """Count a ConflictError in *phase*; remember the contention and,
-        if *move*, go to another home shard (another consumer may share it)."""
-        self.conflicts[phase] += 1
-        self._contended_until = time.monotonic() + CONTENTION_MEMORY
-        if move:
-            self.shard = (
-                self.shard + random.randrange(1, shards.SHARDS)
-            ) % shards.SHARDS
+    @property
+    def shard(self) -> int:
+        """The home shard: where this consumer files what it sends."""
+        return self.claimer.shard
+
+    @property
+    def conflicts(self) -> collections.Counter[str]:
+        """ConflictErrors met, by phase (claim, complete, release)."""
+        return self.claimer.conflicts
 
     def close(self) -> None:
         """Abort anything open and close the connection."""
@@ -141,42 +129,12 @@ class Consumer:
     def _claim_some(
         self, now: float, limit: int, retry: int = 0, steal: bool = True
     ) -> list[model.Message]:
-        """Claim up to *limit* messages in the open transaction (no commit);
-        returns them.  Once it has lost a race, a consumer claims from its
-        home shard first, and from others only if *steal* (see
-        :func:`dispatch.state.broker.claim`)."""
-        clock = time.monotonic()
-        contended = clock < self._contended_until
-        glance = clock >= self._next_glance
-        if glance:
-            self._next_glance = clock + GLANCE_INTERVAL
-        messages: list[model.Message] = []
-        while len(messages) < limit:
-            message = broker.claim(
-                self._dispatch(),
-                self.queue,
-                self.name,
-                self.lease,
-                now,
-                max_deliveries=self.max_deliveries,
-                backoff_base=self.backoff_base,
-                spread=broker.CLAIM_SPREAD if retry else 1,
-                home=self.shard if contended else None,
-                steal=steal,
-                glance=glance,
-            )
-            if message is None:
-                break
-            messages.append(message)
-        return messages
+        """Claim up to *limit* messages in the open transaction (no commit)."""
+        return self.claimer.claim_some(self._dispatch(), now, limit, retry, steal)
 
     def _claim_conflicted(self, messages: list[model.Message]) -> None:
-        """Count a claim conflict; move home if it was all in the home shard."""
         logger.debug("%s: claim conflict; trying again", self.name)
-        self._conflicted(
-            "claim",
-            move=all(shards.shard_of_id(m.id) == self.shard for m in messages),
-        )
+        self.claimer.claim_conflicted(messages)
 
     def _claim(self, now: float, limit: int = 1) -> list[model.Message]:
         """Claim and commit up to *limit* messages (one transaction);
@@ -325,6 +283,9 @@ class Consumer:
         if isinstance(error, broker.GiveBack):
             logger.info("%s: %r given back: %s", self.name, message, error)
             outcome = dict(outcome, given_back=True)
+        elif isinstance(error, broker.Reject):
+            logger.error("%s: %r rejected: %s", self.name, message, error)
+            outcome = dict(outcome, rejected=True)
         else:
             logger.exception("%s: handling %r failed", self.name, message)
         return f"{type(error).__name__}: {error}", outcome
@@ -345,7 +306,7 @@ class Consumer:
             message,
             reason,
             now=now,
-            max_deliveries=self.max_deliveries,
+            max_deliveries=0 if noted.get("rejected") else self.max_deliveries,
             backoff_base=self.backoff_base,
             exit_code=noted.get("exit_code"),
             output_tail=noted.get("output_tail"),

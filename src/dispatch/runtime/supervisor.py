@@ -43,7 +43,7 @@ from dispatch.runtime.kernel import (
 )
 from dispatch.runtime.service import Service, load_service
 from dispatch.state import admin, broker, model, supervisors
-from dispatch.state.database import ADDRESS_VARIABLE, dispatch_state
+from dispatch.state.database import ADDRESS_VARIABLE, dispatch_state, write_retried
 
 logger = logging.getLogger(__name__)
 
@@ -366,13 +366,7 @@ class Supervisor:
 
     def _write(self, function: Any) -> Any:
         """``function(dispatch)`` in a transaction, again on conflicts."""
-        for _attempt in range(RELEASE_ATTEMPTS):
-            try:
-                with dispatch_state(self.database, write=True) as dispatch:
-                    return function(dispatch)
-            except ConflictError:
-                logger.info("supervisor record: conflict, again")
-        raise CommandError("could not write the supervisor's record")
+        return write_retried(self.database, function, RELEASE_ATTEMPTS)
 
     def note_stopped(self) -> None:
         """Record how many instances of each service are stopped."""

@@ -20,7 +20,6 @@ import os
 import time
 from typing import Any
 
-from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 
 from dispatch.state import broker, model
@@ -57,10 +56,7 @@ class SupervisorRecord(Persistent):
 
 def supervisors_of(dispatch: model.Dispatch) -> Any:
     """The supervisor records (created in databases made before them)."""
-    records = getattr(dispatch, "supervisors", None)
-    if records is None:
-        records = dispatch.supervisors = OOBTree()
-    return records
+    return model.tree_attribute(dispatch, "supervisors")
 
 
 def register(

@@ -2,18 +2,21 @@
 reads them, and turned into a papa Slurm request.
 
 :func:`user_options` takes the form data (``{field: [values]}``, or plain
-values): the first value of a field counts, stripped; unknown fields are
-ignored; ``gres`` and ``prologue`` never come from the user; ``mem`` is an
-old name of ``memory``; ``output=true`` keeps the job's output
-(``slurm-%j.out``), anything else throws it away (``/dev/null``); no text
-may hold a newline (values end up in ``#SBATCH`` lines).
+values) as moss's ``UserOptions`` model does: the first value of a field
+counts (read by papa's own :func:`papa.slurm.form.first_values`), stripped;
+unknown fields are ignored; ``gres`` and ``prologue`` never come from the
+user; ``mem`` is an old name of ``memory``; ``output=true`` keeps the job's
+output (``slurm-%j.out``, which completed options hold), anything else
+throws it away (``/dev/null``); no text may hold a newline (values end up
+in ``#SBATCH`` lines).
 
-:func:`slurm_request` checks the options against the partition, with moss's
-messages, adds what moss adds (``--exclusive`` when every CPU of a node or
-``memory=0`` is asked for, the environment's prologue) and gives the request
-papa's kernel submits.  One difference, on purpose: a runtime is read the
-way Slurm reads it (``90`` is 90 minutes), where moss read a lone number as
-hours.
+:func:`slurm_request` chooses the environment and adds what moss adds
+(``--exclusive`` when every CPU of a node or ``memory=0`` is asked for, the
+prologues), then has papa's :meth:`~papa.slurm.partitions.SlurmSettings.check`
+(the one parser of Slurm requests, the kernel's) check it against the
+partition; a refusal over a limit is worded as moss words it.  One
+difference, on purpose: a runtime is read the way Slurm reads it (``90`` is
+90 minutes), where moss read a lone number as hours.
 
 Both raise :class:`OptionsError`, which names the field, so a form can show
 the message next to it.
@@ -22,19 +25,18 @@ the message next to it.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from papa.errors import Error
+from papa.errors import Error, LimitError, RequestError
+from papa.slurm.form import first_values
 from papa.slurm.partitions import (
     LIMITS_MAX_AGE_SECONDS,
     Environment,
     Partition,
-    PartitionInfo,
     SlurmSettings,
 )
-from papa.slurm.timespec import INFINITE, parse_time
+from papa.slurm.timespec import parse_time
 
 TEXT_FIELDS = (
     "partition",
@@ -49,11 +51,18 @@ TEXT_FIELDS = (
     "default_url",
     "root_dir",
 )
-# Set by the spawner from the configuration, never by the user.
-NOT_FROM_USER = ("gres", "prologue")
+# What the user may set (gres and prologue are set by the spawner from the
+# configuration; mem is an old name of memory).
+USER_FIELDS = TEXT_FIELDS + ("nprocs", "ngpus", "mem")
 KEEP_OUTPUT = "slurm-%j.out"
 DISCARD_OUTPUT = "/dev/null"
 _MEMORY = re.compile(r"^[0-9]*([0-9]+[KMGT])?$")
+# moss's words for a request over a partition's limit, by field.
+LIMIT_MESSAGES = {
+    "nprocs": "Unsupported number of CPU cores",
+    "ngpus": "Unsupported number of GPUs",
+    "runtime": "Requested runtime exceeds partition time limit",
+}
 
 
 class OptionsError(ValueError):
@@ -68,22 +77,14 @@ class OptionsError(ValueError):
 
 def user_options(formdata: Mapping[str, Any]) -> dict[str, Any]:
     """The user's options from the spawn form's (or URL's) fields."""
-    fields: dict[str, str] = {}
-    for key, value in formdata.items():
-        if key in NOT_FROM_USER:
-            continue
-        if isinstance(value, list | tuple):
-            if not value:
-                continue
-            value = value[0]
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        fields[key] = str(value).strip()
+    fields = {
+        key: value.strip() for key, value in first_values(formdata, USER_FIELDS).items()
+    }
     if "mem" in fields and "memory" not in fields:
         fields["memory"] = fields["mem"]
-    fields["output"] = (
-        KEEP_OUTPUT if fields.get("output", "false") == "true" else DISCARD_OUTPUT
-    )
+    # KEEP_OUTPUT: options completed already (start() reads them again).
+    keep = fields.get("output", "false") in ("true", KEEP_OUTPUT)
+    fields["output"] = KEEP_OUTPUT if keep else DISCARD_OUTPUT
     if not fields.get("partition"):
         raise OptionsError("partition", "Field required")
     options: dict[str, Any] = {key: fields.get(key, "") for key in TEXT_FIELDS}
@@ -130,9 +131,9 @@ def slurm_request(
     site_prologue: str = "",
     site_options: str = "",
 ) -> dict[str, str]:
-    """Check *options* (from :func:`user_options`) against the partition and
-    complete them as moss does (in place: ``options``, ``gres``,
-    ``prologue`` and the environment fields); the request for papa.
+    """Complete *options* (from :func:`user_options`) as moss does (in place:
+    ``options``, ``gres``, ``prologue`` and the environment fields) and have
+    papa check them against the partition; the request for papa.
 
     *site_prologue* (moss's ``req_prologue``) runs before the environment's
     own prologue; *site_options* (``req_options``) are extra sbatch options
@@ -142,61 +143,52 @@ def slurm_request(
     partition = settings.partitions.get(name)
     if partition is None:
         raise OptionsError("partition", f"Partition {name} is not available")
-    info = _live(settings, name)
-    max_runtime = partition.max_runtime or (info.max_runtime if info else INFINITE)
-    if options["runtime"] and max_runtime is not INFINITE:
-        seconds = parse_time(options["runtime"])
-        if seconds is INFINITE or seconds > max_runtime:
-            raise OptionsError(
-                "runtime", "Requested runtime exceeds partition time limit"
-            )
-    max_nprocs = _limit(partition.max_nprocs, info, "max_nprocs")
-    if max_nprocs and options["nprocs"] > max_nprocs:
-        raise OptionsError("nprocs", "Unsupported number of CPU cores")
-    gpu = partition.gpu if partition.gpu is not None else (info.gpu if info else "")
-    max_ngpus = _limit(partition.max_ngpus, info, "max_ngpus")
-    if options["ngpus"] > (max_ngpus or 0):
-        raise OptionsError("ngpus", "Unsupported number of GPUs")
-    extra = " ".join(part for part in (site_options, options["options"]) if part)
-    if options["nprocs"] == max_nprocs or options["memory"] == "0":
-        extra = f"--exclusive {extra}".strip()
-    options["options"] = extra
-    if options["ngpus"] > 0:
-        if not gpu:
-            raise OptionsError("ngpus", "GPU(s) not available for this partition")
-        options["gres"] = gpu.format(options["ngpus"])
+    own = options["options"]
+    if _exclusive(options, partition, settings) and "--exclusive" not in own.split():
+        # In the options, as moss: completed options checked again (when
+        # the server starts) stay the same.
+        own = options["options"] = f"--exclusive {own}".strip()
     options["prologue"] = _environment(options, partition, site_prologue)
     request = {
         "partition": name,
         "nprocs": str(options["nprocs"]),
-        "options": extra,
         "output": "1" if options["output"] != DISCARD_OUTPUT else "0",
     }
-    for key in ("runtime", "memory", "reservation", "prologue"):
-        if options[key]:
-            request[key] = options[key]
-    if options["ngpus"]:
-        request["ngpus"] = str(options["ngpus"])
+    extra = " ".join(part for part in (site_options, own) if part)
+    for key, value in (
+        ("runtime", options["runtime"]),
+        ("memory", options["memory"]),
+        ("reservation", options["reservation"]),
+        ("prologue", options["prologue"]),
+        ("ngpus", str(options["ngpus"] or "")),
+        ("options", extra),
+    ):
+        if value:
+            request[key] = value
     try:
-        shlex.split(extra)
-    except ValueError as error:
-        raise OptionsError("options", f"cannot be split into words: {error}") from None
+        checked = settings.check(request)
+    except RequestError as error:
+        message = error.message
+        if isinstance(error, LimitError):
+            message = LIMIT_MESSAGES.get(error.field, message)
+        raise OptionsError(error.field, message) from None
+    for directive in checked.directives:
+        if directive.startswith("--gres="):
+            options["gres"] = directive.removeprefix("--gres=")
     return request
 
 
-def _live(settings: SlurmSettings, name: str) -> PartitionInfo | None:
-    try:
-        return settings.live(max_age=LIMITS_MAX_AGE_SECONDS).get(name)
-    except Error:
-        # No sinfo: only the configured limits can be checked here (the
-        # kernel checks again when it submits).
-        return None
-
-
-def _limit(configured: int | None, info: PartitionInfo | None, attribute: str) -> int:
-    if configured is not None:
-        return configured
-    return getattr(info, attribute) if info is not None else 0
+def _exclusive(
+    options: dict[str, Any], partition: Partition, settings: SlurmSettings
+) -> bool:
+    """moss's rule: a whole node (every CPU, or ``memory=0``) is exclusive."""
+    if options["memory"] == "0":
+        return True
+    largest = partition.max_nprocs
+    if largest is None:
+        info = settings.live(max_age=LIMITS_MAX_AGE_SECONDS).get(partition.name)
+        largest = info.max_nprocs if info is not None else 0
+    return options["nprocs"] == largest
 
 
 def _environment(options: dict[str, Any], partition: Partition, site: str) -> str:

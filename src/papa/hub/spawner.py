@@ -26,13 +26,12 @@ from typing import Any
 
 import traitlets
 from jupyterhub.spawner import Spawner
-from tornado.web import HTTPError
 
 from papa import Papa
 from papa.errors import Error
 from papa.hub import launch, options
 from papa.hub.config import ConfigurationError, check_partitions, slurm_settings
-from papa.hub.form import render_form
+from papa.hub.form import check_user_options, checked_fields, render_form
 from papa.hub.shared import Claimed, SharedServers
 from papa.slurm.partitions import SlurmSettings
 from zeo.address import parse_address
@@ -41,6 +40,8 @@ from zeo.address import parse_address
 _SHARED: dict[str, SharedServers] = {}
 # How often start() looks at the job while it waits for the server's port.
 START_POLL_SECONDS = 0.5
+# How long stop() waits for a cancelled job to end.
+STOP_WAIT_SECONDS = 30
 # Slurm job states in which the job has not started yet.
 PENDING_STATES = ("PENDING", "CONFIGURING", "REQUEUED", "SUSPENDED")
 DIED_BEFORE_LAUNCH = (
@@ -109,6 +110,8 @@ class MOSlurmSpawner(Spawner):
     ).tag(config=True)
 
     process_name = traitlets.Unicode("")
+    # The refused form's values and errors by field, for the form shown again.
+    form_state: tuple[dict[str, str], dict[str, str]] | None = None
     job_id = traitlets.Unicode("")
     job_state = traitlets.Unicode("")
 
@@ -118,7 +121,7 @@ class MOSlurmSpawner(Spawner):
 
     @traitlets.default("apply_user_options")
     def _apply_user_options_default(self) -> Any:
-        return _check_user_options
+        return check_user_options
 
     @traitlets.validate("partitions")
     def _check_partitions(self, proposal: dict) -> dict:
@@ -181,11 +184,11 @@ class MOSlurmSpawner(Spawner):
     def _options_form_default(self) -> Any:
         return render_form
 
-    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        return options.user_options(formdata)
+    async def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        return await checked_fields(self, formdata)
 
-    def options_from_query(self, query: dict[str, list[str]]) -> dict[str, Any]:
-        return options.user_options(query)
+    async def options_from_query(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        return await checked_fields(self, query)
 
     # -- start, poll, stop ---------------------------------------------------------
     async def checked_options(
@@ -431,8 +434,24 @@ class MOSlurmSpawner(Spawner):
         except Error as error:
             if "not found" not in str(error):
                 raise
+        await self._wait_ended(name)
         await self._forget_shared()
         self.clear_state()
+
+    async def _wait_ended(self, name: str) -> None:
+        """Wait until the cancelled job has ended (Slurm takes a moment), so
+        that a spawn right after the stop does not find it still running
+        (as batchspawner, a bounded wait: then it only logs)."""
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                found = await self._kernel("list_processes", name)
+            except (Error, OSError):
+                return
+            if not found.get(name, {}).get("running"):
+                return
+            await asyncio.sleep(self.startup_poll_interval)
+        self.log.warning("%s still runs %d s after scancel", name, STOP_WAIT_SECONDS)
 
     async def progress(self):  # type: ignore[override]
         started = time.monotonic()
@@ -467,15 +486,6 @@ class MOSlurmSpawner(Spawner):
         self.process_name = ""
         self.job_id = ""
         self.job_state = ""
-
-
-async def _check_user_options(spawner: MOSlurmSpawner, user_options: dict) -> None:
-    """JupyterHub's ``apply_user_options`` hook: a refused option is a 400
-    with moss's message, before anything is submitted."""
-    try:
-        await spawner.checked_options(user_options)
-    except (options.OptionsError, Error) as error:
-        raise HTTPError(400, str(error)) from None
 
 
 def _reason(entry: dict[str, Any] | None) -> str:

@@ -65,20 +65,22 @@ class SpawnRequest:
         self.errors.setdefault(field, message)
 
 
-def first_values(fields: Any) -> dict[str, str]:
+def first_values(fields: Any, names: Iterable[str] = FIELDS) -> dict[str, str]:
     """``{name: first value}`` of a multi-valued mapping (aiohttp's query or
-    form, a ``{name: [values]}`` dict, or a plain dict of strings), for the
-    form's fields only."""
+    form, a ``{name: [values]}`` dict, or a plain dict of values), for the
+    fields *names* only (the console's by default; papa.hub gives moss's)."""
     values: dict[str, str] = {}
-    for name in FIELDS:
+    for name in names:
         if hasattr(fields, "getall"):
             found = fields.getall(name, [])
         else:
             found = fields.get(name, [])
-            if isinstance(found, str):
+            if not isinstance(found, list | tuple):
                 found = [found]
         if found:
             first = found[0]
+            if isinstance(first, bytes):
+                first = first.decode("utf-8", "replace")
             values[name] = first if isinstance(first, str) else str(first)
     return values
 

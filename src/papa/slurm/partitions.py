@@ -15,7 +15,7 @@ import re
 import shlex
 import time
 
-from ..errors import Error, RequestError
+from ..errors import Error, LimitError, RequestError
 from . import tools
 from .timespec import INFINITE, format_time, parse_time
 
@@ -296,7 +296,8 @@ class SlurmSettings:
                 configured.gpu if configured.gpu is not None else limits.info().gpu
             )
             if not template:
-                raise RequestError(
+                # No GPUs is a limit of 0 GPUs.
+                raise LimitError(
                     "ngpus", f"partition {name} has no GPUs (no gpu template)"
                 )
             limits.check("ngpus", ngpus, "max-ngpus", "max_ngpus")
@@ -309,7 +310,7 @@ class SlurmSettings:
                 raise RequestError("runtime", str(exc)) from None
             limit = configured.max_runtime or limits.info().max_runtime
             if limit is not INFINITE and (seconds is INFINITE or seconds > limit):
-                raise RequestError(
+                raise LimitError(
                     "runtime",
                     f"runtime {runtime} exceeds max-runtime {format_time(limit)} "
                     f"of partition {limits.name}",
@@ -322,7 +323,7 @@ class SlurmSettings:
         if nodes is not None:
             total = limits.info().nodes[3]
             if total and nodes > total:
-                raise RequestError(
+                raise LimitError(
                     "nodes",
                     f"nodes {nodes} exceeds the {total} nodes of partition {limits.name}",
                 )
@@ -425,7 +426,7 @@ class _Limits:
         if limit is None:
             limit = getattr(self.info(), attribute)
         if limit and value > limit:
-            raise RequestError(
+            raise LimitError(
                 key,
                 f"{key} {value} exceeds {limit_name} {limit} of partition {self.name}",
             )
@@ -439,7 +440,7 @@ class _Limits:
         megabytes = int(match.group(1)) * _MEMORY_MB[match.group(2).upper()]
         node = self.info().memory_mb
         if node and megabytes > node:
-            raise RequestError(
+            raise LimitError(
                 "memory",
                 f"memory {text} exceeds the {node}M of memory of a node "
                 f"in partition {self.name}",

@@ -55,3 +55,45 @@ def test_a_hub_without_simple_partitions_says_so():
     }
     with pytest.raises(RuntimeError, match="No 'simple' partition"):
         render(partitions)
+
+
+def test_a_refused_form_shows_the_message_beside_its_field():
+    settings = slurm_settings(PARTITIONS)
+    settings.query_sinfo = lambda: SINFO
+    page = form_page(
+        settings.table(),
+        "/hub/",
+        values={"partition": "partition_1", "nprocs": "36", "tab": "advanced"},
+        errors={"nprocs": "Unsupported number of CPU cores"},
+    )
+    # The value given comes back, marked invalid, with moss's message
+    # beside it (JupyterHub's Bootstrap classes), on the tab it came from.
+    assert (
+        '<input name="nprocs" id="field-nprocs" value="36" placeholder="1" '
+        'class="form-control is-invalid"> <span class="field-error '
+        'invalid-feedback d-block" id="error-nprocs" role="alert">'
+        "Unsupported number of CPU cores</span>"
+    ) in page
+    assert 'id="spawn-tab" value="advanced"' in page
+    assert '<option value="partition_1" selected>' in page
+    assert page.count("is-invalid") == 1
+
+
+def test_the_hub_form_has_jupyterhub_classes_and_an_environment_select():
+    settings = slurm_settings(PARTITIONS)
+    settings.query_sinfo = lambda: SINFO
+    page = form_page(
+        settings.table(), "/hub/", descriptions={"default": "Virtual environment"}
+    )
+    assert 'class="partitions table table-sm table-striped"' in page
+    assert 'class="tab nav-link" data-tab="simple"' in page
+    assert 'class="button btn btn-outline-secondary btn-sm"' in page
+    # moss's environment select: each environment by its description (the
+    # partitions it belongs to named), and a custom one.
+    assert (
+        '<select name="environment_id" id="field-environment_id" class="form-select">'
+    ) in page
+    assert '<option value="default" data-partitions="partition_1 gpus">' in page
+    assert "Virtual environment</option>" in page
+    assert '<option value="">Custom: the path or modules below</option>' in page
+    assert '<input name="environment_id"' not in page

@@ -2,6 +2,11 @@
 jobs of the real Slurm test cluster, submitted by a real papa kernel, reached
 through JupyterHub's real proxy.
 
+One kernel and one hub serve the module's tests (a hub start is mostly
+Python importing JupyterHub, tens of seconds on a loaded machine); each
+test leaves no server behind, and the hub is started again if a test
+killed it.
+
 Skipped with the reason without the cluster (``make slurm-up``) or the
 proxy (``make peers``); in CI both must be there.
 """
@@ -13,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
 from papa.hub.spawner import DIED_BEFORE_LAUNCH
 from tests.support import PYTHON, free_port, wait_until
@@ -45,23 +51,47 @@ PARTITIONS = {
 }
 
 
-@pytest.fixture
-def kernel(tmp_path):
+USERS = ("alice", "bob")
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
     require_cluster()
-    started = SlurmKernel(tmp_path, state_dir=tmp_path / "papa-state").start()
+    folder = tmp_path_factory.mktemp("kernel")
+    started = SlurmKernel(folder, state_dir=folder / "papa-state").start()
     yield started
     started.stop()
 
 
-@pytest.fixture
-def hub(tmp_path, kernel):
-    process = HubProcess(tmp_path, kernel.port_or_path, PARTITIONS)
+@pytest.fixture(scope="module")
+def module_hub(tmp_path_factory, kernel):
+    """One hub for the module's tests (each leaves no server behind)."""
+    process = HubProcess(
+        tmp_path_factory.mktemp("hub"), kernel.port_or_path, PARTITIONS
+    )
     process.start()
     yield process
-    for user in ("alice", "bob"):
-        if process.process is not None and process.process.poll() is None:
-            process.api("DELETE", f"/users/{user}/server")
     process.stop()
+
+
+@pytest.fixture
+def hub(module_hub):
+    yield module_hub
+    if module_hub.process is None or module_hub.process.poll() is not None:
+        module_hub.start()  # a test that killed it and failed
+    for user in USERS:
+        module_hub.api("DELETE", f"/users/{user}/server")
+    for user in USERS:
+        wait_until(
+            lambda user=user: no_server(module_hub, user),
+            SERVER_DEADLINE,
+            message=f"{user}'s server stopped",
+        )
+
+
+def no_server(hub: HubProcess, user: str) -> bool:
+    status, found = hub.api("GET", f"/users/{user}")
+    return status == 404 or (status == 200 and "" not in found["servers"])
 
 
 def ready(hub: HubProcess, user: str) -> bool:
@@ -103,7 +133,7 @@ def through_proxy(hub: HubProcess, user: str) -> int:
         return error.code
 
 
-def test_a_server_runs_as_a_slurm_job_and_stops(hub):
+def test_a_server_runs_as_a_slurm_job_and_stops(hub, kernel):
     server = spawn(hub, "alice", {"partition": "debug", "nprocs": "1", "runtime": "10"})
     job = server["state"]["job_id"]
     assert server["state"]["process_name"] == "jupyterhub.alice.default"
@@ -112,6 +142,9 @@ def test_a_server_runs_as_a_slurm_job_and_stops(hub):
     status, reply = hub.api("DELETE", "/users/alice/server")
     assert status in (202, 204), reply
     wait_until(lambda: hub.server("alice") is None, SERVER_DEADLINE, message="stop")
+    # Stopped means ended: the kernel has forgotten the job, so a spawn
+    # right after does not find it still running.
+    assert "jupyterhub.alice.default" not in kernel_processes(kernel)
     wait_until(lambda: job not in squeue_ids(), SERVER_DEADLINE, message="job gone")
 
 
@@ -162,22 +195,26 @@ def test_a_job_that_dies_before_the_server_starts_says_so(hub):
     wait_until(lambda: hub.server("bob") is None, SERVER_DEADLINE, message="cleared")
 
 
-def test_spawn_through_url_and_the_form(hub):
-    import requests
-
+def login(hub: HubProcess, user: str) -> requests.Session:
+    """A browser's session of *user*, logged in (the hub's cookies)."""
     session = requests.Session()
-    login = session.get(f"{hub.url}/hub/login", timeout=30)
-    assert login.status_code == 200
+    page = session.get(f"{hub.url}/hub/login", timeout=30)
+    assert page.status_code == 200
     reply = session.post(
         f"{hub.url}/hub/login",
         data={
-            "username": "alice",
+            "username": user,
             "password": DUMMY_PASSWORD,
             "_xsrf": session.cookies.get("_xsrf"),
         },
         timeout=30,
     )
     assert reply.status_code == 200, reply.text[-2000:]
+    return session
+
+
+def test_spawn_through_url_and_the_form(hub):
+    session = login(hub, "alice")
     form = session.get(f"{hub.url}/hub/spawn", timeout=60)
     assert form.status_code == 200
     assert 'name="partition"' in form.text and "Short jobs" in form.text
@@ -210,6 +247,90 @@ def test_spawn_through_url_and_the_form(hub):
     assert server["user_options"]["nprocs"] == 1
 
 
+def test_an_over_limit_form_or_url_shows_moss_message_beside_the_field(hub):
+    session = login(hub, "bob")
+    refused = session.post(
+        f"{hub.url}/hub/spawn",
+        data={
+            "tab": "advanced",
+            "partition": "debug",
+            "nprocs": "64",
+            "_xsrf": session.cookies.get("_xsrf"),
+        },
+        timeout=60,
+    )
+    # Not a 500, not the banner alone: a 400, the hub's page with the form
+    # again, the value given marked invalid with moss's message beside it.
+    assert refused.status_code == 400, refused.text[-2000:]
+    assert "spawn-error-msg alert alert-danger" in refused.text  # the hub's banner
+    assert 'value="64" placeholder="1" class="form-control is-invalid">' in refused.text
+    assert (
+        '<span class="field-error invalid-feedback d-block" id="error-nprocs" '
+        'role="alert">Unsupported number of CPU cores</span>'
+    ) in refused.text
+    assert 'id="spawn-tab" value="advanced"' in refused.text
+    by_url = session.get(
+        f"{hub.url}/hub/spawn",
+        params={"partition": "debug", "runtime": "3:00:00"},
+        allow_redirects=False,
+        timeout=60,
+    )
+    assert by_url.status_code == 400, by_url.text[-2000:]
+    assert (
+        'id="error-simple-runtime" role="alert">'
+        "Requested runtime exceeds partition time limit</span>"
+    ) in by_url.text
+    assert hub.server("bob") is None
+
+
+def test_cookie_requests_without_the_xsrf_token_are_refused(hub):
+    session = login(hub, "bob")
+    fields = {"partition": "debug"}
+    # JupyterHub's XSRF check guards the spawner's form, the API a browser
+    # reaches with the hub's cookie, and the handler set_config adds.
+    spawn = session.post(f"{hub.url}/hub/spawn", data=fields, timeout=60)
+    assert spawn.status_code == 403, spawn.text[-2000:]
+    api = session.post(f"{hub.url}/hub/api/users/bob/server", json=fields, timeout=60)
+    assert api.status_code == 403, api.text[-2000:]
+    script = session.post(f"{hub.url}/hub/form/spawn.js", data=fields, timeout=60)
+    assert script.status_code == 403, script.text[-2000:]
+    assert hub.server("bob") is None
+    # With the token the same session gets past the check (and the spawner
+    # refuses the request on its merits).
+    checked = session.post(
+        f"{hub.url}/hub/spawn",
+        data={"partition": "nosuch", "_xsrf": session.cookies.get("_xsrf")},
+        timeout=60,
+    )
+    assert checked.status_code == 400 and "Partition nosuch is not available" in (
+        checked.text
+    )
+
+
+def test_two_users_each_see_only_their_own_server(hub):
+    jobs = {
+        user: spawn(hub, user, {"partition": "debug"})["state"]["job_id"]
+        for user in USERS
+    }
+    assert jobs["alice"] != jobs["bob"] and set(jobs.values()) <= squeue_ids()
+    alice = login(hub, "alice")
+    own = alice.get(f"{hub.url}/hub/api/users/alice", timeout=30)
+    assert own.status_code == 200 and own.json()["servers"][""]["ready"]
+    assert alice.get(f"{hub.url}/hub/api/users/bob", timeout=30).status_code == 404
+    listed = alice.get(f"{hub.url}/hub/api/users", timeout=30)
+    # Refused, or only herself (JupyterHub's user role may list no one).
+    assert listed.status_code == 403 or [user["name"] for user in listed.json()] == [
+        "alice"
+    ], listed.text
+    # Each server is routed: the proxy reaches both.
+    assert through_proxy(hub, "alice") == through_proxy(hub, "bob") == 200
+    # Stopping bob's leaves alice's job running.
+    status, reply = hub.api("DELETE", "/users/bob/server")
+    assert status in (202, 204), reply
+    wait_until(lambda: jobs["bob"] not in squeue_ids(), SERVER_DEADLINE, message="bob")
+    assert jobs["alice"] in squeue_ids() and ready(hub, "alice")
+
+
 def test_two_hubs_sharing_zeo_agree_on_a_server(tmp_path, kernel):
     from tests.support import RunzeoProcess
 
@@ -221,7 +342,11 @@ def test_two_hubs_sharing_zeo_agree_on_a_server(tmp_path, kernel):
         ("127.0.0.1", port),
     )
     store.start()
-    shared = f'c.MOSlurmSpawner.zeo_state = "127.0.0.1:{port}"'
+    # The hubs poll their servers every second (JupyterHub: 30 s).
+    shared = (
+        f'c.MOSlurmSpawner.zeo_state = "127.0.0.1:{port}"\n'
+        "c.MOSlurmSpawner.poll_interval = 1\n"
+    )
     hubs: list[HubProcess] = []
     token = secrets.token_hex(16)
     try:
@@ -231,9 +356,9 @@ def test_two_hubs_sharing_zeo_agree_on_a_server(tmp_path, kernel):
             hubs.append(
                 HubProcess(
                     folder, kernel.port_or_path, PARTITIONS, shared, token
-                ).start()
+                ).launch()
             )
-        first, second = hubs
+        first, second = (hub_process.wait_ready() for hub_process in hubs)
         server = spawn(first, "alice", {"partition": "debug"})
         job = server["state"]["job_id"]
         # The second hub is asked for alice's server too: it uses the one
@@ -247,12 +372,10 @@ def test_two_hubs_sharing_zeo_agree_on_a_server(tmp_path, kernel):
         status, reply = second.api("DELETE", "/users/alice/server")
         assert status in (202, 204), reply
         wait_until(lambda: job not in squeue_ids(), SERVER_DEADLINE, message="gone")
-        # The first hub, polled, finds its server ended (JupyterHub polls
-        # every 30 s; a spawn request makes it look at once).
-        status, reply = first.api("POST", "/users/alice/server", {"partition": "debug"})
-        assert status in (201, 202), reply
-        wait_until(lambda: ready(first, "alice"), SERVER_DEADLINE, message="new one")
-        assert first.server("alice")["state"]["job_id"] != job
+        # The first hub, polling, finds its server ended: no new job.
+        wait_until(
+            lambda: first.server("alice") is None, SERVER_DEADLINE, message="poll"
+        )
     finally:
         for hub_process in hubs:
             hub_process.api("DELETE", "/users/alice/server")

@@ -1,6 +1,6 @@
-"""papa.hub without a hub: moss's ``partitions`` rules and the spawn form's
-options, case by case as jupyterhub-moss 10.1's own tests expect them (read
-from its sources; the cases are restated here, no code taken).
+"""papa.hub without a hub: moss's ``partitions`` rules and sinfo's reading,
+case by case as jupyterhub-moss 10.1's own tests expect them (read from its
+sources; the cases are restated here, no code taken).
 
 sinfo's answer is given as text in the format ``papa.slurm.tools.sinfo``
 asks for, for moss's own test partition; the real cluster is in
@@ -12,7 +12,6 @@ from __future__ import annotations
 import pytest
 
 from papa.hub.config import ConfigurationError, check_partitions, slurm_settings
-from papa.hub.options import OptionsError, slurm_request, user_options
 from papa.slurm.partitions import parse_sinfo
 
 # moss's test partition: "partition_1 2/46/0/48 35+ 38/1642/0/1680 (null)
@@ -52,11 +51,6 @@ def settings():
     result = slurm_settings(PARTITIONS)
     result.query_sinfo = lambda: SINFO
     return result
-
-
-def request(settings, prologue="", **fields):
-    options = user_options(fields)
-    return options, slurm_request(options, settings, site_prologue=prologue)
 
 
 # -- the partitions setting ---------------------------------------------------------
@@ -134,117 +128,4 @@ def test_gpus_are_read_from_sinfo_as_moss_reads_them(gres, template, count):
     assert (info.gpu, info.max_ngpus) == (template, count)
 
 
-# -- the user's options ---------------------------------------------------------------
-def test_a_simple_spawn_takes_the_first_environment(settings):
-    options, sent = request(settings, partition="partition_1", nprocs="4")
-    assert options["environment_id"] == "default"
-    assert options["environment_path"] == "/default/jupyter_env_path/bin/"
-    assert options["environment_modules"] == ""
-    assert sent["nprocs"] == "4" and sent["partition"] == "partition_1"
-    assert "export PATH=/default/jupyter_env_path/bin/" in sent["prologue"]
-
-
-def test_an_environment_id_uses_its_configuration(settings):
-    options, sent = request(
-        settings,
-        prologue="echo 'Using spawner prologue'",
-        partition="partition_1",
-        environment_id="modules",
-        environment_path="/ignored",
-    )
-    assert options["environment_path"] == ""
-    assert options["environment_modules"] == "JupyterLab/3.6.0"
-    lines = sent["prologue"].splitlines()
-    assert lines == [
-        "echo 'Using spawner prologue'",
-        "echo 'Using modules'",
-        "module load JupyterLab/3.6.0",
-    ]  # add_to_path is off: no PATH line
-
-
-def test_a_custom_environment_is_always_on_the_path(settings):
-    options, sent = request(
-        settings, partition="partition_1", environment_path="/my/env/bin"
-    )
-    assert options["environment_id"] == ""
-    assert sent["prologue"] == 'export PATH=/my/env/bin:"$PATH"'
-
-
-def test_form_values_are_read_as_moss_reads_them():
-    options = user_options(
-        {
-            "partition": [" partition_1 ", "ignored"],
-            "mem": ["4G"],
-            "output": ["true"],
-            "gres": ["gpu:evil:9"],
-            "prologue": ["rm -rf ~"],
-            "colour": ["red"],
-        }
-    )
-    assert options["partition"] == "partition_1"
-    assert options["memory"] == "4G"
-    assert options["output"] == "slurm-%j.out"
-    assert options["gres"] == "" and options["prologue"] == ""
-    assert "colour" not in options
-    assert user_options({"partition": "p"})["output"] == "/dev/null"
-    assert user_options({"partition": "p", "output": "yes"})["output"] == "/dev/null"
-    assert user_options({"partition": "p"})["nprocs"] == 1
-
-
-@pytest.mark.parametrize(
-    "fields, field, message",
-    [
-        ({}, "partition", "Field required"),
-        ({"runtime": "1:00\n#SBATCH -x"}, "runtime", "Must not contain newline"),
-        ({"options": "--a\n--b"}, "options", "Must not contain newline"),
-        ({"environment_path": "/a\rb"}, "environment_path", "newline"),
-        ({"default_url": "lab"}, "default_url", "Must start with /"),
-        ({"memory": "4GB"}, "memory", "Error in memory syntax"),
-        ({"nprocs": "0"}, "nprocs", "greater than 0"),
-        ({"nprocs": "two"}, "nprocs", "whole number"),
-        ({"ngpus": "-1"}, "ngpus", "greater than or equal to 0"),
-        ({"runtime": "1h"}, "runtime", "is not a Slurm time"),
-    ],
-)
-def test_bad_options_name_their_field(fields, field, message):
-    if field != "partition":
-        fields = {"partition": "partition_1", **fields}
-    with pytest.raises(OptionsError, match=message) as raised:
-        user_options(fields)
-    assert raised.value.field == field
-
-
-@pytest.mark.parametrize(
-    "fields, field, message",
-    [
-        ({"partition": "nosuch"}, "partition", "Partition nosuch is not available"),
-        ({"nprocs": "36"}, "nprocs", "Unsupported number of CPU cores"),
-        ({"ngpus": "1"}, "ngpus", "Unsupported number of GPUs"),
-        ({"runtime": "1-00:00:01"}, "runtime", "exceeds partition time limit"),
-        ({"partition": "gpus", "ngpus": "5"}, "ngpus", "Unsupported number of GPUs"),
-    ],
-)
-def test_limits_are_checked_with_moss_messages(settings, fields, field, message):
-    with pytest.raises(OptionsError, match=message) as raised:
-        request(settings, **{"partition": "partition_1", **fields})
-    assert raised.value.field == field
-
-
-def test_what_moss_adds(settings):
-    _, whole_node = request(settings, partition="partition_1", nprocs="35")
-    assert whole_node["options"] == "--exclusive"
-    _, all_memory = request(settings, partition="partition_1", memory="0")
-    assert all_memory["options"].startswith("--exclusive")
-    _, some = request(settings, partition="partition_1", nprocs="2", options="--qos=x")
-    assert some["options"] == "--qos=x"
-    options, gpus = request(settings, partition="gpus", ngpus="2")
-    assert options["gres"] == "gpu:A100:2" and gpus["ngpus"] == "2"
-
-
-def test_a_runtime_is_read_as_slurm_reads_it(settings):
-    # The one difference from moss, on purpose: "90" is 90 minutes (moss:
-    # 90 hours, which it then refused on a one-day partition).
-    _, sent = request(settings, partition="partition_1", runtime="90")
-    assert sent["runtime"] == "90"
-    with pytest.raises(OptionsError, match="exceeds partition time limit"):
-        request(settings, partition="partition_1", runtime="25:00:00")
+# The spawn form's options: test_moss_options.py, case by case.
