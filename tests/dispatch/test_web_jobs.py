@@ -9,8 +9,8 @@ from urllib.parse import quote
 import pytest
 
 import papa
-from tests.dispatch import spawnconsole
 from tests.dispatch.test_web_run_page import events
+from tests.dispatch.test_web_spawn import spawn  # noqa: F401 (fixture)
 from tests.papa.conftest import read_all
 from tests.support.polling import wait_until
 
@@ -19,15 +19,11 @@ STREAM_TIMEOUT = 30
 
 
 @pytest.fixture
-def jobs(runzeo, tmp_path):
-    spawnconsole.require_slurm()
-    console = spawnconsole.start(runzeo, tmp_path)
-    try:
-        with papa.Papa(console.kernel.port_or_path) as client:
-            console.client = client
-            yield console
-    finally:
-        console.stop()
+def jobs(spawn):  # noqa: F811
+    """The console, and a papa client of its kernel as ``client``."""
+    with papa.Papa(spawn.kernel.port_or_path) as client:
+        spawn.client = client
+        yield spawn
 
 
 def test_every_jobs_tail_is_shown_and_nothing_is_consumed(jobs):
