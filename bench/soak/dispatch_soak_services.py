@@ -8,10 +8,14 @@ in the tree ``root[EFFECTS]`` (message id -> count) and to the conflict-free
 counter ``root[DONE]``.  Exactly-once handling means every entry is 1.
 """
 
+import logging
 from typing import Any
 
 from dispatch.runtime.commandrunner import CommandRunner
 from dispatch.runtime.service import Service
+
+# What the runners do (programs started, adopted) goes to the soak's log.
+logging.getLogger("dispatch.runtime").setLevel(logging.INFO)
 
 EFFECTS = "dispatch-soak-effects"
 DONE = "dispatch-soak-done"

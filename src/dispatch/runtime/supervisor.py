@@ -40,7 +40,11 @@ from dispatch.runtime.kernel import (
 )
 from dispatch.runtime.service import Service, load_service
 from dispatch.state import admin, broker, model
-from dispatch.state.database import ADDRESS_VARIABLE, dispatch_state
+from dispatch.state.database import (
+    ADDRESS_VARIABLE,
+    dispatch_state,
+    sync_with_server,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +85,8 @@ def release_claims(
     *queue_name*: each message is delivered again after its back-off (or
     dead-lettered after its last delivery).  Returns the messages' ids."""
     for _attempt in range(RELEASE_ATTEMPTS):
+        # The claim the process committed just before it died must be seen.
+        sync_with_server(database)
         try:
             with dispatch_state(database, write=True) as dispatch:
                 released = _release_claims(
@@ -182,20 +188,23 @@ class Slot:
 
         quick_deaths = 0
         stop = self.supervisor.stopping
-        adopted = self._adopt(papa)
+        settled = False  # the instances of an earlier supervisor
         while not stop.is_set():
-            if adopted is None:
-                self.starts += 1
-                name = f"{self.supervisor.prefix}.{self.label}.{self.starts}"
-            else:
-                name = adopted["name"]
+            adopted, name = None, self.label
             started = time.monotonic()
             try:
+                if not settled:
+                    adopted = self._adopt(papa)
+                    settled = True
+                if adopted is None:
+                    self.starts += 1
+                    name = f"{self.supervisor.prefix}.{self.label}.{self.starts}"
+                else:
+                    name = adopted["name"]
                 exit_code = self._run_once(papa, name, adopted)
             except papa.Error as error:
                 logger.error("%s: papa refused to start it: %s", name, error)
                 exit_code = None
-            adopted = None
             if exit_code == 0 or stop.is_set():
                 logger.info("%s stopped (exit status %s)", name, exit_code)
                 return
@@ -222,7 +231,7 @@ class Slot:
         instead of starting another, or None.  Numbering goes on after them."""
         prefix = f"{self.supervisor.prefix}.{self.label}."
         if not kernel_answers(self.supervisor.papa):
-            return None
+            raise papa.Error(f"no papa kernel answers at {self.supervisor.papa_text}")
         with papa.Papa(self.supervisor.papa) as kernel:
             found = kernel.list_processes(prefix + "*")
         earlier = {}
@@ -236,7 +245,13 @@ class Slot:
             if not info.get("running"):
                 self._run_once(papa, info["name"], info)
         for info in running[:-1]:
-            logger.warning("%s: an earlier instance left running", info["name"])
+            # Never left by a supervisor since they are adopted; stopped
+            # after its current message, so that the slot runs one.
+            logger.warning("%s: an extra instance; stopping it", info["name"])
+            try:
+                os.kill(int(info["pid"]), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         if running:
             logger.info(
                 "%s: adopting it (pid %s)", running[-1]["name"], running[-1]["pid"]
