@@ -247,11 +247,13 @@ def check(database, run_id, starts):
     with dispatch_state(database) as dispatch:
         run = dispatch.runs[run_id]
         effects = dispatch._p_jar.root()[EFFECTS]
-        counts, lost, twice, per_step = [], 0, 0, collections.Counter()
+        counts, lost, twice, adopted = [], 0, 0, 0
+        per_step = collections.Counter()
         for message in run.messages.values():
             per_step[message.node] += 1
             for attempt in message.attempts:
                 outcomes[attempt.outcome] += 1
+                adopted += bool((attempt.program or {}).get("adopted"))
             if message.state != model.DONE:
                 lost += 1
             counts.append(effects.get(str(message.id), 0))
@@ -269,6 +271,7 @@ def check(database, run_id, starts):
             "dead_letters": dispatch.dead_count(),
             "programs_twice": twice,
             "program_starts": sum(started.values()),
+            "programs_adopted": adopted,
             "status": run.status,
         }
     figures["deliveries"] = dict(sorted(outcomes.items(), key=str))
@@ -277,7 +280,7 @@ def check(database, run_id, starts):
 
 def soak(transitions, kills, directory, seed):
     generator = random.Random(seed)
-    messages = max(1, transitions // 3)
+    messages = max(1, -(-transitions // 3))  # at least *transitions*
     starts = directory / "starts"
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(HERE)])
@@ -324,6 +327,7 @@ TABLE = [
     ("lost", "lost"),
     ("dead letters", "dead_letters"),
     ("programs started twice", "programs_twice"),
+    ("programs adopted after a kill", "programs_adopted"),
     ("time (s)", "seconds"),
 ]
 

@@ -22,7 +22,7 @@ from tests.dispatch.conftest import wait_for_state, wait_until
 from tests.dispatch.test_broker import read
 from tests.dispatch.test_commandrunner import papa_kernel  # noqa: F401
 from tests.dispatch.test_run_cli import ROOT, TIMEOUT, dispatch, environment
-from tests.dispatch.test_supervise import HOLD, write_configuration
+from tests.dispatch.test_supervise import HOLD, hold_configuration
 
 
 class Supervise:
@@ -64,13 +64,7 @@ def test_a_restarted_supervisor_adopts_and_settles_its_instances(
     tmp_path,
 ):
     holding, done = tmp_path / "holding", tmp_path / "done"
-    configuration = write_configuration(
-        tmp_path,
-        runzeo,
-        papa_kernel,
-        "<service hold>\n  service tests.dispatch.services:Hold\n"
-        "  instances 1\n</service>\n",
-    )
+    configuration = hold_configuration(tmp_path, runzeo, papa_kernel)
     log = tmp_path / "supervise.log"
     supervise = Supervise(runzeo, configuration, log)
     try:

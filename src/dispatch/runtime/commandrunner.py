@@ -239,8 +239,10 @@ class CommandRunner(Service):
         seed = programs.earlier_output(message, name)
         known = programs.unsettled_result(message, name)
         if info is None and known is not None:
-            logger.info("%s ended before its runner died: status %s", name, known)
             exit_code, tail = known
+            logger.info(
+                "%s ended already (seen and committed): status %s", name, exit_code
+            )
             cancelled = False
             self._note(recipe_wrapper, name=name, exit_code=exit_code)
         else:

@@ -10,7 +10,9 @@ instance dies, the claims of the messages it was handling are released at
 once in zeo (they are delivered again after their back-off instead of
 waiting up to ``Service.lease`` seconds for the claim to lapse), its
 instance record is marked stopped, and it is started again after a back-off
-that doubles while instances keep dying quickly.
+that doubles while instances keep dying quickly.  A supervisor started
+again (after SIGKILL, say) adopts the instances papa still runs under its
+name and settles those that died while none watched.
 
 An instance that exits with status 0 was asked to stop (``dispatch
 shutdown``) and is not restarted.  ``command`` and ``slurm`` steps are run
