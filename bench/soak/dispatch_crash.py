@@ -287,8 +287,13 @@ def soak(transitions, kills, directory, seed):
     log = open(directory / "runzeo.log", "ab")  # noqa: SIM115
     server, text = start_our_runzeo(directory, stdout=log, stderr=subprocess.STDOUT)
     host, port = text.rsplit(":", 1)
+    try:
+        processes = Processes(directory, text, environment)
+    except BaseException:
+        server.terminate()
+        server.wait()
+        raise
     database = zeo.DB((host, int(port)), wait_timeout=STALL)
-    processes = Processes(directory, text, environment)
     began = time.monotonic()
     try:
         prepare(database)
