@@ -220,8 +220,14 @@ def drive(progress, processes, transitions, kills, generator):
         progress.wait(lambda done, goal=goal: done >= goal, f"kill {number}")
         time.sleep(generator.uniform(0.0, 0.2))  # the fault's moment, at random
         kind = generator.choice(sorted(KINDS))
+        deadline = time.monotonic() + STALL
         while not processes.kill(kind, generator):
-            time.sleep(0.05)  # every instance of that kind is restarting
+            # Every instance of that kind is restarting.
+            if processes.supervisor.poll() is not None:
+                raise RuntimeError("the supervisor exited by itself: see its log")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {kind} running for {STALL:.0f} s")
+            time.sleep(0.05)
         by_kind[kind] += 1
     return by_kind
 
