@@ -51,7 +51,8 @@ RELEASE_ATTEMPTS = 10
 
 
 def load_configuration(path: str) -> Any:
-    """The ZConfig configuration in *path*; CommandError when it is wrong."""
+    """The ZConfig configuration in *path*; CommandError when it is wrong
+    (:mod:`dispatch.runtime.configuration` also reads YAML)."""
     import ZConfig
 
     try:
@@ -59,14 +60,19 @@ def load_configuration(path: str) -> Any:
         config, _ = ZConfig.loadConfig(schema, path)
     except (ZConfig.ConfigurationError, OSError) as error:
         raise CommandError(f"{path}: {error}", EXIT_USAGE) from None
+    check_configuration(config, path)
+    return config
+
+
+def check_configuration(config: Any, where: str) -> None:
+    """What the schema cannot say; *where* starts the error message."""
     for section in config.services:
         if section.instances < 0:
             raise CommandError(
-                f"{path}: <service {section.getSectionName()}>: instances must "
+                f"{where}: <service {section.getSectionName()}>: instances must "
                 f"be 0 or more, not {section.instances}",
                 EXIT_USAGE,
             )
-    return config
 
 
 def release_claims(
@@ -169,7 +175,9 @@ class Slot:
         argv += ["--consumer-name", f"{self.label}"]
         if self.prefetch:
             argv += ["--prefetch", str(self.prefetch)]
-        return argv
+        # A YAML configuration's storage is for the services: same file, same
+        # environments.
+        return argv + self.supervisor.site_arguments
 
     def _guarded(self) -> None:
         try:
@@ -278,6 +286,8 @@ class Supervisor:
         self.backoff = config.restart_backoff
         self.backoff_cap = config.restart_backoff_cap
         self.stable_after = config.stable_after
+        site = getattr(config, "site", None)
+        self.site_arguments: list[str] = site.command_line() if site else []
         self.stopping = threading.Event()
         self._echo_lock = threading.Lock()
         self.slots: list[Slot] = []
