@@ -115,6 +115,11 @@ def zconfig_text(site: SiteConfiguration) -> tuple[str, list[str]]:
             f"{site.path}: environment(s) {', '.join(site.environments) or '(none)'}"
             " activate no section of plugin dispatch (choose one with -e ENV)"
         )
+    if not site.dispatch.get("services"):
+        raise ConfigurationFileError(
+            f"{where}: services: name at least one service to keep running "
+            "(services: {NAME: {instances: N}})"
+        )
     lines: list[str] = []
     keys: list[str] = []
     for key, value in site.dispatch.items():

@@ -173,6 +173,7 @@ class Slot:
         argv = ["-m", "dispatch.cli", "service", self.service_name]
         argv += ["--zeo", self.supervisor.zeo, "--queue", self.queue]
         argv += ["--consumer-name", f"{self.label}"]
+        argv += ["--heartbeat-interval", str(self.supervisor.heartbeat_interval)]
         if self.prefetch:
             argv += ["--prefetch", str(self.prefetch)]
         # A YAML configuration's storage is for the services: same file, same
@@ -286,6 +287,7 @@ class Supervisor:
         self.backoff = config.restart_backoff
         self.backoff_cap = config.restart_backoff_cap
         self.stable_after = config.stable_after
+        self.heartbeat_interval = config.heartbeat_interval
         site = getattr(config, "site", None)
         self.site_arguments: list[str] = site.command_line() if site else []
         self.stopping = threading.Event()
