@@ -78,12 +78,12 @@ def run(options: argparse.Namespace) -> int:
             announced = False
             while True:
                 changed.clear()
-                written = _purge(database, options)
-                if written is None:
+                purged = _purge(database, options)
+                if purged is None:
                     continue  # lost a race with a writer: at once again
-                for path in written:
+                for path in purged:
                     print(path, flush=True)
-                if written:
+                if purged:
                     quiet_until = time.monotonic() + options.wait
                 elif not announced:
                     print(
