@@ -4,6 +4,7 @@ refused with the file, the section or key, and what was expected."""
 
 import json
 import os
+import re
 import subprocess
 import textwrap
 
@@ -202,3 +203,20 @@ def test_commands_refuse_a_bad_file_with_status_2(tmp_path):
         )
         assert completed.returncode == 2, completed.stderr
         assert "unknown environment 'nowhere'" in completed.stderr
+
+
+def test_the_documented_example_is_accepted(tmp_path):
+    text = (HERE.parents[1] / "docs" / "dispatch.rst").read_text()
+    block = re.search(
+        r"the environment named ``default``\)::\n\n((?:    .*\n|\n)+)", text
+    )
+    path = tmp_path / "site.yaml"
+    path.write_text(textwrap.dedent(block.group(1)))
+    (tmp_path / "secrets.yaml").write_text("plugin: storage\npassword: x\n")
+    config = load_configuration(str(path), ["live"])
+    assert config.zeo == "zeo.example.org:8100" and config.heartbeat_interval == 10
+    assert config.site.storage == {
+        "zocalo.recipe_directory": "/site/recipes",
+        "password": "x",
+    }
+    assert config.eventlog is not None
