@@ -56,6 +56,7 @@ __all__ = [
     "EXIT_USAGE",
     "Command",
     "CommandError",
+    "add_wait_option",
     "add_zeo_option",
     "command_name",
     "dispatch_at",
@@ -154,6 +155,13 @@ def seconds(text: str) -> float:
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{text} seconds: give 0 or more")
     return value
+
+
+def add_wait_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``-w/--wait SECONDS`` (default 0), as zocalo's pacing options."""
+    parser.add_argument(
+        "-w", "--wait", type=seconds, default=0.0, metavar="SECONDS", help=help
+    )
 
 
 def add_zeo_option(parser: Any) -> None:

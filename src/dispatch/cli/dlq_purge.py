@@ -31,13 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(PURGE_LOCATION_VARIABLE, "DLQ"),
         help=f"directory for the files (default ${PURGE_LOCATION_VARIABLE} or ./DLQ)",
     )
-    parser.add_argument(
-        "-w",
-        "--wait",
-        type=base.seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="go on purging new dead letters until SECONDS pass without one",
+    base.add_wait_option(
+        parser, "go on purging new dead letters until SECONDS pass without one"
     )
     base.add_zeo_option(parser)
 

@@ -17,13 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "destination", metavar="DESTINATION", help="a queue, or . for each step's own"
     )
-    parser.add_argument(
-        "-w",
-        "--wait",
-        type=base.seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="move one message at a time, this long apart (default 0: all at once)",
+    base.add_wait_option(
+        parser, "move one message at a time, this long apart (default 0: all at once)"
     )
     base.add_zeo_option(parser)
 
