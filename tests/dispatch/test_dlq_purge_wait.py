@@ -73,3 +73,45 @@ def test_purge_wait_refuses_a_bad_number(runzeo):
     refused = dispatch(runzeo, "dlq-purge", "--wait", "soon")
     assert refused.returncode == 2
     assert "'soon' is not a number of seconds" in refused.stderr
+
+
+def test_dead_letter_commands_read_zeo_and_location_from_a_yaml_site(runzeo, tmp_path):
+    site = tmp_path / "site.yaml"
+    location = tmp_path / "site-dlq"
+    site.write_text(
+        "version: 1\n"
+        f"dispatch: {{plugin: dispatch, zeo: '{runzeo.address_text}'}}\n"
+        f"constants: {{plugin: storage, zocalo.dlq.purge_location: '{location}'}}\n"
+        "environments: {live: [dispatch, constants]}\n"
+    )
+    database = zeo.DB(runzeo.address)
+    consumer = Consumer(
+        database, "poison", fail, max_deliveries=MAX_DELIVERIES, backoff_base=0.0
+    )
+    try:
+        start(database, POISONED)
+        for _ in range(MAX_DELIVERIES):
+            assert consumer.process_one(NOW) is not None
+    finally:
+        consumer.close()
+        database.close()
+    # No $DISPATCH_ZEO: the address comes from the environment's section.
+    env = environment(runzeo)
+    del env["DISPATCH_ZEO"]
+
+    def site_command(*arguments):
+        return subprocess.run(
+            [PYTHON, "-m", "dispatch.cli", *arguments, "-C", str(site), "-e", "live"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=env,
+        )
+
+    checked = site_command("dlq-check")
+    assert checked.returncode == 1, checked.stderr
+    assert "poison: 1" in checked.stdout
+    purged = site_command("dlq-purge")
+    assert purged.returncode == 0, purged.stderr
+    (path,) = purged.stdout.split()
+    assert path.startswith(str(location)) and (location / path).exists()

@@ -22,19 +22,24 @@ from dispatch.state import deadletters
 from dispatch.state.database import dispatch_state
 
 PURGE_LOCATION_VARIABLE = "DISPATCH_DLQ_LOCATION"
+# Where zocalo.dlq_purge looks in its configuration's storage.
+STORAGE_LOCATION_KEY = "zocalo.dlq.purge_location"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("queues", nargs="*", metavar="QUEUE")
     parser.add_argument(
         "--location",
-        default=os.environ.get(PURGE_LOCATION_VARIABLE, "DLQ"),
-        help=f"directory for the files (default ${PURGE_LOCATION_VARIABLE} or ./DLQ)",
+        help=(
+            f"directory for the files (default ${PURGE_LOCATION_VARIABLE}, else "
+            f"storage {STORAGE_LOCATION_KEY} of -C/-e, else ./DLQ)"
+        ),
     )
     base.add_wait_option(
         parser, "go on purging new dead letters until SECONDS pass without one"
     )
     base.add_zeo_option(parser)
+    base.add_site_options(parser)
 
 
 def _purge(database: Any, options: argparse.Namespace) -> list[Path] | None:
@@ -58,6 +63,12 @@ def _watch_dead_letters(database: Any, changed: threading.Event) -> Any:
 
 
 def run(options: argparse.Namespace) -> int:
+    site = base.site_of(options)
+    options.location = (
+        options.location
+        or os.environ.get(PURGE_LOCATION_VARIABLE)
+        or str(site.storage.get(STORAGE_LOCATION_KEY) or "DLQ")
+    )
     if not options.wait:
         with base.dispatch_at(options.zeo, write=True) as dispatch:
             written = deadletters.purge(dispatch, options.location, set(options.queues))

@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, "move one message at a time, this long apart (default 0: all at once)"
     )
     base.add_zeo_option(parser)
+    base.add_site_options(parser)
 
 
 def _move(options: argparse.Namespace, limit: int | None) -> list[str]:
@@ -33,6 +34,7 @@ def _move(options: argparse.Namespace, limit: int | None) -> list[str]:
 
 
 def run(options: argparse.Namespace) -> int:
+    base.site_of(options)
     count = 0
     limit = 1 if options.wait else None
     while True:

@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     base.add_zeo_option(parser)
+    base.add_site_options(parser)
 
 
 def _ago(now: float, then: float | None) -> str:
@@ -64,6 +65,7 @@ def _dispatch_rows(dispatch: Any, now: float, within: float) -> list[tuple]:
 
 
 def run(options: argparse.Namespace) -> int:
+    base.site_of(options)
     now = time.time()
     with base.dispatch_at(options.zeo) as dispatch:
         rows = _dispatch_rows(dispatch, now, options.within)
