@@ -160,6 +160,10 @@ BAD_FILES = {
         "services: name at least one service to keep running",
     ),
     "version 2": ("", "version 2: only version 1 is understood"),
+    "service name with a space": (
+        "d: {plugin: dispatch, services: {a b: {}}}\nenvironments: {default: [d]}\n",
+        "services.a b: a name without spaces, <, > or $ expected",
+    ),
     "secrets file missing": (
         "d: absent.yaml\nenvironments: {default: [d]}\n",
         "section 'd': cannot read",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -148,9 +149,9 @@ def _section_lines(
         settings = {} if settings is None else settings
         if not isinstance(settings, dict):
             raise ConfigurationFileError(f"{where}: {path}: expected a mapping")
-        if name and not str(name).replace("-", "").replace("_", "").isalnum():
+        if name and re.search(r"[\s<>$]", str(name)):
             raise ConfigurationFileError(
-                f"{where}: {path}: a name of letters, digits, - and _ expected"
+                f"{where}: {path}: a name without spaces, <, > or $ expected"
             )
         lines.append(f"<{kind} {name}>" if name else f"<{kind}>")
         keys.append(path)
