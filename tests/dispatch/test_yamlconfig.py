@@ -224,3 +224,36 @@ def test_the_documented_example_is_accepted(tmp_path):
         "password": "x",
     }
     assert config.eventlog is not None
+
+
+def test_a_plugin_another_package_registers_for_zocalo_is_accepted(tmp_path):
+    # An installed distribution registering a zocalo configuration plugin,
+    # as ispyb-api does for its `ispyb` sections.
+    info = tmp_path / "packages" / "site_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: site-plugin\n")
+    (info / "entry_points.txt").write_text(
+        "[zocalo.configuration.plugins]\nispyb = site_plugin:Ispyb\n"
+    )
+    path = write(
+        tmp_path,
+        """
+        ispyb: {plugin: ispyb, credentials: /site/ispyb.cfg}
+        constants: {plugin: storage, beamline: i04}
+        environments: {live: [ispyb, constants]}
+        """,
+    )
+    script = "import sys; from dispatch.runtime.yamlconfig import load\n"
+    script += "print(load(sys.argv[1], ['live']).storage)"
+    completed = subprocess.run(
+        [PYTHON, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=f"{SRC}:{info.parent}"),
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "{'beamline': 'i04'}"
+    # Without the package, the same file is refused.
+    with pytest.raises(CommandError, match="unknown plugin 'ispyb'"):
+        load_site(str(path), ["live"])

@@ -27,9 +27,10 @@ alias)::
 dispatch understands three plugins: ``dispatch`` (what a ``dispatch.conf``
 says, as YAML), ``storage`` (any values, for services:
 ``self.config.storage``) and ``logging`` (a :func:`logging.config.dictConfig`
-mapping).  The plugins only zocalo uses (``graylog``, ``slurm`` ...) are
-accepted and left alone, so one file serves both; any other plugin name is
-an error.  Environments are chosen with ``-e NAME`` (repeatable, activated
+mapping).  The plugins only zocalo uses (``graylog``, ``slurm`` ..., and
+any registered in the entry point group ``zocalo.configuration.plugins``)
+are accepted and left alone, so one file serves both; any other plugin
+name is an error.  Environments are chosen with ``-e NAME`` (repeatable, activated
 in order); without one, ``$ZOCALO_DEFAULT_ENV`` or the environment named
 ``default``.  Only :func:`yaml.safe_load` reads the files.
 """
@@ -37,12 +38,14 @@ in order); without one, ``$ZOCALO_DEFAULT_ENV`` or the environment named
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import logging.config
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +75,8 @@ ZOCALO_ONLY_PLUGINS = frozenset(
         "transport",
     }
 )
+# Where zocalo (and packages extending it) register configuration plugins.
+ENTRY_POINT_GROUP = "zocalo.configuration.plugins"
 # A file is YAML when it is named so, or begins (after comments) with this.
 YAML_SUFFIXES = (".yaml", ".yml")
 VERSION_LINE = re.compile(r"^version\s*:")
@@ -219,6 +224,15 @@ def _activate_section(site: SiteConfiguration, name: str, settings: dict) -> Non
         logger.debug("section %r: plugin %s is zocalo's, not used", name, plugin)
 
 
+@functools.cache
+def _other_plugins() -> frozenset[str]:
+    """Plugins accepted and ignored: zocalo's own, and any other package's
+    registered where zocalo looks for them (``ispyb`` ...), so that a site's
+    file that zocalo reads is never refused by dispatch."""
+    installed = {point.name for point in entry_points(group=ENTRY_POINT_GROUP)}
+    return ZOCALO_ONLY_PLUGINS | installed
+
+
 def _check_section(path: Path, name: str, settings: Any) -> dict[str, Any]:
     where = f"{path}: section {name!r}"
     if not isinstance(settings, dict):
@@ -231,11 +245,12 @@ def _check_section(path: Path, name: str, settings: Any) -> dict[str, Any]:
         raise ConfigurationFileError(
             f"{where}: the section lacks the mandatory 'plugin' key"
         )
-    if plugin not in PLUGINS and plugin not in ZOCALO_ONLY_PLUGINS:
+    if plugin not in PLUGINS and plugin not in _other_plugins():
         raise ConfigurationFileError(
             f"{where}: unknown plugin {plugin!r} (dispatch uses "
             f"{', '.join(PLUGINS)}; zocalo's {', '.join(sorted(ZOCALO_ONLY_PLUGINS))}"
-            " are accepted and ignored)"
+            f" and those installed in the entry point group {ENTRY_POINT_GROUP} "
+            "are accepted and ignored)"
         )
     return settings
 
