@@ -218,7 +218,7 @@ def test_the_documented_example_is_accepted(tmp_path):
     path.write_text(textwrap.dedent(block.group(1)))
     (tmp_path / "secrets.yaml").write_text("plugin: storage\npassword: x\n")
     config = load_configuration(str(path), ["live"])
-    assert config.zeo == "zeo.example.org:8100" and config.heartbeat_interval == 10
+    assert config.zeo == "zeo.example.org:8100" and config.heartbeat_interval == 20
     assert config.site.storage == {
         "zocalo.recipe_directory": "/site/recipes",
         "password": "x",
