@@ -25,7 +25,7 @@ WORKFLOWS_PEER := $(PEERS)/workflows
 
 # (relstorage: the RelStorage tests start a PostgreSQL of their own, see
 # `make postgresql`.)
-.PHONY: postgresql demo test fuzz soak lint venv peers shootout-peer bench bench-shootout clean slurm-up slurm-down browser-up screenshots
+.PHONY: postgresql rabbitmq demo test fuzz soak lint venv peers shootout-peer bench bench-shootout bench-zocalo clean slurm-up slurm-down browser-up screenshots
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -99,6 +99,15 @@ bench: venv peers
 
 bench-shootout: venv peers shootout-peer
 	$(PY) bench/zodbshootout_bench.py
+
+# Debian's rabbitmq-server for bench/zocalo_bench.py (needs root and apt when
+# it is missing); the benchmark starts a broker of its own on free ports.
+rabbitmq:
+	bench/install-rabbitmq.sh
+
+# dispatch against zocalo services on a real RabbitMQ (bench/zocalo_bench.py).
+bench-zocalo: venv peers rabbitmq
+	$(PY) bench/zocalo_bench.py
 
 # A one-node Slurm cluster on loopback for the `slurm` tests (needs root;
 # installs Debian's slurm packages when missing). SLURM_PURGE=1 also deletes

@@ -90,6 +90,7 @@ setup(
             "Greeter = dispatch.runtime.examples:Greeter",
             "Counter = dispatch.runtime.examples:Counter",
             "CommandRunner = dispatch.runtime.commandrunner:CommandRunner",
+            "Dispatcher = dispatch.runtime.dispatcher:Dispatcher",
         ],
     },
 )

@@ -40,7 +40,7 @@ from _servers import start_our_runzeo  # noqa: E402
 import zeo  # noqa: E402
 from dispatch.runtime.consumer import Consumer  # noqa: E402
 from dispatch.state import broker, model  # noqa: E402
-from dispatch.state.database import dispatch_state  # noqa: E402
+from dispatch.state.database import dispatch_state, write_retried  # noqa: E402
 
 
 def chain_recipe(length, messages):
@@ -102,8 +102,10 @@ def wait_for_end(database, run_id):
 
 
 def start_run(database, recipe):
-    with dispatch_state(database, write=True) as dispatch:
-        return broker.start_run(dispatch, recipe).id
+    """Start a run, tried again on a conflict, as ``dispatch go`` does."""
+    return write_retried(
+        database, lambda dispatch: broker.start_run(dispatch, recipe).id
+    )
 
 
 def transitions(server, address, consumers, length, messages, prefetch):

@@ -53,6 +53,21 @@ class Hold(Service):
         recipe_wrapper.send({"handled": True})
 
 
+class Heard(Service):
+    """Subscribes to topic ``fanout`` (durably, as ``dispatch``) and appends
+    each payload, a JSON line, to the file named by ``$HEARD_FILE``."""
+
+    topic = "fanout"
+    subscription = "dispatch"
+
+    def handle(self, recipe_wrapper, payload):
+        import json
+        import os
+
+        with open(os.environ["HEARD_FILE"], "a") as heard:
+            heard.write(json.dumps(payload) + "\n")
+
+
 class StorageReport(Service):
     """Writes its site configuration's storage (``-C FILE.yaml -e ENV``) as
     JSON to ``payload["report"]``, then holds the message until asked to

@@ -56,7 +56,9 @@ def recipe_with(step):
 
 def test_built_in_kinds_route_as_zocalo_and_our_extensions_do():
     assert steps.destination_queue({"queue": "a", "command": ["x"]}) == "a"
-    assert steps.destination_queue({"topic": "t"}) == "t"
+    # A topic is not a queue: its subscribers get copies (test_topics.py).
+    assert steps.destination_queue({"topic": "t"}) is None
+    assert steps.kind_of({"topic": "t"}).name == "queue"
     assert steps.destination_queue({"command": ["x"]}) == steps.COMMAND_QUEUE
     assert steps.destination_queue({"command": ["x"], "slurm": {}}) == (
         steps.COMMAND_QUEUE

@@ -53,6 +53,20 @@ def dispatch(runzeo, peer, *arguments):
     )
 
 
+def zocalo(runzeo, peer, tool, *arguments, **settings):
+    """Real zocalo's command *tool* (``zocalo.go`` ...) on the zeo
+    transport, with *settings* added to its environment; must succeed."""
+    done = subprocess.run(
+        [PYTHON, str(peer / "bin" / tool), *arguments]
+        + ["-t", "zeo", "--zeo", runzeo.address_text],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=dict(environment(runzeo, peer), **settings),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 class ZocaloService:
     """``zocalo.service -s NAME -t zeo`` (real zocalo) until stop()."""
 
@@ -195,6 +209,35 @@ def test_nack_abort_commit_and_bad_input(runzeo, peer):
         database.close()
 
 
+def test_a_commit_by_another_client_wakes_an_idle_subscription(runzeo, peer):
+    """The listener polls once an hour: the message reaches it only through
+    the zeo ``watch()`` that every commit fires."""
+    import zeo
+
+    database = zeo.DB(runzeo.address)
+    listener = None
+    try:
+        with dispatch_state(database, write=True) as state:
+            messages.send(state, "wake", None, {"n": 1})
+        listener = subprocess.Popen(
+            [PYTHON, str(SITE / "listener.py")],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=environment(runzeo, peer),
+        )
+        assert listener.stdout.readline().strip() == "subscribed"
+        assert json.loads(listener.stdout.readline()) == {"n": 1}
+        with dispatch_state(database, write=True) as state:
+            messages.send(state, "wake", None, {"n": 2})
+        assert json.loads(listener.stdout.readline()) == {"n": 2}
+        assert listener.wait(timeout=TIMEOUT) == 0
+    finally:
+        if listener is not None and listener.poll() is None:
+            listener.kill()
+            listener.wait()
+        database.close()
+
+
 ZOCALO_CONFIG = """\
 version: 1
 storage:
@@ -227,15 +270,17 @@ def test_zocalo_go_through_zocalos_dispatcher_on_processing_recipe(
         ZocaloService(runzeo, peer, tmp_path, "Recorder", **settings),
     ]
     try:
-        went = subprocess.run(
-            [PYTHON, str(peer / "bin" / "zocalo.go"), "-n", "-r", "recorder"]
-            + ["-s", "note=hi", "-t", "zeo", "--zeo", runzeo.address_text],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            env=dict(environment(runzeo, peer), **settings),
+        zocalo(
+            runzeo,
+            peer,
+            "zocalo.go",
+            "-n",
+            "-r",
+            "recorder",
+            "-s",
+            "note=hi",
+            **settings,
         )
-        assert went.returncode == 0, went.stdout + went.stderr
         recorded = wait_until(
             lambda: pending(database, "recorded"), TIMEOUT, message="recorded"
         )
@@ -254,15 +299,7 @@ def test_zocalo_go_through_zocalos_dispatcher_on_processing_recipe(
 
         # zocalo.shutdown broadcasts on topic "command": the Dispatcher's
         # frontend hears it and stops; the Recorder goes on.
-        shutdown = subprocess.run(
-            [PYTHON, str(peer / "bin" / "zocalo.shutdown"), "-s", "Dispatcher"]
-            + ["-t", "zeo", "--zeo", runzeo.address_text],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            env=dict(environment(runzeo, peer), **settings),
-        )
-        assert shutdown.returncode == 0, shutdown.stdout + shutdown.stderr
+        zocalo(runzeo, peer, "zocalo.shutdown", "-s", "Dispatcher", **settings)
         wait_until(
             lambda: services[0].process.poll() is not None,
             TIMEOUT,

@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from ZODB.POSException import ConflictError
+
 from dispatch import logfields
 from dispatch.errors import (
     EXIT_FAILED,
@@ -146,6 +148,14 @@ def run_command(
     except CommandError as error:
         print(f"dispatch {name}: {error}", file=sys.stderr)
         return error.status
+    except ConflictError as error:
+        # The transaction was aborted: nothing of it was stored.
+        print(
+            f"dispatch {name}: another client changed the same state at the same "
+            f"time; nothing was changed, try again ({error})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
 
 
 def seconds(text: str) -> float:

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from dispatch.cli import base, progress
 from dispatch.state import broker, model, views
-from dispatch.state.database import dispatch_state, ensure_run_index
+from dispatch.state.database import dispatch_state, ensure_run_index, write_retried
 from dispatch.state.recipe import Recipe, RecipeError
 
 logger = logging.getLogger(__name__)
@@ -181,8 +181,12 @@ def run(options: argparse.Namespace) -> int:
     try:
         ensure_run_index(database)
         try:
-            with dispatch_state(database, write=True) as dispatch:
-                run_id = broker.start_run(dispatch, recipe, parameters, name=name).id
+            run_id = write_retried(
+                database,
+                lambda dispatch: (
+                    broker.start_run(dispatch, recipe, parameters, name=name).id
+                ),
+            )
         except (RecipeError, ValueError) as error:
             raise base.CommandError(str(error), base.EXIT_USAGE) from None
         print(run_id, flush=True)

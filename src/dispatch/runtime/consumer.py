@@ -325,6 +325,9 @@ class Consumer:
         if isinstance(error, broker.GiveBack):
             logger.info("%s: %r given back: %s", self.name, message, error)
             outcome = dict(outcome, given_back=True)
+        elif isinstance(error, broker.Reject):
+            logger.error("%s: %r rejected: %s", self.name, message, error)
+            outcome = dict(outcome, rejected=True)
         else:
             logger.exception("%s: handling %r failed", self.name, message)
         return f"{type(error).__name__}: {error}", outcome
@@ -345,7 +348,7 @@ class Consumer:
             message,
             reason,
             now=now,
-            max_deliveries=self.max_deliveries,
+            max_deliveries=0 if noted.get("rejected") else self.max_deliveries,
             backoff_base=self.backoff_base,
             exit_code=noted.get("exit_code"),
             output_tail=noted.get("output_tail"),

@@ -20,7 +20,8 @@ from typing import Any
 from dispatch.errors import EXIT_USAGE, CommandError
 from dispatch.runtime.consumer import Consumer
 from dispatch.runtime.yamlconfig import SiteConfiguration
-from dispatch.state import broker
+from dispatch.state import broker, topics
+from dispatch.state.database import dispatch_state
 from dispatch.state.wrapper import RecipeWrapper
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,11 @@ class Service:
     """
 
     queue: str | None = None
+    # Or a topic: the instance consumes the copies of the durable
+    # subscription ``subscription`` (default: the class name) on it, so
+    # each subscribing service gets every message (dispatch.state.topics).
+    topic: str | None = None
+    subscription: str | None = None
     service_name: str | None = None
     lease = broker.DEFAULT_LEASE
     max_deliveries = broker.MAX_DELIVERIES
@@ -112,10 +118,14 @@ def load_service(name: str) -> type[Service]:
 def make_consumer(
     service: Service, database: Any, queue: str | None = None, name: str | None = None
 ) -> Consumer:
-    """The :class:`Consumer` that feeds *service* (an instance)."""
-    queue = queue or service.queue
+    """The :class:`Consumer` that feeds *service* (an instance): of its
+    *queue* (default ``service.queue``), else of its subscription on
+    ``service.topic`` (made now if missing)."""
+    queue = queue or service.queue or subscribe(service, database)
     if not queue:
-        raise CommandError(f"{type(service).__name__} names no queue", EXIT_USAGE)
+        raise CommandError(
+            f"{type(service).__name__} names no queue or topic", EXIT_USAGE
+        )
     prefetch = service.prefetch
     if prefetch > 1 and not service.batchable:
         logger.warning("%s takes one message at a time", type(service).__name__)
@@ -132,6 +142,21 @@ def make_consumer(
         chain_claims=service.batchable,
     )
     return service.consumer
+
+
+def subscribe(service: Service, database: Any) -> str | None:
+    """The queue of *service*'s durable subscription on its ``topic``
+    (registered in a commit of its own), or None if it names no topic."""
+    if not service.topic:
+        return None
+    name = service.subscription or type(service).__name__
+    try:
+        with dispatch_state(database, write=True) as dispatch:
+            found = topics.subscribe(dispatch, service.topic, name)
+    except topics.TopicError as error:
+        raise CommandError(f"{type(service).__name__}: {error}", EXIT_USAGE) from None
+    logger.info("subscription %s on topic %s", name, service.topic)
+    return found.queue
 
 
 def run_service(service: Service, consumer: Consumer, stop: threading.Event) -> None:

@@ -14,8 +14,6 @@ import os
 import time
 from typing import Any
 
-from BTrees.OOBTree import OOBTree
-
 from dispatch.state import broker, model, runindex
 
 logger = logging.getLogger(__name__)
@@ -75,10 +73,12 @@ def retry_dead(
             message.path,
             message.environment,
             now=now,
+            # A subscriber's copy goes back to that subscriber only.
+            queue_name=message.queue if message.topic else None,
         )
         if new is None:
             continue
-        new.reinjected_from = message.id
+        new.reinjected_from, new.topic = message.id, message.topic
         mark_revived(dispatch, run, message, new)
         revived.append(new)
     return revived
@@ -121,7 +121,8 @@ def drain(
             continue
         if destination == ".":
             step = dispatch.runs[message.run_id].recipe[str(message.node)]
-            target_name = broker.destination_queue(step)
+            # A subscriber's copy is not the step queue's message.
+            target_name = None if message.topic else broker.destination_queue(step)
         else:
             target_name = destination
         if target_name is None or target_name == source:
@@ -138,10 +139,7 @@ def drain(
 
 def instances_of(dispatch: model.Dispatch) -> Any:
     """The service-instance index (created in databases made before it)."""
-    instances = getattr(dispatch, "instances", None)
-    if instances is None:
-        instances = dispatch.instances = OOBTree()
-    return instances
+    return model.tree_attribute(dispatch, "instances")
 
 
 def register_instance(

@@ -24,9 +24,16 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from BTrees.Length import Length
+
 from dispatch.state import model, runindex, shards
-from dispatch.state import steps as step_kinds
 from dispatch.state.recipe import Recipe
+from dispatch.state.sending import RECIPE_HEADER as RECIPE_HEADER
+from dispatch.state.sending import destination_queue as destination_queue
+from dispatch.state.sending import enqueue as enqueue
+from dispatch.state.sending import enqueue_all as enqueue_all
+from dispatch.state.sending import put_in_queue as put_in_queue
+from dispatch.state.sending import queue_named as queue_named
 
 # Where the messages of steps that run a program wait: the command step
 # kind's queue, named here too as it always was.
@@ -50,6 +57,12 @@ CLAIM_SPREAD = 8
 # A consumer that lost races lately takes from its own shard a message up
 # to this many seconds younger than the queue's oldest due one (see claim()).
 CLAIM_SLACK = 1.0
+
+
+class Reject(Exception):
+    """Raised by a handler for a message that can never be handled (a
+    malformed request): it becomes a dead letter at once, with this
+    exception's text as the reason, instead of being delivered again."""
 
 
 class GiveBack(Exception):
@@ -79,66 +92,6 @@ def backoff_delay(
     if deliveries <= 0 or base <= 0:
         return 0.0
     return min(cap, base * 2 ** (deliveries - 1))
-
-
-def queue_named(dispatch: model.Dispatch, name: str) -> model.Queue:
-    """The queue *name*, created on first use."""
-    queue = dispatch.queues.get(name)
-    if queue is None:
-        queue = dispatch.queues[name] = model.Queue(name)
-    return queue
-
-
-def destination_queue(step: Mapping[str, Any]) -> str | None:
-    """Where messages for recipe *step* wait, as its kind decides (see
-    :mod:`dispatch.state.steps`): its ``queue``, else its ``topic``, else
-    the command queue for a ``command`` step; None means zocalo's silent
-    drop."""
-    return step_kinds.destination_queue(step)
-
-
-def enqueue(
-    dispatch: model.Dispatch,
-    run: model.Run,
-    node: int,
-    payload: Any,
-    path: list[int],
-    environment: dict[str, Any],
-    delay: float | None = 0.0,
-    now: float | None = None,
-    shard: int | None = None,
-    queue_name: str | None = None,
-) -> model.Message | None:
-    """Create the message for step *node* of *run*; returns it, or None when
-    the step has no destination (dropped silently, as zocalo does).  Its id,
-    and so its entries in the indexes, are in *shard* (random if None): a
-    consumer passes its own, so that its commits touch its own trees.
-    *queue_name* overrides the step's own destination (a workflows service
-    that sends to a step's topic, see :mod:`dispatch.state.transport`)."""
-    now = time.time() if now is None else now
-    step = run.recipe[str(node)]
-    queue_name = queue_name or destination_queue(step)
-    if queue_name is None:
-        logger.debug("run %s: step %s has no queue; message dropped", run.id, node)
-        return None
-    message = model.Message(
-        model.new_id(shard),
-        run.id,
-        node,
-        queue_name,
-        list(path),
-        copy.deepcopy(environment),
-        copy.deepcopy(payload),
-        now,
-    )
-    message.not_before = now + max(0.0, float(delay or 0))
-    run.messages[message.id] = message
-    run.steps[node].message_ids.add(message.id)
-    run.open_count.change(1)
-    queue = queue_named(dispatch, queue_name)
-    put_in_queue(queue, message, message.not_before)
-    queue.pending_count.change(1)
-    return message
 
 
 def start_run(
@@ -175,16 +128,10 @@ def start_run(
     first_shard = random.randrange(shards.SHARDS)
     for number, (node, payload) in enumerate(substituted.start):
         shard = (first_shard + number) % shards.SHARDS
-        enqueue(dispatch, run, node, payload, [], environment, now=now, shard=shard)
+        enqueue_all(dispatch, run, node, payload, [], environment, now=now, shard=shard)
     runindex.note(dispatch, run)
     logger.info("run %s started: %d step(s)", run_id, len(run.steps))
     return run
-
-
-def put_in_queue(queue: model.Queue, message: model.Message, when: float) -> None:
-    """File *message* in *queue* under the time *when* it needs looking at."""
-    message.queue_key = model.ready_key(when, message.id)
-    queue.ready[message.queue_key] = message
 
 
 def claim(
@@ -340,8 +287,22 @@ def finish(
     attempt.exit_code, attempt.output_tail = exit_code, output_tail
     run = dispatch.runs[message.run_id]
     run.open_count.change(-1)
+    if message.topic is not None:
+        _drop_copy(run, message)
     if run.open_count() == 0:  # the last one (see dispatch.state.runindex)
         runindex.note(dispatch, run)
+
+
+def _drop_copy(run: model.Run, message: model.Message) -> None:
+    """A subscriber acknowledged its copy: it leaves the run, counted, so
+    that a topic's storage is bounded by what is not acknowledged yet.
+    The queue's entry goes at the next claim (see :func:`claim`)."""
+    step = run.steps[message.node]
+    if step.acknowledged_copies is None:  # a step made before topics fanned out
+        step.acknowledged_copies = Length()
+    step.acknowledged_copies.change(1)
+    del run.messages[message.id]
+    step.message_ids.remove(message.id)
 
 
 def release(
@@ -441,20 +402,19 @@ def complete(
             logger.info("run %s is cancelled: %d send(s) dropped", run.id, len(sends))
         sends = []
     created = [
-        enqueue(
-            dispatch,
-            run,
-            node,
-            payload,
-            path,
-            message.environment,
-            delay,
-            now,
-            shard=shard,
-        )
+        sent
         for node, payload, path, delay in sends
+        for sent in enqueue_all(
+            dispatch, run, node, payload, path, message.environment, delay, now, shard
+        )
     ]
     noted = outcome or {}
+    for recipe, parameters, name in noted.get("start_runs", ()):
+        if str(parameters.get("guid")) in dispatch.runs:
+            # Checked by the handler; only a request racing its twin is here.
+            logger.error("run %s exists already; not started again", parameters["guid"])
+        elif run.cancelled is None:
+            start_run(dispatch, recipe, parameters, now, name)
     finish(
         dispatch,
         message,
@@ -463,7 +423,7 @@ def complete(
         output_tail=noted.get("output_tail"),
     )
     message.attempts[-1].slurm_job = noted.get("slurm_job")
-    return [m for m in created if m is not None]
+    return created
 
 
 def wrapper_for(

@@ -25,7 +25,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from dispatch.state import admin, broker, model, runindex
+from dispatch.state import admin, broker, model, runindex, topics
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +170,11 @@ def reinject(
         raise DeadLetterError(
             f"dead letter {old.id} was re-injected already as {old.reinjected_as}"
         )
+    # A subscriber's copy goes back to that subscriber only.
+    topic = topics.topic_of(run.recipe[str(node)])
+    original = header.get("original-destination")
+    if not (topic and str(original).startswith(topic + topics.SEPARATOR)):
+        topic = original = None
     message = broker.enqueue(
         dispatch,
         run,
@@ -178,9 +183,12 @@ def reinject(
         body.get("recipe-path", []),
         body.get("environment") or run.environment,
         now=now,
+        queue_name=original,
     )
     if message is None:
         raise DeadLetterError(f"step {node} of run {run_id} has no queue")
+    if topic is not None:
+        message.topic = topic
     if destination:
         queue = dispatch.queues[message.queue]
         del queue.ready[message.queue_key]

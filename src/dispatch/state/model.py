@@ -71,6 +71,16 @@ def _rename_legacy(state: Any, old: str, new: str) -> Any:
     return state
 
 
+def tree_attribute(owner: Any, name: str, create: bool = True) -> Any:
+    """The OOBTree at *owner*'s attribute *name*, made if missing and
+    *create* (else None): an index added after databases were made."""
+    found = getattr(owner, name, None)
+    if found is None and create:
+        found = OOBTree()
+        setattr(owner, name, found)
+    return found
+
+
 def ready_key(not_before: float, message_id: str) -> str:
     """Key of a message in a queue's ``ready`` tree: it sorts by the time
     the message may be delivered, then by id (first in, first out)."""
@@ -93,8 +103,10 @@ class Dispatch(Persistent):
     # Runs by state, recipe and start time (see dispatch.state.runindex);
     # None in databases made before it, until it is built.
     run_index: RunIndex | None = None
-    # topic -> broadcast log (dispatch.state.transport); None until the first.
+    # topic -> broadcast log (dispatch.state.topics); None until the first.
     topics: Any = None
+    # topic -> durable subscriptions (dispatch.state.topics); None until one.
+    subscriptions: Any = None
 
     def __init__(self) -> None:
         self.run_index = RunIndex(RUN_STATES)
@@ -205,11 +217,21 @@ class Step(Persistent):
 
     message_id_shards: Any = None  # None in databases made before shards
     legacy_message_ids: Any = None  # their single set
+    # A topic step's copies, once acknowledged, leave the run (so that
+    # storage stays bounded); this counts them.  None for other steps.
+    acknowledged_copies: Length | None = None
 
     def __init__(self, node: int, definition: dict[str, Any]) -> None:
         self.node = node
         self.definition = definition  # the recipe's step dict
         self.message_id_shards = OOBTree()  # shard -> OOTreeSet of ids
+        if definition.get("topic"):
+            self.acknowledged_copies = Length()
+
+    @property
+    def acknowledged(self) -> int:
+        """How many copies for subscribers were acknowledged (and dropped)."""
+        return self.acknowledged_copies() if self.acknowledged_copies else 0
 
     def __setstate__(self, state: Any) -> None:
         super().__setstate__(_rename_legacy(state, "message_ids", "legacy_message_ids"))
@@ -230,7 +252,7 @@ class Step(Persistent):
         (in progress < pending < dead < cancelled < done)."""
         states = {message.state for message in self.messages(run)}
         if not states:
-            return "waiting"
+            return DONE if self.acknowledged else "waiting"
         for state in (IN_PROGRESS, PENDING, DEAD, CANCELLED_MESSAGE):
             if state in states:
                 return state
@@ -247,6 +269,8 @@ class Message(Persistent):
     given_back = 0
     # The header a python-workflows sender gave (dispatch.state.transport).
     workflows_header: Any = None
+    # The topic a subscription's copy was sent to (dispatch.state.topics).
+    topic: str | None = None
 
     @property
     def counted_deliveries(self) -> int:

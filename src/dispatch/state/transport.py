@@ -13,11 +13,9 @@ other way round), a message is filed as follows:
   destination, marked as plain, so that dead letters, ``dispatch list`` and
   ``dispatch show`` cover it like any other.
 
-Broadcasts (topics) are kept apart: a log per topic, read by every
-subscriber from where it subscribed (python-workflows' broadcasts are
-transient: a subscriber gets what is sent while it listens), pruned after
-:data:`BROADCAST_KEEP` seconds.  Each function works in the caller's
-transaction, as the broker's do.
+A broadcast is copied to every durable subscription of its topic and logged
+for the subscribers listening now (see :mod:`dispatch.state.topics`).  Each
+function works in the caller's transaction, as the broker's do.
 """
 
 from __future__ import annotations
@@ -28,21 +26,19 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from BTrees.OOBTree import OOBTree
-
-from dispatch.state import broker, model
+from dispatch.state import broker, model, topics
 
 logger = logging.getLogger(__name__)
 
 # Header of a recipe message, as python-workflows writes it.
-RECIPE_HEADER = "workflows-recipe"
+RECIPE_HEADER = broker.RECIPE_HEADER
 RECIPE_TRUE = (True, "True", "true", 1)
 # A run holding one plain (non-recipe) message has this parameter.
 PLAIN_PARAMETER = "workflows-plain"
 # Where python-workflows frontends broadcast their service's status.
 STATUS_TOPIC = "transient.status"
 # Broadcasts older than this are dropped from their topic's log.
-BROADCAST_KEEP = 300.0
+BROADCAST_KEEP = topics.LOG_KEEP
 # Header fields that describe a delivery, never stored with the message.
 DELIVERY_HEADERS = ("message-id", "subscription", "redelivered", "dispatch-deliveries")
 
@@ -77,6 +73,14 @@ def _new_run(
     return run
 
 
+def _plain_run(
+    dispatch: model.Dispatch, destination: dict[str, str], service: str, now: float
+) -> model.Run:
+    """A run of one step, to *destination*, for plain messages."""
+    step = dict(destination, service=service)
+    return _new_run(dispatch, model.new_id(), {"1": step}, {PLAIN_PARAMETER: True}, now)
+
+
 def send(
     dispatch: model.Dispatch,
     destination: str,
@@ -95,13 +99,7 @@ def send(
     if is_recipe_message(header, body):
         message = _send_recipe_message(dispatch, destination, body, delay, now)
     else:
-        run = _new_run(
-            dispatch,
-            model.new_id(),
-            {"1": {"queue": destination, "service": "workflows message"}},
-            {PLAIN_PARAMETER: True},
-            now,
-        )
+        run = _plain_run(dispatch, {"queue": destination}, "workflows message", now)
         found = broker.enqueue(dispatch, run, 1, body, [], run.environment, delay, now)
         assert found is not None  # the step names its queue
         message = found
@@ -172,22 +170,10 @@ def delivery(
         header.pop(RECIPE_HEADER, None)
         return header, copy.deepcopy(message.payload)
     header[RECIPE_HEADER] = True
-    body = {
-        "recipe": copy.deepcopy(run.recipe),
-        "recipe-pointer": message.node,
-        "recipe-path": list(message.path),
-        "environment": copy.deepcopy(message.environment),
-        "payload": copy.deepcopy(message.payload),
-    }
+    body = topics.recipe_body(
+        run, message.node, message.path, message.environment, message.payload
+    )
     return header, body
-
-
-def topics(dispatch: model.Dispatch) -> Any:
-    """topic name -> OOBTree(ready key -> (header, body)), created on first use."""
-    found = getattr(dispatch, "topics", None)
-    if found is None:
-        found = dispatch.topics = OOBTree()
-    return found
 
 
 def broadcast(
@@ -196,39 +182,40 @@ def broadcast(
     header: Mapping[str, Any] | None,
     body: Any,
     now: float | None = None,
-) -> str:
-    """Add *body* to *topic*'s log; returns its key.  Old entries go."""
+) -> list[model.Message]:
+    """Broadcast *body* on *topic* (see :mod:`dispatch.state.topics`): an
+    entry in the topic's log for those listening now, and a copy for each
+    durable subscription; returns the copies.  A recipe message's copies
+    belong to its run; a plain message's to a new run of one step, made
+    only when the topic has durable subscribers."""
     now = time.time() if now is None else now
     if not topic or not isinstance(topic, str):
         raise BadMessage(f"a topic name is needed to broadcast, not {topic!r}")
-    logs = topics(dispatch)
-    log = logs.get(topic)
-    if log is None:
-        log = logs[topic] = OOBTree()
-    key = model.ready_key(now, model.new_id())
-    log[key] = (_stored_header(header), copy.deepcopy(body))
-    stale = list(log.keys(max=model.ready_bound(now - BROADCAST_KEEP)))
-    for old in stale:
-        del log[old]
-    return key
+    stored = _stored_header(header)
+    durable = topics.subscriptions(dispatch, topic)
+    if is_recipe_message(header, body):
+        copies = [
+            _send_recipe_message(dispatch, s.queue, body, None, now) for s in durable
+        ]
+    elif durable:
+        run = _plain_run(dispatch, {"topic": topic}, "workflows broadcast", now)
+        copies = [
+            broker.enqueue_all(
+                dispatch, run, 1, body, [], run.environment, now=now, queue_name=s.queue
+            )[0]
+            for s in durable
+        ]
+    else:
+        copies = []
+    for copied in copies:
+        copied.workflows_header, copied.topic = copy.deepcopy(stored), topic
+    topics.log(dispatch, topic, stored, body, now)
+    return copies
 
 
-def broadcasts_after(
-    dispatch: model.Dispatch, topic: str, after: str
-) -> list[tuple[str, dict[str, Any], Any]]:
-    """``(key, header, body)`` of *topic*'s broadcasts after key *after*."""
-    log = topics(dispatch).get(topic)
-    if log is None:
-        return []
-    found = []
-    for key, (header, body) in log.items(min=after, excludemin=True):
-        found.append((key, copy.deepcopy(header), copy.deepcopy(body)))
-    return found
-
-
-def listening_from(now: float | None = None) -> str:
-    """The cursor of a new broadcast subscriber: everything sent from now."""
-    return model.ready_bound(time.time() if now is None else now)
+# The log of a topic, as readers of this module knew it.
+broadcasts_after = topics.logged_after
+listening_from = topics.listening_from
 
 
 def latest_statuses(
@@ -238,7 +225,7 @@ def latest_statuses(
     ``transient.status`` in the past *within* seconds (zocalo's status
     monitor), with ``heartbeat``: when it was sent.  Oldest first."""
     now = time.time() if now is None else now
-    log = topics(dispatch).get(STATUS_TOPIC)
+    log = topics.logs(dispatch).get(STATUS_TOPIC)
     if log is None:
         return []
     latest: dict[str, dict[str, Any]] = {}

@@ -149,7 +149,7 @@ def step_rows(dispatch: model.Dispatch, run_id: str) -> list[tuple[str, ...]]:
                 str(node),
                 step_kinds.label(step.definition),
                 step.status(run),
-                str(len(messages)),
+                str(len(messages) + step.acknowledged),
                 str(sum(message.deliveries for message in messages)),
                 _where(last) if last is not None else "-",
                 "-" if exit_code is None else str(exit_code),
@@ -200,9 +200,9 @@ def services_of(run: model.Run) -> set[str]:
     for key, step in run.recipe.items():
         if key in SPECIAL_KEYS or not isinstance(step, dict):
             continue
-        queue = step_kinds.destination_queue(step)
-        if queue is not None:
-            names.add(queue)
+        queue = step_kinds.destination_queue(step) or step.get("topic")
+        if queue:
+            names.add(str(queue))
         if step.get("service"):
             names.add(str(step["service"]))
     return names

@@ -79,6 +79,16 @@ class RecipeWrapper:
         for the attempt record (whether the delivery succeeds or fails)."""
         self.outcome.update(outcome)
 
+    def start_run(
+        self, recipe: Mapping[str, Any], parameters: Mapping[str, Any], name: str
+    ) -> None:
+        """Start a run of *recipe* with *parameters* (listed as *name*) in
+        the commit that finishes this message, as zocalo's Dispatcher
+        acks its request and starts the recipe in one transaction."""
+        self.outcome.setdefault("start_runs", []).append(
+            (dict(recipe), dict(parameters), name)
+        )
+
     def set_default_channel(self, channel: str) -> None:
         """Make named output *channel* what :meth:`send` uses, and let
         ``send_to(channel)`` reach an unnamed output."""

@@ -24,7 +24,7 @@ from aiohttp import web
 from ZODB.POSException import ConflictError
 
 from dispatch.state import model
-from dispatch.state.database import dispatch_state
+from dispatch.state.database import dispatch_state, write_retried
 from dispatch.web import auth
 from dispatch.web.errors import ConsoleError
 from dispatch.web.kernel import Kernel
@@ -87,13 +87,12 @@ class Console:
         tried again when it conflicts (a 409 if it keeps conflicting)."""
 
         def work() -> Result:
-            for attempt in range(1, WRITE_ATTEMPTS + 1):
-                try:
-                    with dispatch_state(self.database, write=True) as dispatch:
-                        return function(dispatch)
-                except ConflictError:
-                    logger.info("write conflicted (attempt %d); again", attempt)
-            raise ConsoleError(409, "the state kept changing under us: try again")
+            try:
+                return write_retried(self.database, function, WRITE_ATTEMPTS)
+            except ConflictError:
+                raise ConsoleError(
+                    409, "the state kept changing under us: try again"
+                ) from None
 
         return await self._in_thread(work)
 

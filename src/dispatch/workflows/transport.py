@@ -15,7 +15,9 @@ maps workflows' calls onto it:
 - ``transaction_begin`` collects acks, nacks, sends and broadcasts, which
   ``transaction_commit`` applies in one zeo commit and
   ``transaction_abort`` drops (a message acked in it is delivered again);
-- broadcasts go to a log per topic that each broadcast subscriber reads.
+- a broadcast is copied to each durable subscription of its topic (a
+  ``subscribe_broadcast(..., durable=NAME)`` is consumed as a queue) and
+  logged for the non-durable subscribers listening now.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ import transaction
 from workflows.transport.common_transport import CommonTransport, json_serializer
 from ZODB.POSException import ConflictError
 
-from dispatch.state import broker, model
+from dispatch.state import broker, model, topics
 from dispatch.state import transport as messages
 from dispatch.state.database import ADDRESS_VARIABLE
+from dispatch.workflows import options
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class ZeoTransport(CommonTransport):
     def __init__(self, middleware: Any = None) -> None:
         super().__init__(middleware=middleware)
         self._database: Any = None
+        self._watch: Any = None
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -66,6 +70,8 @@ class ZeoTransport(CommonTransport):
         self._held: dict[str, tuple[int, str]] = {}  # message id -> (sub, run id)
         self._open: dict[int, list[Operation]] = {}
         self._settled_in: dict[int, list[str]] = {}  # transaction -> message ids
+        # Claimed in a commit that settled another message, not handed over yet.
+        self._ready: list[tuple[int, dict[str, Any], Any]] = []
         self._transaction_numbers = itertools.count(1)
         self.consumer = f"workflows-{os.getpid()}-{id(self):x}"
 
@@ -77,38 +83,8 @@ class ZeoTransport(CommonTransport):
 
     @classmethod
     def add_command_line_options(cls, parser: Any) -> None:
-        """``--zeo HOST:PORT`` and ``--zeo-poll SECONDS``, for argparse and
-        optparse parsers alike (zocalo.service uses optparse)."""
-        zeo_help = f"dispatch's zeo server, HOST:PORT or a socket path (default ${ADDRESS_VARIABLE})"
-        poll_help = f"seconds between looks at idle queues (default {DEFAULT_POLL})"
-        if hasattr(parser, "add_argument"):
-            import argparse
-
-            class Store(argparse.Action):
-                def __call__(self, parser, namespace, value, option_string=None):  # type: ignore[no-untyped-def]
-                    cls.config[option_string] = value
-
-            parser.add_argument("--zeo", metavar="ADDRESS", help=zeo_help, action=Store)
-            parser.add_argument(
-                "--zeo-poll",
-                metavar="SECONDS",
-                type=float,
-                help=poll_help,
-                action=Store,
-            )
-            return
-
-        def store(option, opt, value, parser):  # type: ignore[no-untyped-def]
-            cls.config[opt] = value
-
-        parser.add_option(
-            "--zeo", metavar="ADDRESS", type="string", help=zeo_help,
-            action="callback", callback=store,
-        )  # fmt: skip
-        parser.add_option(
-            "--zeo-poll", metavar="SECONDS", type="float", help=poll_help,
-            action="callback", callback=store,
-        )  # fmt: skip
+        """``--zeo HOST:PORT`` and ``--zeo-poll SECONDS`` (argparse or optparse)."""
+        options.add_options(parser, cls.config, DEFAULT_POLL)
 
     # -- connection -----------------------------------------------------
 
@@ -129,6 +105,9 @@ class ZeoTransport(CommonTransport):
         except Exception as error:
             logger.error("cannot reach zeo at %s: %s", address, error)
             return False
+        # Every commit, by any process, wakes the delivery loop (a message
+        # for us may have come); --zeo-poll is the fallback for due times.
+        self._watch = self._database.storage.watch(lambda tid, oids: self._wake.set())
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._deliver_loop, name="zeo-transport", daemon=True
@@ -156,6 +135,7 @@ class ZeoTransport(CommonTransport):
                     for message_id, (_s, run_id) in held
                 ]
             )
+        self._watch.close()
         self._database.close()
         self._database = None
 
@@ -217,6 +197,22 @@ class ZeoTransport(CommonTransport):
     def _subscribe_broadcast(
         self, sub_id: int, channel: str, callback: Any, **kwargs: Any
     ) -> None:
+        """``durable=NAME``: the durable subscription NAME on topic *channel*
+        (made if missing), consumed as a queue (``acknowledgement``,
+        ``prefetch_count`` as for :meth:`subscribe`); without it, what is
+        broadcast while the subscription lasts."""
+        durable = kwargs.get("durable")
+        if durable:
+            queue = topics.subscription_queue(channel, durable)
+
+            def register(dispatch: model.Dispatch) -> None:
+                topics.subscribe(dispatch, channel, durable)
+
+            self._apply([register])
+            self._subscribe(sub_id, queue, callback, **kwargs)
+            with self._lock:
+                self._queues[sub_id]["durable"] = (channel, durable)
+            return
         with self._lock:
             self._topics[sub_id] = {
                 "topic": channel,
@@ -225,9 +221,18 @@ class ZeoTransport(CommonTransport):
         self._wake.set()
 
     def _unsubscribe(self, sub_id: int, **kwargs: Any) -> None:
+        """``delete=True`` also deletes a durable subscription (its pending
+        copies are cancelled); otherwise its copies wait for it."""
         with self._lock:
-            self._queues.pop(sub_id, None)
+            found = self._queues.pop(sub_id, None) or {}
             self._topics.pop(sub_id, None)
+        if kwargs.get("delete") and found.get("durable"):
+            topic, name = found["durable"]
+
+            def delete(dispatch: model.Dispatch) -> None:
+                topics.unsubscribe(dispatch, topic, name)
+
+            self._apply([delete])
 
     # -- sending --------------------------------------------------------
 
@@ -282,8 +287,9 @@ class ZeoTransport(CommonTransport):
         sub_id, run_id = found
 
         def settle(dispatch: model.Dispatch) -> None:
-            message = dispatch.runs[run_id].messages[message_id]
-            if not broker.still_claimed_by(message, self.consumer):
+            # An acknowledged topic copy leaves its run (dispatch.state.topics).
+            message = dispatch.runs[run_id].messages.get(message_id)
+            if message is None or not broker.still_claimed_by(message, self.consumer):
                 logger.warning(
                     "%r: claim lapsed before the %s; not changed", message, outcome
                 )
@@ -301,8 +307,8 @@ class ZeoTransport(CommonTransport):
 
     def _give_back(self, message_id: str, run_id: str) -> Operation:
         def give_back(dispatch: model.Dispatch) -> None:
-            message = dispatch.runs[run_id].messages[message_id]
-            if broker.still_claimed_by(message, self.consumer):
+            message = dispatch.runs[run_id].messages.get(message_id)
+            if message is not None and broker.still_claimed_by(message, self.consumer):
                 broker.release(
                     dispatch,
                     message,
@@ -329,10 +335,32 @@ class ZeoTransport(CommonTransport):
     def _settle_now_or_later(
         self, message_id: str, outcome: str, transaction_id: int | None
     ) -> None:
-        self._now_or_later(self._settle(message_id, outcome), transaction_id)
-        if transaction_id is not None:
+        settle = self._settle(message_id, outcome)
+        if transaction_id is None:
+            self._apply_claiming_next([settle], [message_id])
+            return
+        self._now_or_later(settle, transaction_id)
+        with self._lock:
+            self._settled_in.setdefault(transaction_id, []).append(message_id)
+
+    def _apply_claiming_next(
+        self, operations: list[Operation], settled: list[str]
+    ) -> None:
+        """Apply *operations*, which settle the messages *settled*, and claim
+        the next message of each of their subscriptions in the same commit
+        (one commit per message instead of two); the delivery thread hands
+        what was claimed to the service."""
+        with self._lock:
+            subscriptions = sorted(
+                {self._held[m][0] for m in settled if m in self._held}
+            )
+        claims = [self._taker(sub_id, chained=True) for sub_id in subscriptions]
+        self._apply(operations + [take for take, _found in claims])
+        for sub_id, (_take, found) in zip(subscriptions, claims, strict=True):
+            handed = self._hold(sub_id, found)
             with self._lock:
-                self._settled_in.setdefault(transaction_id, []).append(message_id)
+                self._ready.extend(handed)
+        self._wake.set()
 
     # -- transactions ---------------------------------------------------
 
@@ -353,9 +381,8 @@ class ZeoTransport(CommonTransport):
     def _transaction_commit(self, transaction_id: int, **kwargs: Any) -> None:
         with self._lock:
             operations = self._open.pop(transaction_id, [])
-            self._settled_in.pop(transaction_id, None)
-        self._apply(operations)
-        self._wake.set()
+            settled = self._settled_in.pop(transaction_id, [])
+        self._apply_claiming_next(operations, settled)
 
     # -- delivery -------------------------------------------------------
 
@@ -383,11 +410,13 @@ class ZeoTransport(CommonTransport):
         with self._lock:
             queues = [(s, dict(q)) for s, q in self._queues.items()]
             topics = [(s, dict(t)) for s, t in self._topics.items()]
-        handed: list[tuple[int, dict[str, Any], Any]] = []
+            handed, self._ready = self._ready, []
         for sub_id, subscription in queues:
             if subscription["ack"] and subscription["held"] >= subscription["prefetch"]:
                 continue
-            handed.extend(self._claim(sub_id, subscription))
+            take, found = self._taker(sub_id)
+            self._apply([take])
+            handed.extend(self._hold(sub_id, found))
         for sub_id, subscription in topics:
             handed.extend(self._read_topic(sub_id, subscription))
         for sub_id, header, body in handed:
@@ -396,24 +425,40 @@ class ZeoTransport(CommonTransport):
             self.subscription_callback(sub_id)(header, json.dumps(body))
         return len(handed)
 
-    def _claim(self, sub_id: int, subscription: dict[str, Any]) -> list[Any]:
+    def _taker(self, sub_id: int, chained: bool = False) -> tuple[Operation, list[Any]]:
+        """An operation claiming the next message of subscription *sub_id*
+        (only if it has room for one more, when *chained* into a commit
+        that settles another), and the list it leaves the claim in."""
         found: list[Any] = []
 
         def take(dispatch: model.Dispatch) -> None:
             found.clear()
+            with self._lock:
+                subscription = self._queues.get(sub_id)
+                if subscription is None:
+                    return
+                subscription = dict(subscription)
+            if chained and subscription["held"] >= subscription["prefetch"]:
+                return
             message = broker.claim(dispatch, subscription["queue"], self.consumer)
             if message is None:
                 return
             header, body = messages.delivery(dispatch, message, sub_id)
             if not subscription["ack"]:
                 broker.finish(dispatch, message)
-            found.append((message.id, message.run_id, header, body))
+            found.append(
+                (message.id, message.run_id, header, body, subscription["ack"])
+            )
 
-        self._apply([take])
+        return take, found
+
+    def _hold(self, sub_id: int, found: list[Any]) -> list[Any]:
+        """After the commit of a claim: the deliveries to hand over, the
+        messages held until they are settled."""
         if not found:
             return []
-        message_id, run_id, header, body = found[0]
-        if subscription["ack"]:
+        message_id, run_id, header, body, acknowledged = found[0]
+        if acknowledged:
             with self._lock:
                 self._held[message_id] = (sub_id, run_id)
                 if sub_id in self._queues:
