@@ -257,3 +257,17 @@ def test_a_plugin_another_package_registers_for_zocalo_is_accepted(tmp_path):
     # Without the package, the same file is refused.
     with pytest.raises(CommandError, match="unknown plugin 'ispyb'"):
         load_site(str(path), ["live"])
+
+
+def test_the_dispatcher_finds_recipes_where_zocalo_s_storage_says(monkeypatch):
+    from dispatch.runtime.dispatcher import Dispatcher
+
+    monkeypatch.delenv("DISPATCH_RECIPES", raising=False)
+    monkeypatch.delenv("DISPATCH_FILTERS", raising=False)
+    dispatcher = Dispatcher()
+    dispatcher.config = load_site(str(SITE), ["live"])
+    dispatcher.initializing()
+    assert dispatcher.recipe_directory == "/site/recipes"
+    monkeypatch.setenv("DISPATCH_RECIPES", "/elsewhere")
+    dispatcher.initializing()
+    assert dispatcher.recipe_directory == "/elsewhere"
