@@ -57,7 +57,8 @@ RELEASE_ATTEMPTS = 10
 
 
 def load_configuration(path: str) -> Any:
-    """The ZConfig configuration in *path*; CommandError when it is wrong."""
+    """The ZConfig configuration in *path*; CommandError when it is wrong
+    (:mod:`dispatch.runtime.configuration` also reads YAML)."""
     import ZConfig
 
     try:
@@ -65,14 +66,19 @@ def load_configuration(path: str) -> Any:
         config, _ = ZConfig.loadConfig(schema, path)
     except (ZConfig.ConfigurationError, OSError) as error:
         raise CommandError(f"{path}: {error}", EXIT_USAGE) from None
+    check_configuration(config, path)
+    return config
+
+
+def check_configuration(config: Any, where: str) -> None:
+    """What the schema cannot say; *where* starts the error message."""
     for section in config.services:
         if section.instances < 0:
             raise CommandError(
-                f"{path}: <service {section.getSectionName()}>: instances must "
+                f"{where}: <service {section.getSectionName()}>: instances must "
                 f"be 0 or more, not {section.instances}",
                 EXIT_USAGE,
             )
-    return config
 
 
 def release_claims(
@@ -175,9 +181,12 @@ class Slot:
         argv = ["-m", "dispatch.cli", "service", self.service_name]
         argv += ["--zeo", self.supervisor.zeo, "--queue", self.queue]
         argv += ["--consumer-name", f"{self.label}"]
+        argv += ["--heartbeat-interval", str(self.supervisor.heartbeat_interval)]
         if self.prefetch:
             argv += ["--prefetch", str(self.prefetch)]
-        return argv
+        # A YAML configuration's storage is for the services: same file, same
+        # environments.
+        return argv + self.supervisor.site_arguments
 
     def _guarded(self) -> None:
         try:
@@ -341,6 +350,9 @@ class Supervisor:
         self.backoff = config.restart_backoff
         self.backoff_cap = config.restart_backoff_cap
         self.stable_after = config.stable_after
+        self.heartbeat_interval = config.heartbeat_interval
+        site = getattr(config, "site", None)
+        self.site_arguments: list[str] = site.command_line() if site else []
         self.stopping = threading.Event()
         self._echo_lock = threading.Lock()
         self.slots: list[Slot] = []
