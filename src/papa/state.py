@@ -163,6 +163,10 @@ class StateDirectory:
                 processes[record["spec"]["name"]] = record
             elif "forget" in entry:
                 processes.pop(entry["forget"], None)
+            elif "acknowledged" in entry:
+                acknowledged = processes.get(entry["acknowledged"])
+                if acknowledged is not None:
+                    acknowledged["acknowledged"] = entry["offsets"]
         state["processes"] = list(processes.values())
 
     def record(self, entry: dict) -> None:
