@@ -155,9 +155,11 @@ def not_readopted(client, reader, identities):
 
 
 def stream_problems(reader, processes, final):
-    """(lines delivered, lines lost or out of place, bytes delivered twice)."""
+    """(lines delivered, lines lost or out of place, bytes delivered twice,
+    the streams with such lines)."""
     joined = reader.joined()
     lines = lost = twice = 0
+    bad = []
     for process in processes:
         if not process["spill"]:
             continue  # pipes die with the kernel: only the code is checked
@@ -165,12 +167,14 @@ def stream_problems(reader, processes, final):
         for index, kind in enumerate(("out", "err")):
             data, again = joined.get((process["name"], kind), (b"", 0))
             good, wrong = numbered_lines(data, process["name"], kind == "err")
+            if report:
+                wrong += abs(report[index] - good)
             lines += good
             lost += wrong
             twice += again
-            if report:
-                lost += abs(report[index] - good)
-    return lines, lost, twice
+            if wrong:
+                bad.append(f"{process['name']}.{kind}")
+    return lines, lost, twice, bad
 
 
 def read_report(directory, name):
@@ -198,7 +202,7 @@ def soak(kills, children, jobs, directory, seed):
         identities = {p["name"]: start_process(client, p, directory) for p in processes}
     reader = Reader(kernel.socket, time.monotonic() + DEADLINE * 10)
     reader.start()
-    missing_total = values_lost = lost = 0
+    missing_total = values_lost = bad_restarts = 0
     restart_seconds = []
     try:
         for kill in range(kills):
@@ -224,9 +228,11 @@ def soak(kills, children, jobs, directory, seed):
                 listed = client.list_values()
             missing_total += len(missing)
             values_lost += sum(1 for k, v in values.items() if listed.get(k) != v)
-            lost += stream_problems(reader, processes, final=False)[1]
-            if missing:
-                print(f"kill {kill}: not re-adopted: {missing}", file=sys.stderr)
+            bad = stream_problems(reader, processes, final=False)[3]
+            bad_restarts += bool(bad)
+            for what, names in (("not re-adopted", missing), ("wrong lines", bad)):
+                if names:
+                    print(f"kill {kill}: {what}: {names}", file=sys.stderr)
     finally:
         (directory / "stop").touch()
     reader.stopping.set()
@@ -235,7 +241,9 @@ def soak(kills, children, jobs, directory, seed):
         raise RuntimeError(f"the watcher failed: {reader.failure!r}")
     for process in processes:
         process["report"] = read_report(directory, process["name"])
-    lines, final_lost, twice = stream_problems(reader, processes, final=True)
+    lines, lost, twice, bad = stream_problems(reader, processes, final=True)
+    if bad:
+        print(f"at the end: lines lost or out of place in {bad}", file=sys.stderr)
     wrong_codes = sum(
         1
         for p in processes
@@ -264,7 +272,8 @@ def soak(kills, children, jobs, directory, seed):
         "watches": reader.watches,
         "not_readopted": missing_total,
         "values_lost": values_lost,
-        "lost": lost + final_lost,
+        "lost": lost,
+        "restarts_with_wrong_lines": bad_restarts,
         "wrong_codes": wrong_codes,
         "came_back": came_back,
         "restart_median_s": round(sorted(restart_seconds)[len(restart_seconds) // 2], 3)
@@ -305,6 +314,7 @@ def main(argv=None):
     print(json.dumps(figures))
     bad = (
         figures["lost"]
+        or figures["restarts_with_wrong_lines"]
         or figures["wrong_codes"]
         or figures["not_readopted"]
         or figures["values_lost"]
