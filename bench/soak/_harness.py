@@ -23,10 +23,17 @@ class ServerProcess:
     :meth:`start` returns) and may build the command at each start.
     """
 
-    def __init__(self, command: Sequence[str], environment: dict, log_path: Path):
+    def __init__(
+        self,
+        command: Sequence[str],
+        environment: dict,
+        log_path: Path,
+        deadline: float,
+    ):
         self._command = list(command)
         self.environment = environment
         self.log_path = log_path
+        self.deadline = deadline  # seconds to start, or to stop after SIGTERM
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
@@ -35,7 +42,7 @@ class ServerProcess:
     def ready(self) -> object:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def start(self, deadline: float) -> object:
+    def start(self) -> object:
         """Start it; return :meth:`ready`'s answer once it is ready."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -54,7 +61,7 @@ class ServerProcess:
                 )
             return self.ready()
 
-        return wait_until(ready, deadline, f"{self.command()[:3]} ready")
+        return wait_until(ready, self.deadline, f"{self.command()[:3]} ready")
 
     def kill(self) -> None:
         """SIGKILL, and reap it."""
@@ -62,11 +69,11 @@ class ServerProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
-    def stop(self, deadline: float) -> None:
+    def stop(self) -> None:
         """SIGTERM, and wait until it exited."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        self.process.wait(deadline)
+        self.process.wait(self.deadline)
 
 
 def stop_workers(

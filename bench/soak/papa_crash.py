@@ -67,6 +67,7 @@ class Kernel(ServerProcess):
             + ["--state-dir", str(directory / "state")],
             implementation_environment(OURS, ROOT / "src"),
             directory / "kernel.log",
+            DEADLINE,
         )
 
     def ready(self) -> bool:
@@ -196,7 +197,7 @@ def soak(kills, children, jobs, directory, seed):
     processes = plan(children, jobs, kills, generator)
     kernel = Kernel(directory)
     started = time.monotonic()
-    kernel.start(DEADLINE)
+    kernel.start()
     values = {}
     with Client(kernel.socket, connection_timeout=DEADLINE) as client:
         identities = {p["name"]: start_process(client, p, directory) for p in processes}
@@ -221,7 +222,7 @@ def soak(kills, children, jobs, directory, seed):
             time.sleep(generator.uniform(0.0, 0.3))  # the kill's moment, at random
             kernel.kill()
             began = time.monotonic()
-            kernel.start(DEADLINE)
+            kernel.start()
             restart_seconds.append(time.monotonic() - began)
             with Client(kernel.socket, connection_timeout=DEADLINE) as client:
                 missing = not_readopted(client, reader, identities)
@@ -252,12 +253,12 @@ def soak(kills, children, jobs, directory, seed):
         or any(code != p["report"][2] for code in reader.closed[p["name"]])
     )
     kernel.kill()
-    kernel.start(DEADLINE)
+    kernel.start()
     with Client(kernel.socket, connection_timeout=DEADLINE) as client:
         came_back = sorted(client.list_processes())
         listed = client.list_values()
     values_lost += sum(1 for k, v in values.items() if listed.get(k) != v)
-    kernel.stop(DEADLINE)
+    kernel.stop()
     return {
         "soak": "papa_crash",
         "seed": seed,

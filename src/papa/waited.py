@@ -12,8 +12,8 @@ killed with SIGKILL and restarted loses neither the exit code nor, with
 - with ``spill`` the program writes stdout and stderr straight into
   ``children/NAME.ID.out`` and ``.err``; the kernel reads them as they grow,
   at most ``bufsize`` unacknowledged bytes at a time (nothing is ever
-  dropped), and records how far watchers acknowledged, so the next kernel
-  goes on from there;
+  dropped, :mod:`papa.tail`), and journals how far watchers acknowledged
+  before the next batch goes out, so the next kernel goes on from there;
 - without ``spill`` output still goes through pipes, as without a state
   directory: a restarted kernel cannot get those pipes back, so an adopted
   child's later output is lost (and it gets EPIPE), but its exit code is
