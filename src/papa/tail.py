@@ -124,6 +124,10 @@ class FileTail:
             progressed = True
         if progressed and self.on_progress is not None:
             self.on_progress()
+        if progressed and self._timer is not None and self._loop is not None:
+            # Room was made: read now rather than at the next tick.
+            self._timer.cancel()
+            self._timer = self._loop.call_soon(self._read_files)
 
     def close(self) -> None:
         """Stop reading and close the files (they stay on disk)."""

@@ -53,8 +53,9 @@ def restart(kernel, start, stop):
     return start()
 
 
-@pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
-@pytest.mark.parametrize("spill", [True, False], ids=["spill", "pipe"])
+@pytest.mark.parametrize(
+    ("spill", "stop"), [(True, "sigkill"), (False, "sigterm")], ids=["spill", "pipe"]
+)
 def test_an_ended_child_is_kept_until_delivered_then_never_again(
     kernel_factory, tmp_path, spill, stop
 ):
@@ -121,10 +122,10 @@ def test_output_resumes_from_the_last_acknowledged_byte(request, tmp_path, kind)
 
 
 @pytest.mark.slurm
-@pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
-def test_an_ended_job_is_kept_until_delivered_then_never_again(
-    slurm_kernels, tmp_path, stop
-):
+def test_an_ended_job_is_kept_until_delivered_then_never_again(slurm_kernels, tmp_path):
+    # A clean stop: it used to delete the folder of an ended job, and the
+    # snapshot it writes left the job out.
+    stop = "sigterm"
     state = tmp_path / "kept-state"
 
     def start():
@@ -151,3 +152,22 @@ def test_an_ended_job_is_kept_until_delivered_then_never_again(
     kernel = restart(kernel, start, stop)
     with papa.Papa(kernel.port_or_path, connection_timeout=JOB_DEADLINE) as client:
         assert client.list_processes() == {}
+
+
+@pytest.mark.slurm
+def test_job_output_beyond_the_buffer_is_kept_and_cancel_still_answers(
+    slurm_kernels, tmp_path
+):
+    # Output is read at most a buffer at a time (nothing dropped), so the
+    # closed record waits for watchers; cancel answers as soon as Slurm says.
+    kernel = slurm_kernels()
+    written = tmp_path / "written"
+    script = f"seq 1 40000; touch '{written}'; sleep 300"
+    with papa.Papa(kernel.port_or_path, connection_timeout=JOB_DEADLINE) as client:
+        client.make_process("big", "/bin/sh", ["-c", script], bufsize=4096, slurm={})
+        wait_for(written.exists, timeout=JOB_DEADLINE, message="the output written")
+        cancelled = client.cancel_processes("big")  # the shell's 143, or -15
+        assert cancelled["big"] in (143, -15)
+        out, _, closed = read_all(client.watch_processes("big"), JOB_DEADLINE)
+    assert out.split(b"\n") == [str(n).encode() for n in range(1, 40001)] + [b""]
+    assert closed == cancelled

@@ -237,20 +237,22 @@ class SlurmJob(ManagedProcess):
             exit_code = (
                 -15 if self.state in ("CANCELLED", "TIMEOUT") else UNKNOWN_EXIT_CODE
             )
+        self.reason = self.reason if self.state != "COMPLETED" else ""
+        # Known now (listed, and what cancel answers); the job stays running
+        # and its closed record waits until the last byte of output is read,
+        # which may take watchers acknowledging (nothing is dropped).
+        self.exit_code = exit_code
+        if self._ended is not None:
+            self._ended.set()
         self._read_output()
         if self._tail is not None:
-            # The closed record comes after the last byte of output.
             self._tail.when_drained(lambda: self._ended_with(exit_code))
         else:
             self._ended_with(exit_code)
 
     def _ended_with(self, exit_code: int) -> None:
-        if not self.running:
-            return  # closed meanwhile
-        self._exited(exit_code)
-        self.reason = self.reason if self.state != "COMPLETED" else ""
-        if self._ended is not None:
-            self._ended.set()
+        if self.running:  # not closed meanwhile
+            self._exited(exit_code)
 
     def _status_files(self) -> dict[str, int]:
         codes = {}
