@@ -6,27 +6,18 @@ answers, a real Slurm job, while a client watches through the restarts;
 here 3 kills, 5 children and 1 job.
 """
 
-import json
-import subprocess
-import sys
-
-from tests.support import ROOT
+from tests.support import run_soak
 from tests.support.slurm import sinfo_answer
-
-SOAK = ROOT / "bench" / "soak" / "papa_crash.py"
 
 
 def test_nothing_is_lost_across_kernel_kills(tmp_path):
     jobs = 0 if sinfo_answer() else 1
-    result = subprocess.run(
-        [sys.executable, str(SOAK), "--kills", "3", "--children", "5"]
-        + ["--slurm-jobs", str(jobs), "--directory", str(tmp_path)],
-        capture_output=True,
-        text=True,
+    figures, stdout = run_soak(
+        "papa_crash",
+        *("--kills", 3, "--children", 5, "--slurm-jobs", jobs),
+        *("--directory", tmp_path),
         timeout=300,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert (figures["kills"], figures["children"]) == (3, 5)
     assert figures["slurm_jobs"] == jobs
     assert figures["watches"] >= 4  # the watch came back after every kill
@@ -37,4 +28,4 @@ def test_nothing_is_lost_across_kernel_kills(tmp_path):
     assert figures["wrong_codes"] == 0
     assert figures["values_lost"] == 0
     assert figures["came_back"] == []
-    assert "lost" in result.stdout.splitlines()[1]  # the summary table
+    assert "lost" in stdout.splitlines()[1]  # the summary table
