@@ -134,7 +134,7 @@ class Consumer:
 
     def _claim_conflicted(self, messages: list[model.Message]) -> None:
         logger.debug("%s: claim conflict; trying again", self.name)
-        self.claimer.claim_conflicted(messages)
+        self.claimer.claim_conflicted([m.id for m in messages])
 
     def _claim(self, now: float, limit: int = 1) -> list[model.Message]:
         """Claim and commit up to *limit* messages (one transaction);

@@ -433,7 +433,9 @@ class ZeoTransport(CommonTransport):
         (only if it has room for one more, when *chained* into a commit
         that settles another), and the list it leaves the claim in."""
         found: list[Any] = []
-        tries: list[model.Message | None] = []  # claimed by each try so far
+        # What each try so far claimed (a message id or None): the objects
+        # belong to a connection closed with its conflicted commit.
+        tries: list[str | None] = []
 
         def take(dispatch: model.Dispatch) -> None:
             found.clear()
@@ -444,12 +446,12 @@ class ZeoTransport(CommonTransport):
                 subscription = dict(subscription)
             claimer: Claimer = subscription["claimer"]
             if tries:  # the last try's commit conflicted
-                claimer.claim_conflicted([m for m in tries[-1:] if m is not None])
+                claimer.claim_conflicted([i for i in tries[-1:] if i is not None])
             if chained and subscription["held"] >= subscription["prefetch"]:
                 return
             claimed = claimer.claim_some(dispatch, time.time(), 1, retry=len(tries))
             message = claimed[0] if claimed else None
-            tries.append(message)
+            tries.append(message.id if message is not None else None)
             if message is None:
                 return
             header, body = messages.delivery(dispatch, message, sub_id)
