@@ -81,12 +81,17 @@ fuzz: venv
 # The soaks of bench/soak at full length (make test runs a short version of
 # each): runzeo killed with SIGKILL 100 times under committing clients, and
 # 1,000 clients that come and go in odd states, and ZODB's race checks
-# riding through 100 server restarts.
+# riding through 100 server restarts; the papa kernel killed with SIGKILL
+# 50 times under 50 children and 5 Slurm jobs (skipped without sinfo); and
+# dispatch's consumers, runners and supervisor killed with SIGKILL 100 times
+# during 10,000 transitions.
 soak: venv
 	$(PY) bench/soak/zeo_crash.py --kills 100 --workers 4
 	$(PY) bench/soak/zeo_crash.py --kills 100 --workers 4 --blobs
 	$(PY) bench/soak/zeo_resources.py --connections 1000
 	$(PY) bench/soak/zeo_ridethrough.py --restarts 100
+	$(PY) bench/soak/papa_crash.py --kills 50 --children 50 --slurm-jobs 5
+	$(PY) bench/soak/dispatch_crash.py --transitions 10000 --kills 100
 
 # The dispatch pipeline: runzeo and papa under zdaemon, dispatch supervise,
 # a recipe run with go --wait, then everything stopped (examples/demo.sh).

@@ -38,6 +38,9 @@ setup(
         "zope.interface",
         # papa.slurm renders sbatch scripts from a template (imported lazily).
         "Jinja2>=3.0",
+        # zocalo-style YAML site configuration (dispatch.runtime.yamlconfig;
+        # imported only when a -C file is YAML).
+        "PyYAML>=5.1",
     ],
     extras_require={
         "uvloop": ["uvloop"],

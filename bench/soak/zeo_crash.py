@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 
-from _servers import OURS, implementation_environment, wait_until  # noqa: E402
+from _harness import ServerProcess, stop_workers, wait_until  # noqa: E402
+from _servers import OURS, implementation_environment  # noqa: E402
 
 # A restarted server verifies nothing on a small file, but a loaded 2-core
 # machine may take long to start Python; clients back off up to 2 s.
@@ -93,15 +93,14 @@ def worker(address, number, log_path, stop_path, blob_dir=None):
 # -- the controller -------------------------------------------------------------
 
 
-class Server:
+class Server(ServerProcess):
     """Our runzeo on one FileStorage, restarted on the same port."""
 
     def __init__(self, directory, blobs=False):
         self.directory = directory
         self.data = directory / "Data.fs"
         self.port = 0
-        self.process = None
-        self.log = open(directory / "runzeo.log", "ab")
+        self.address_file = directory / "address"
         self.configuration = directory / "zeo.conf"
         storage = f"<filestorage>\n  path {self.data}\n</filestorage>\n"
         if blobs:
@@ -114,39 +113,34 @@ class Server:
         self.configuration.write_text(
             "<zeo>\n  address 127.0.0.1:0\n</zeo>\n" + storage
         )
-
-    def start(self):
-        address_file = self.directory / "address"
-        if address_file.exists():
-            address_file.unlink()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "zeo.runzeo", "-C", str(self.configuration)]
-            + ["-a", f"127.0.0.1:{self.port}", "--address-file", str(address_file)],
-            env=implementation_environment(OURS, ROOT / "src"),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            [],
+            implementation_environment(OURS, ROOT / "src"),
+            directory / "runzeo.log",
+            DEADLINE,
         )
 
-        def listening():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"runzeo exited with {self.process.returncode}")
-            return address_file.exists() and address_file.read_text().strip()
+    def command(self):
+        return [sys.executable, "-m", "zeo.runzeo", "-C", str(self.configuration)] + [
+            "-a",
+            f"127.0.0.1:{self.port}",
+            "--address-file",
+            str(self.address_file),
+        ]
 
-        text = wait_until(listening, DEADLINE, "runzeo listening")
+    def ready(self):
+        return self.address_file.exists() and self.address_file.read_text().strip()
+
+    def start(self):
+        if self.address_file.exists():
+            self.address_file.unlink()
+        text = super().start()
         self.port = int(text.rsplit(":", 1)[1])
         return time.monotonic()
 
     @property
     def address(self):
         return ("127.0.0.1", self.port)
-
-    def kill(self):
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(DEADLINE)
 
 
 def acknowledged(log_path):
@@ -301,12 +295,7 @@ def soak(kills, workers, directory, seed, blobs=False):
             lambda: all(len(acknowledged(log)) for log in logs), DEADLINE, "commits"
         )
     finally:
-        stop_path.touch()
-        for process in processes:
-            try:
-                process.wait(DEADLINE)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_workers(stop_path, processes, DEADLINE)
     check_blobs = directory / "blobs-check" if blobs else None
     found = check(server.address, workers, logs, check_blobs)
     lost += found[0]

@@ -60,7 +60,8 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _servers import OURS, implementation_environment, wait_until  # noqa: E402
+from _harness import stop_workers, wait_until  # noqa: E402
+from _servers import OURS, implementation_environment  # noqa: E402
 from zeo_crash import DEADLINE, Server  # noqa: E402
 
 #: The models, each under its own key of the root (a mapping per model).
@@ -391,12 +392,7 @@ def soak(restarts, workers, threads, directory, seed, queue_size):
                 stops += 1
             server.start()
     finally:
-        stop_path.touch()
-        for process in processes:
-            try:
-                process.wait(DEADLINE)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_workers(stop_path, processes, DEADLINE)
     server.stop()
     invariant_failures = sum(
         1

@@ -8,10 +8,11 @@ start: values come back, sockets are bound again (on the same port when it
 is free) and processes still alive are listed again as *adopted*.
 
 Acknowledged changes survive a SIGKILL of the kernel: before a change is
-answered it is appended to ``journal.N`` (one JSON line, one ``write(2)``:
-once the system call returns the bytes are the operating system's, so a
-killed process loses nothing; there is no ``fsync``, so a power loss may
-lose the changes since the last snapshot, which is fsynced).  The debounced
+answered (and, for how far a watcher acknowledged an output file, before
+the next batch is sent) it is appended to ``journal.N`` (one JSON line, one
+``write(2)``: once the system call returns the bytes are the operating
+system's, so a killed process loses nothing; there is no ``fsync``, so a
+power loss may lose the changes since the last snapshot, which is fsynced).  The debounced
 snapshot compacts the journal: taking it starts ``journal.N+1`` and once the
 new ``state.json`` (which names N+1) is in place the older journals go.  At
 start the snapshot is read and every journal from the one it names on is
@@ -163,6 +164,10 @@ class StateDirectory:
                 processes[record["spec"]["name"]] = record
             elif "forget" in entry:
                 processes.pop(entry["forget"], None)
+            elif "acknowledged" in entry:
+                acknowledged = processes.get(entry["acknowledged"])
+                if acknowledged is not None:
+                    acknowledged["acknowledged"] = entry["offsets"]
         state["processes"] = list(processes.values())
 
     def record(self, entry: dict) -> None:

@@ -12,8 +12,8 @@ killed with SIGKILL and restarted loses neither the exit code nor, with
 - with ``spill`` the program writes stdout and stderr straight into
   ``children/NAME.ID.out`` and ``.err``; the kernel reads them as they grow,
   at most ``bufsize`` unacknowledged bytes at a time (nothing is ever
-  dropped), and records how far watchers acknowledged, so the next kernel
-  goes on from there;
+  dropped, :mod:`papa.tail`), and journals how far watchers acknowledged
+  before the next batch goes out, so the next kernel goes on from there;
 - without ``spill`` output still goes through pipes, as without a state
   directory: a restarted kernel cannot get those pipes back, so an adopted
   child's later output is lost (and it gets EPIPE), but its exit code is
@@ -42,7 +42,6 @@ import select
 import subprocess
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 
 from .errors import Error
@@ -50,13 +49,12 @@ from .local import LocalProcess, spawn_error, substitute
 from .output import STDERR, STDOUT, OutputRing
 from .process import UNKNOWN_EXIT_CODE, ProcessSpec, stop_watching_pidfd
 from .state import process_start_ticks
+from .tail import FileTail
 
 log = logging.getLogger(__name__)
 
 WAITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "waiter.py")
 WAITER_TIMEOUT_SECONDS = 30.0
-TAIL_SECONDS = 0.02
-READ_SIZE = 256 * 1024
 _EXCEPTIONS: dict[str, type[BaseException]] = {
     "FileNotFoundError": FileNotFoundError,
     "PermissionError": PermissionError,
@@ -101,10 +99,7 @@ class WaitedProcess(LocalProcess):
         self.waiter_pid = 0
         self.waiter_ticks: int | None = None
         self.on_progress: Callable[[], None] | None = None
-        self._read: dict[str, int] = {}
-        self._fds: dict[str, int] = {}
-        self._marks: deque[tuple[int, str, int]] = deque()
-        self._tail: asyncio.TimerHandle | None = None
+        self._tail: FileTail | None = None
         self._ended_code: int | None = None
 
     # -- starting ----------------------------------------------------------------
@@ -200,66 +195,21 @@ class WaitedProcess(LocalProcess):
     def _begin(self, pipes: dict[str, int]) -> None:
         """Capture output and watch for the end (a new child or an adopted one)."""
         self.output = OutputRing(self.spec.bufsize)
-        self.output.on_acknowledge = self._acknowledged
         self._loop = asyncio.get_running_loop()
         for kind, fd in pipes.items():
             self._streams[fd] = open(fd, "rb", buffering=0)  # noqa: SIM115
             self._watch_pipe(fd, kind)
-        for kind, path in self.files.items():
-            self._read[kind] = self.acknowledged.get(kind, 0)
-            try:
-                self._fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as exc:
-                log.error("cannot read the output of %s: %s", self.name, exc)
         if self.files:
-            self._tail = self._loop.call_soon(self._read_files)
+            self._tail = FileTail(self.output, self.acknowledged, self._progressed)
+            for kind, path in self.files.items():
+                self._tail.add(kind, kind, path)
         if self.running:
             self._watch_exit()
         else:
             self._maybe_finish()
 
-    # -- output files ------------------------------------------------------------
-    def _read_files(self) -> None:
-        self._tail = None
-        output = self.output
-        if output is None:
-            return
-        more = False
-        for kind, fd in self._fds.items():
-            room = READ_SIZE
-            if output.budget:
-                room = min(room, output.budget - output.used)
-            if room <= 0:
-                continue
-            data = os.pread(fd, room, self._read[kind])
-            if data:
-                self._read[kind] += len(data)
-                output.add(kind, data)
-                self._marks.append((output.last_sequence, kind, self._read[kind]))
-                more = more or len(data) == room
-        if self._ended_code is not None and not more:
-            self._maybe_finish()
-            if not self.running and self.exit_code is not None:
-                return
-        if self._loop is not None and self._tail is None:
-            if more:
-                self._tail = self._loop.call_soon(self._read_files)
-            else:
-                self._tail = self._loop.call_later(TAIL_SECONDS, self._read_files)
-
-    def _files_done(self) -> bool:
-        for kind, fd in self._fds.items():
-            if self._read[kind] < os.fstat(fd).st_size:
-                return False
-        return True
-
-    def _acknowledged(self, through_sequence: int) -> None:
-        progressed = False
-        while self._marks and self._marks[0][0] <= through_sequence:
-            _, kind, offset = self._marks.popleft()
-            self.acknowledged[kind] = offset
-            progressed = True
-        if progressed and self.on_progress is not None:
+    def _progressed(self) -> None:
+        if self.on_progress is not None:
             self.on_progress()
 
     # -- the end -----------------------------------------------------------------
@@ -302,9 +252,9 @@ class WaitedProcess(LocalProcess):
         """The closed record comes once every byte of the files was read."""
         if self._ended_code is None or self.exit_code is not None:
             return
-        if self._fds and not self._files_done():
-            if self._tail is None and self._loop is not None:
-                self._tail = self._loop.call_soon(self._read_files)
+        if self._tail is not None:
+            code = self._ended_code
+            self._tail.when_drained(lambda: self._exited(code))
             return
         self._exited(self._ended_code)
 
@@ -344,11 +294,8 @@ class WaitedProcess(LocalProcess):
 
     def close(self) -> None:
         if self._tail is not None:
-            self._tail.cancel()
+            self._tail.close()
             self._tail = None
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds = {}
         super().close()
 
     def forgotten(self) -> None:

@@ -66,3 +66,28 @@ class Heard(Service):
 
         with open(os.environ["HEARD_FILE"], "a") as heard:
             heard.write(json.dumps(payload) + "\n")
+
+
+class StorageReport(Service):
+    """Writes its site configuration's storage (``-C FILE.yaml -e ENV``) as
+    JSON to ``payload["report"]``, then holds the message until asked to
+    stop (so the test sees a claim in ``dispatch status``)."""
+
+    queue = "storage-report"
+
+    def __init__(self):
+        import threading
+
+        self.stopping = threading.Event()
+
+    def stop_requested(self):
+        self.stopping.set()
+
+    def handle(self, recipe_wrapper, payload):
+        import json
+        import os
+
+        with open(payload["report"] + ".tmp", "w") as report:
+            json.dump(self.config.storage, report)
+        os.rename(payload["report"] + ".tmp", payload["report"])
+        self.stopping.wait(120)

@@ -30,6 +30,17 @@ def write_configuration(tmp_path, runzeo, port, services):
     return path
 
 
+def hold_configuration(tmp_path, runzeo, port):
+    """A configuration of one instance of the Hold service."""
+    return write_configuration(
+        tmp_path,
+        runzeo,
+        port,
+        "<service hold>\n  service tests.dispatch.services:Hold\n"
+        "  instances 1\n</service>\n",
+    )
+
+
 def start_supervise(runzeo, configuration):
     process = subprocess.Popen(
         [PYTHON, "-m", "dispatch.cli", "supervise", "-C", str(configuration)],
@@ -53,13 +64,7 @@ def test_a_killed_instance_is_restarted_and_its_message_handled_once(
     recipe = dict(HOLD, start=[[1, {"holding": str(holding), "done": str(done)}]])
     recipe_path = tmp_path / "hold.json"
     recipe_path.write_text(json.dumps(recipe))
-    configuration = write_configuration(
-        tmp_path,
-        runzeo,
-        papa_kernel,
-        "<service hold>\n  service tests.dispatch.services:Hold\n"
-        "  instances 1\n</service>\n",
-    )
+    configuration = hold_configuration(tmp_path, runzeo, papa_kernel)
     supervise = start_supervise(runzeo, configuration)
     go = None
     try:

@@ -171,6 +171,42 @@ def test_unchanged_workflows_service_on_zeo(runzeo, peer, tmp_path):
     assert "Traceback" not in service.output(), service.output()
 
 
+def test_services_sharing_a_queue_handle_each_message_once(runzeo, peer, tmp_path):
+    """Three unchanged Recorder services race for the messages of one run:
+    their claims conflict, and each message is still recorded exactly once,
+    with every service alive at the end."""
+    import zeo
+
+    COUNT = 150
+
+    recipe = dict(RECIPE, start=[[1, {"n": n}] for n in range(COUNT)])
+    recipe_path = tmp_path / "recipe.json"
+    recipe_path.write_text(json.dumps(recipe))
+    services = []
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        services.append(ZocaloService(runzeo, peer, tmp_path / name))
+    database = zeo.DB(runzeo.address)
+    try:
+        started = dispatch(runzeo, peer, "go", recipe_path)
+        assert started.returncode == 0, started.stderr
+
+        def all_recorded():
+            found = pending(database, "recorded")
+            return len(found) >= COUNT and found
+
+        recorded = wait_until(all_recorded, TIMEOUT * 2, message=f"{COUNT} recorded")
+        seen = sorted(payload["seen"]["n"] for _r, _n, payload, _h in recorded)
+        assert seen == list(range(COUNT))
+        assert [s.process.poll() for s in services] == [None] * 3, [
+            s.output()[-2000:] for s in services
+        ]
+    finally:
+        for service in services:
+            service.stop()
+        database.close()
+
+
 def test_nack_abort_commit_and_bad_input(runzeo, peer):
     import zeo
 

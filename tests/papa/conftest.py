@@ -22,6 +22,7 @@ from tests.support import (
     pid_alive,
     wait_until,
 )
+from tests.support.slurm import SlurmKernel, require_cluster
 
 __all__ = [
     "PYTHON",
@@ -100,3 +101,27 @@ def client(kernel):
     connection = papa.Papa(kernel.port_or_path, connection_timeout=DEADLINE_SECONDS)
     yield connection
     connection.close()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The real one-node Slurm test cluster (skipped without it)."""
+    require_cluster()
+
+
+@pytest.fixture
+def slurm_kernels(cluster, tmp_path):
+    """Start kernels with a state dir; their Slurm jobs are cancelled at the end."""
+    started = []
+
+    def start(config=None, state_dir=None):
+        extra = ["-C", str(config)] if config else []
+        kernel = SlurmKernel(
+            tmp_path, state_dir=state_dir or tmp_path / "state", extra=extra
+        ).start()
+        started.append(kernel)
+        return kernel
+
+    yield start
+    for kernel in started:
+        kernel.stop()

@@ -19,34 +19,11 @@ import pytest
 import papa
 from tests.papa.conftest import read_all as read_all_within
 from tests.papa.conftest import wait_for
-from tests.support.slurm import SlurmKernel, require_cluster
 
 pytestmark = pytest.mark.slurm
 
 JOB_DEADLINE = 90
 SLURMCTLD_PID_FILE = "/run/slurm-local/slurmctld.pid"
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    require_cluster()
-
-
-@pytest.fixture
-def slurm_kernels(cluster, tmp_path):
-    started = []
-
-    def start(config=None, state_dir=None):
-        extra = ["-C", str(config)] if config else []
-        kernel = SlurmKernel(
-            tmp_path, state_dir=state_dir or tmp_path / "state", extra=extra
-        ).start()
-        started.append(kernel)
-        return kernel
-
-    yield start
-    for kernel in started:
-        kernel.stop()
 
 
 @pytest.fixture

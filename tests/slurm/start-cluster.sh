@@ -41,19 +41,9 @@ install_packages() {
     done
     [ $missing = 1 ] || return 0
     say "installing slurmctld slurmd slurm-client munge"
-    # Keep the packages' init scripts from starting daemons of their own:
-    # we start everything by hand below, with our own config and pid files.
-    local own_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        own_policy=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null
-    apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends \
-        slurmctld slurmd slurm-client munge >/dev/null
-    [ $own_policy = 0 ] || rm -f /usr/sbin/policy-rc.d
+    # We start everything by hand below, with our own config and pid files.
+    . "$(dirname "$0")/../support/apt-install.sh"
+    apt_install slurmctld slurmd slurm-client munge
 }
 
 start_munge() {

@@ -10,6 +10,7 @@ from .network import can_connect, free_port, read_greeting
 from .peers import PEERS, PYTHON, ROOT, SRC, our_env, peer_env, require_peer
 from .polling import wait_until
 from .runzeo import RunzeoProcess
+from .soaks import run_soak
 
 __all__ = [
     "KERNEL_TIMEOUT",
@@ -28,5 +29,6 @@ __all__ = [
     "pid_alive",
     "read_greeting",
     "require_peer",
+    "run_soak",
     "wait_until",
 ]

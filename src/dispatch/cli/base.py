@@ -41,6 +41,8 @@ from dispatch.errors import (
     EXIT_USAGE,
     CommandError,
 )
+from dispatch.runtime import configuration
+from dispatch.runtime.yamlconfig import SiteConfiguration
 from dispatch.state.database import ADDRESS_VARIABLE, dispatch_state
 from dispatch.state.model import Dispatch
 from dispatch.state.views import RunNotFound
@@ -58,11 +60,14 @@ __all__ = [
     "EXIT_USAGE",
     "Command",
     "CommandError",
+    "add_site_options",
+    "add_wait_option",
     "add_zeo_option",
     "command_name",
     "dispatch_at",
     "open_database",
     "run_command",
+    "site_of",
     "when",
     "zeo_address",
 ]
@@ -166,6 +171,13 @@ def seconds(text: str) -> float:
     return value
 
 
+def add_wait_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``-w/--wait SECONDS`` (default 0), as zocalo's pacing options."""
+    parser.add_argument(
+        "-w", "--wait", type=seconds, default=0.0, metavar="SECONDS", help=help
+    )
+
+
 def add_zeo_option(parser: Any) -> None:
     """The ``--zeo`` option every command shares (*parser* may be a group)."""
     parser.add_argument(
@@ -174,6 +186,21 @@ def add_zeo_option(parser: Any) -> None:
         default=os.environ.get(ADDRESS_VARIABLE),
         help=f"zeo server, HOST:PORT or a socket path (default ${ADDRESS_VARIABLE})",
     )
+
+
+def add_site_options(parser: argparse.ArgumentParser) -> None:
+    """``-C FILE.yaml`` and ``-e ENV`` (see :func:`site_of`), for the
+    commands zocalo's operators run with ``-e``."""
+    configuration.add_options(parser, required=False)
+
+
+def site_of(options: argparse.Namespace) -> SiteConfiguration:
+    """The YAML site configuration ``-C``/``-e`` name (empty without one);
+    its ``dispatch`` section's ``zeo`` becomes ``--zeo`` when none is given."""
+    site = configuration.load_site(options.configure, options.environments)
+    if not options.zeo:
+        options.zeo = site.dispatch.get("zeo")
+    return site
 
 
 def zeo_address(address: str) -> Any:

@@ -11,9 +11,11 @@ from dispatch.state import deadletters
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     base.add_zeo_option(parser)
+    base.add_site_options(parser)
 
 
 def run(options: argparse.Namespace) -> int:
+    base.site_of(options)
     with base.dispatch_at(options.zeo) as dispatch:
         counts = deadletters.dead_letter_counts(dispatch)
     for queue, count in sorted(counts.items()):

@@ -22,18 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-r", "--remove", action="store_true", help="delete each file once sent"
     )
     parser.add_argument("-d", "--destination", help="send to this queue instead")
-    parser.add_argument(
-        "-w",
-        "--wait",
-        type=base.seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="pause this long between messages (default 0)",
-    )
+    base.add_wait_option(parser, "pause this long between messages (default 0)")
     base.add_zeo_option(parser)
+    base.add_site_options(parser)
 
 
 def run(options: argparse.Namespace) -> int:
+    base.site_of(options)
     files = list(options.files)
     if not files and not sys.stdin.isatty():
         files = [line.strip() for line in sys.stdin if line.strip()]

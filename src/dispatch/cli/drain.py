@@ -17,15 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "destination", metavar="DESTINATION", help="a queue, or . for each step's own"
     )
-    parser.add_argument(
-        "-w",
-        "--wait",
-        type=base.seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="move one message at a time, this long apart (default 0: all at once)",
+    base.add_wait_option(
+        parser, "move one message at a time, this long apart (default 0: all at once)"
     )
     base.add_zeo_option(parser)
+    base.add_site_options(parser)
 
 
 def _move(options: argparse.Namespace, limit: int | None) -> list[str]:
@@ -38,6 +34,7 @@ def _move(options: argparse.Namespace, limit: int | None) -> list[str]:
 
 
 def run(options: argparse.Namespace) -> int:
+    base.site_of(options)
     count = 0
     limit = 1 if options.wait else None
     while True:

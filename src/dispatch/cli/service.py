@@ -10,7 +10,8 @@ from pathlib import Path
 from types import FrameType
 
 from dispatch.cli import base
-from dispatch.runtime.instance import Instance
+from dispatch.runtime import configuration
+from dispatch.runtime.instance import HEARTBEAT_INTERVAL, Instance
 from dispatch.runtime.service import load_service
 
 
@@ -33,11 +34,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="with --liveness: touch it at least this often when idle (default 10)",
     )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=base.seconds,
+        default=HEARTBEAT_INTERVAL,
+        metavar="SECONDS",
+        help=f"record a heartbeat this often (default {HEARTBEAT_INTERVAL:g})",
+    )
     base.add_zeo_option(parser)
+    configuration.add_options(parser, required=False)
 
 
 def run(options: argparse.Namespace) -> int:
     service_class = load_service(options.name)
+    site = configuration.load_site(options.configure, options.environments)
+    site.apply_logging()
     if options.liveness:
         try:
             Path(options.liveness).touch()
@@ -45,7 +56,7 @@ def run(options: argparse.Namespace) -> int:
             raise base.CommandError(
                 f"--liveness: cannot touch {options.liveness}: {error}", base.EXIT_USAGE
             ) from None
-    database = base.open_database(options.zeo)
+    database = base.open_database(options.zeo or site.dispatch.get("zeo"))
     stopped_by_signal = False
     try:
         instance = Instance(
@@ -54,7 +65,9 @@ def run(options: argparse.Namespace) -> int:
             options.queue,
             options.consumer_name,
             options.prefetch,
+            site,
         )
+        instance.heartbeat_interval = options.heartbeat_interval or HEARTBEAT_INTERVAL
         if options.liveness:
             liveness = Path(options.liveness)
             instance.consumer.liveness = liveness.touch

@@ -1,16 +1,18 @@
 """``dispatch status [--within SECONDS]``: the live service instances, as
 zocalo's status monitor shows them: dispatch services (their records in
-zeo) and python-workflows services on the ``zeo`` transport (their last
+zeo: queue, claims held and heartbeat; stale when no heartbeat came within
+SECONDS) and python-workflows services on the ``zeo`` transport (their last
 status broadcast)."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from dispatch.cli import base
-from dispatch.state import admin
 from dispatch.state import transport as messages
+from dispatch.state import views
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,30 +21,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=base.seconds,
         default=60.0,
         metavar="SECONDS",
-        help="workflows services heard from this recently (default 60)",
+        help=(
+            "services heard from this recently (default 60): older dispatch "
+            "instances are listed as stale, older workflows services not at all"
+        ),
     )
     base.add_zeo_option(parser)
+    base.add_site_options(parser)
+
+
+def _ago(now: float, then: float | None) -> str:
+    return "-" if then is None else f"{max(0.0, now - then):.0f}s ago"
+
+
+def _dispatch_rows(dispatch: Any, now: float, within: float) -> list[tuple]:
+    rows = []
+    claims: dict[str, Any] = {}
+    for instance in views.running_instances(dispatch):
+        if instance.queue not in claims:
+            claims[instance.queue] = views.claims_by_process(
+                dispatch, instance.queue, now
+            )
+        beat = instance.heartbeat.time if instance.heartbeat is not None else None
+        if instance.stop_requested:
+            state = "stopping"
+        elif beat is not None and now - beat > within:
+            state = "stale"
+        else:
+            state = "running"
+        held = claims[instance.queue][(instance.host, instance.pid)]
+        rows.append(
+            (
+                instance.service,
+                instance.host,
+                str(instance.pid),
+                state,
+                instance.queue,
+                str(held),
+                _ago(now, beat),
+            )
+        )
+    return rows
 
 
 def run(options: argparse.Namespace) -> int:
+    base.site_of(options)
     now = time.time()
-    rows = []
     with base.dispatch_at(options.zeo) as dispatch:
-        for instance in admin.instances_of(dispatch).values():
-            if instance.stopped is not None:
-                continue
-            state = "stopping" if instance.stop_requested else "running"
-            rows.append(
-                (instance.service, instance.host, str(instance.pid), state, "-")
-            )
+        rows = _dispatch_rows(dispatch, now, options.within)
         for status in messages.latest_statuses(dispatch, now, options.within):
             host, _dot, pid = str(status.get("host", "")).rpartition(".")
             text = str(status.get("statustext") or status.get("status"))
-            heartbeat = f"{now - status['heartbeat']:.0f}s ago"
-            rows.append((str(status.get("service")), host, pid, text, heartbeat))
-    print(f"{'SERVICE':<20}  {'HOST':<24}  {'PID':>7}  {'STATUS':<12}  HEARTBEAT")
-    for service, host, pid, state, heartbeat in rows:
-        print(f"{service:<20}  {host:<24}  {pid:>7}  {state:<12}  {heartbeat}")
+            heartbeat = _ago(now, status["heartbeat"])
+            service = str(status.get("service"))
+            rows.append((service, host, pid, text, "-", "-", heartbeat))
+    print(
+        f"{'SERVICE':<20}  {'HOST':<24}  {'PID':>7}  {'STATUS':<12}  "
+        f"{'QUEUE':<16}  {'CLAIMS':>6}  HEARTBEAT"
+    )
+    for service, host, pid, state, queue, held, heartbeat in rows:
+        print(
+            f"{service:<20}  {host:<24}  {pid:>7}  {state:<12}  "
+            f"{queue:<16}  {held:>6}  {heartbeat}"
+        )
     return base.EXIT_OK
 
 

@@ -13,25 +13,20 @@ from types import FrameType
 import transaction
 
 from dispatch.cli import base
+from dispatch.runtime.configuration import add_options, load_configuration
 from dispatch.runtime.kernel import kernel_answers
-from dispatch.runtime.supervisor import Supervisor, load_configuration
+from dispatch.runtime.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-C",
-        "--configure",
-        metavar="FILE",
-        required=True,
-        help="ZConfig file (conf/dispatch.conf)",
-    )
+    add_options(parser, required=True)
     base.add_zeo_option(parser)
 
 
 def run(options: argparse.Namespace) -> int:
-    config = load_configuration(options.configure)
+    config = load_configuration(options.configure, options.environments)
     if config.eventlog is not None:
         config.eventlog()
     else:

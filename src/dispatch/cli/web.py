@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from dispatch.cli import base, supervise
-from dispatch.runtime.supervisor import load_configuration
+from dispatch.runtime.configuration import load_configuration
 from dispatch.web import tokens
 from dispatch.web.settings import WebSettings
 from zeo.address import Address
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(options: argparse.Namespace) -> int:
-    config = load_configuration(options.configure)
+    config = load_configuration(options.configure, options.environments)
     settings = replace(WebSettings.from_section(config.web), papa=config.papa)
     if options.bind:
         settings = replace(settings, bind=options.bind)

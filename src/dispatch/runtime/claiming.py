@@ -62,11 +62,12 @@ class Claimer:
                 self.shard + random.randrange(1, shards.SHARDS)
             ) % shards.SHARDS
 
-    def claim_conflicted(self, messages: list[model.Message]) -> None:
-        """Count a claim conflict; move home if it was all in the home shard."""
+    def claim_conflicted(self, message_ids: list[str]) -> None:
+        """Count a claim conflict (of the messages *message_ids*); move home
+        if it was all in the home shard."""
         self.conflicted(
             "claim",
-            move=all(shards.shard_of_id(m.id) == self.shard for m in messages),
+            move=all(shards.shard_of_id(i) == self.shard for i in message_ids),
         )
 
     def claim_some(

@@ -51,6 +51,7 @@ from dispatch.runtime.program_ends import (
 from dispatch.runtime.retrying import COMMITTED, CONFLICTED, DECLINED, commit_retrying
 from dispatch.runtime.service import Service
 from dispatch.state import broker, model, programs
+from dispatch.state.database import sync_with_server
 from dispatch.state.programs import OUTPUT_TAIL_BYTES, output_tail
 from dispatch.state.steps import COMMAND_QUEUE
 from dispatch.state.wrapper import RecipeWrapper
@@ -238,15 +239,15 @@ class CommandRunner(Service):
         # What an earlier runner committed before papa forgot the program
         # (it acknowledges the end only after its commit) must be seen now:
         # a round trip to zeo brings every invalidation sent before it.
-        storage = self._fed_by.database.storage
-        if hasattr(storage, "ping"):
-            storage.ping()
+        sync_with_server(self._fed_by.database)
         message = self._message(recipe_wrapper)
         seed = programs.earlier_output(message, name)
         known = programs.unsettled_result(message, name)
         if info is None and known is not None:
-            logger.info("%s ended before its runner died: status %s", name, known)
             exit_code, tail = known
+            logger.info(
+                "%s ended already (seen and committed): status %s", name, exit_code
+            )
             cancelled = False
             self._note(recipe_wrapper, name=name, exit_code=exit_code)
         else:

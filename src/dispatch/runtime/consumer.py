@@ -134,7 +134,7 @@ class Consumer:
 
     def _claim_conflicted(self, messages: list[model.Message]) -> None:
         logger.debug("%s: claim conflict; trying again", self.name)
-        self.claimer.claim_conflicted(messages)
+        self.claimer.claim_conflicted([m.id for m in messages])
 
     def _claim(self, now: float, limit: int = 1) -> list[model.Message]:
         """Claim and commit up to *limit* messages (one transaction);
@@ -174,13 +174,14 @@ class Consumer:
             return []
         manager = self.transaction_manager
         manager.begin()
-        results = [
-            self._handle(message, manager.savepoint().rollback) for message in messages
-        ]
+        results = self._handle_all(messages)
+        rerun = self._handlers_changed()
         claimed: list[model.Message] = []
 
         def apply(retry: int) -> bool:
             claimed[:] = []
+            if retry and rerun:
+                results[:] = self._handle_all(messages)
             self._apply(results, moment)
             if claim_next and not self._stop.is_set():
                 # From the home shard only: taking from others, which may
@@ -198,6 +199,19 @@ class Consumer:
                 "%s: could not commit a batch; its claims will lapse", self.name
             )
         return messages
+
+    def _handle_all(self, messages: list[model.Message]) -> list[Result]:
+        """Each of *messages* handled in the open transaction (a failed
+        handler's changes rolled back to a savepoint)."""
+        manager = self.transaction_manager
+        return [self._handle(m, manager.savepoint().rollback) for m in messages]
+
+    def _handlers_changed(self) -> bool:
+        """True when the handlers changed objects in zeo, besides sending:
+        those changes are in the transaction of the transition, so a commit
+        that conflicts runs the handlers again (the abort dropped them)."""
+        connection = self.connection
+        return bool(connection._registered_objects or connection._added)
 
     def _completion_conflicted(self, what: str) -> None:
         """Count a conflict of a commit of results (*what*, for the log)."""
@@ -222,7 +236,10 @@ class Consumer:
         The handler runs once.  Its sends are recorded by the wrapper and
         committed with the message's completion; if that commit conflicts
         (another consumer sent to the same queue at the same moment), the
-        completion is applied again, not the handler.
+        completion is applied again, not the handler, unless the handler
+        changed objects in zeo: those changes went with the aborted try, so
+        the handler runs again and they are committed once, with the
+        transition.
         """
         moment = time.time() if now is None else now
         claimed = self._claim(moment)
@@ -231,14 +248,15 @@ class Consumer:
         message = claimed[0]
         manager = self.transaction_manager
         manager.begin()
-        _message, sends, reason, noted = self._handle(message, manager.abort)
-        if sends is None:
-            self._release(message, reason or "handler failed", moment, noted)
-            return message
+        result = self._handle(message, manager.abort)
+        rerun = self._handlers_changed()
 
-        # Whatever the handler changed besides sending is committed with the
-        # first try only; services keep their state in the messages they send.
         def complete(retry: int) -> bool:
+            nonlocal result
+            if retry and rerun:
+                result = self._handle(message, manager.abort)
+            if result[1] is None:
+                return False  # failed: released below
             if not broker.still_claimed_by(message, self.name):
                 logger.warning(
                     "%s: claim on %r lapsed while handling it; result dropped",
@@ -246,13 +264,18 @@ class Consumer:
                     message,
                 )
                 return False
-            broker.complete(self._dispatch(), message, sends, moment, noted, self.shard)
+            broker.complete(
+                self._dispatch(), message, result[1], moment, result[3], self.shard
+            )
             return True
 
         committed = self._commit_retrying(
             complete, lambda: self._completion_conflicted(f"result of {message!r}")
         )
-        if committed == CONFLICTED:
+        _message, sends, reason, noted = result
+        if sends is None:
+            self._release(message, reason or "handler failed", moment, noted)
+        elif committed == CONFLICTED:
             self._release(message, "could not commit its result (conflicts)", moment)
         return message
 

@@ -7,9 +7,11 @@ sends a request to queue ``processing_recipe``, in zocalo's format::
     {"recipes": ["name", ...], "custom_recipe": {...}, "parameters": {...}}
 
 and the Dispatcher merges the named recipes (``NAME.json`` in
-``$DISPATCH_RECIPES``) after the custom one, lets the *filters* change
-the request first, and starts the run, whose id is ``parameters["guid"]``
-(made if missing), in the commit that finishes the request.
+``$DISPATCH_RECIPES``, else storage ``zocalo.recipe_directory`` of a YAML
+site configuration, as zocalo reads it) after the custom one, lets the
+*filters* change the request first, and starts the run, whose id is
+``parameters["guid"]`` (made if missing), in the commit that finishes the
+request.
 
 A filter is a function ``filter(message, parameters) -> (message,
 parameters)``, as zocalo's ``zocalo.services.dispatcher.filters`` plugins
@@ -48,6 +50,8 @@ FILTER_GROUP = "dispatch.filters"
 FILTERS_VARIABLE = "DISPATCH_FILTERS"
 # Where named recipes are, as for ``dispatch go``.
 RECIPES_VARIABLE = "DISPATCH_RECIPES"
+# Where zocalo's Dispatcher finds them in its configuration's storage.
+RECIPE_DIRECTORY_KEY = "zocalo.recipe_directory"
 
 Filter = Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], Any]]
 
@@ -88,7 +92,10 @@ class Dispatcher(Service):
     service_name = "Dispatcher"
 
     def initializing(self) -> None:
-        self.recipe_directory = os.environ.get(RECIPES_VARIABLE)
+        # As zocalo's Dispatcher, also from the site configuration's storage.
+        self.recipe_directory = os.environ.get(
+            RECIPES_VARIABLE
+        ) or self.config.storage.get(RECIPE_DIRECTORY_KEY)
         self.filters = load_filters()
         logger.info(
             "Dispatcher: recipes in %s; filters %s",

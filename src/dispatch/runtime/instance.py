@@ -13,10 +13,17 @@ import threading
 from typing import Any
 
 from dispatch.runtime.service import Service, make_consumer, run_service
+from dispatch.runtime.yamlconfig import SiteConfiguration
 from dispatch.state import admin
 from dispatch.state.database import dispatch_state, ensure_run_index
 
 logger = logging.getLogger(__name__)
+
+# Seconds between heartbeats: one small commit per instance each time, so
+# 100 instances write 5 a second, and each commit also wakes every idle
+# consumer (they watch all commits) for one empty claim; `dispatch status
+# --within` (60 s by default) calls an instance stale after 2 missed beats.
+HEARTBEAT_INTERVAL = 20.0
 
 
 class Instance:
@@ -29,10 +36,12 @@ class Instance:
         queue: str | None = None,
         consumer_name: str | None = None,
         prefetch: int | None = None,
+        config: SiteConfiguration | None = None,
     ) -> None:
         self.service_class = service_class
         self.database = database
         self.service = service_class()
+        self.service.config = config or SiteConfiguration()
         if prefetch:
             self.service.prefetch = prefetch
         self.consumer = make_consumer(self.service, database, queue, consumer_name)
@@ -40,6 +49,7 @@ class Instance:
         # What made serve() end early: the service's exception, if any.
         self.crash: BaseException | None = None
         self.instance_id: str | None = None
+        self.heartbeat_interval = HEARTBEAT_INTERVAL
 
     @property
     def queue(self) -> str:
@@ -57,6 +67,14 @@ class Instance:
             run_service(self.service, self.consumer, self.stopping)
         except Exception as error:
             self.crash = error
+
+    def _beat(self) -> None:
+        """Record a heartbeat (a failure is logged: the service goes on)."""
+        try:
+            with dispatch_state(self.database, write=True) as dispatch:
+                admin.beat(dispatch, str(self.instance_id))
+        except Exception as error:
+            logger.warning("heartbeat not recorded: %s", error)
 
     def serve(self, ready: Any = None) -> None:
         """Record the instance, serve until asked to stop (or the service
@@ -76,7 +94,8 @@ class Instance:
         thread.start()
         if ready is not None:
             ready(self)
-        self.stopping.wait()
+        while not self.stopping.wait(self.heartbeat_interval):
+            self._beat()
         self.consumer.wake()
         thread.join()
         handle.close()

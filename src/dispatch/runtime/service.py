@@ -19,6 +19,7 @@ from typing import Any
 
 from dispatch.errors import EXIT_USAGE, CommandError
 from dispatch.runtime.consumer import Consumer
+from dispatch.runtime.yamlconfig import SiteConfiguration
 from dispatch.state import broker, topics
 from dispatch.state.database import dispatch_state
 from dispatch.state.wrapper import RecipeWrapper
@@ -54,6 +55,10 @@ class Service:
     batchable = True
     # The Consumer feeding this instance (set by make_consumer).
     consumer: Consumer | None = None
+    # The site configuration (``dispatch service -C FILE -e ENV``; as
+    # zocalo's ``CommonService.config``): ``self.config.storage`` holds the
+    # values of the YAML file's ``storage`` sections.  Set per instance.
+    config: SiteConfiguration = SiteConfiguration()
 
     def initializing(self) -> None:
         """Called once before the first message (open resources here)."""

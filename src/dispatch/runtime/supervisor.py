@@ -10,7 +10,9 @@ instance dies, the claims of the messages it was handling are released at
 once in zeo (they are delivered again after their back-off instead of
 waiting up to ``Service.lease`` seconds for the claim to lapse), its
 instance record is marked stopped, and it is started again after a back-off
-that doubles while instances keep dying quickly.
+that doubles while instances keep dying quickly.  A supervisor started
+again (after SIGKILL, say) adopts the instances papa still runs under its
+name and settles those that died while none watched.
 
 An instance that exits with status 0 was asked to stop (``dispatch
 shutdown``) and is not restarted on its own.  The supervisor records itself
@@ -43,7 +45,12 @@ from dispatch.runtime.kernel import (
 )
 from dispatch.runtime.service import Service, load_service
 from dispatch.state import admin, broker, model, supervisors
-from dispatch.state.database import ADDRESS_VARIABLE, dispatch_state, write_retried
+from dispatch.state.database import (
+    ADDRESS_VARIABLE,
+    dispatch_state,
+    sync_with_server,
+    write_retried,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +61,8 @@ RELEASE_ATTEMPTS = 10
 
 
 def load_configuration(path: str) -> Any:
-    """The ZConfig configuration in *path*; CommandError when it is wrong."""
+    """The ZConfig configuration in *path*; CommandError when it is wrong
+    (:mod:`dispatch.runtime.configuration` also reads YAML)."""
     import ZConfig
 
     try:
@@ -62,14 +70,19 @@ def load_configuration(path: str) -> Any:
         config, _ = ZConfig.loadConfig(schema, path)
     except (ZConfig.ConfigurationError, OSError) as error:
         raise CommandError(f"{path}: {error}", EXIT_USAGE) from None
+    check_configuration(config, path)
+    return config
+
+
+def check_configuration(config: Any, where: str) -> None:
+    """What the schema cannot say; *where* starts the error message."""
     for section in config.services:
         if section.instances < 0:
             raise CommandError(
-                f"{path}: <service {section.getSectionName()}>: instances must "
+                f"{where}: <service {section.getSectionName()}>: instances must "
                 f"be 0 or more, not {section.instances}",
                 EXIT_USAGE,
             )
-    return config
 
 
 def release_claims(
@@ -84,6 +97,8 @@ def release_claims(
     *queue_name*: each message is delivered again after its back-off (or
     dead-lettered after its last delivery).  Returns the messages' ids."""
     for _attempt in range(RELEASE_ATTEMPTS):
+        # The claim the process committed just before it died must be seen.
+        sync_with_server(database)
         try:
             with dispatch_state(database, write=True) as dispatch:
                 released = _release_claims(
@@ -179,9 +194,12 @@ class Slot:
         argv = ["-m", "dispatch.cli", "service", self.service_name]
         argv += ["--zeo", self.supervisor.zeo, "--queue", self.queue]
         argv += ["--consumer-name", f"{self.label}"]
+        argv += ["--heartbeat-interval", str(self.supervisor.heartbeat_interval)]
         if self.prefetch:
             argv += ["--prefetch", str(self.prefetch)]
-        return argv
+        # A YAML configuration's storage is for the services: same file, same
+        # environments.
+        return argv + self.supervisor.site_arguments
 
     def _guarded(self) -> None:
         try:
@@ -197,12 +215,20 @@ class Slot:
 
         quick_deaths = 0
         stop = self.supervisor.stopping
+        settled = False  # the instances of an earlier supervisor
         while not stop.is_set():
-            self.starts += 1
-            name = f"{self.supervisor.prefix}.{self.label}.{self.starts}"
+            adopted, name = None, self.label
             started = time.monotonic()
             try:
-                exit_code = self._run_once(papa, name)
+                if not settled:
+                    adopted = self._adopt(papa)
+                    settled = True
+                if adopted is None:
+                    self.starts += 1
+                    name = f"{self.supervisor.prefix}.{self.label}.{self.starts}"
+                else:
+                    name = adopted["name"]
+                exit_code = self._run_once(papa, name, adopted)
             except papa.Error as error:
                 logger.error("%s: papa refused to start it: %s", name, error)
                 exit_code = None
@@ -224,8 +250,46 @@ class Slot:
             )
             stop.wait(delay)
 
-    def _run_once(self, papa: Any, name: str) -> int | None:
-        """Start the instance, follow it to its end; its exit status."""
+    def _adopt(self, papa: Any) -> dict[str, Any] | None:
+        """The instances of this slot papa knows from an earlier supervisor
+        (killed, or restarted): each that ended meanwhile is settled (its
+        claims released, its end acknowledged); the newest still running
+        is returned (its papa entry, with its ``name``), to be followed
+        instead of starting another, or None.  Numbering goes on after them."""
+        prefix = f"{self.supervisor.prefix}.{self.label}."
+        if not kernel_answers(self.supervisor.papa):
+            raise papa.Error(f"no papa kernel answers at {self.supervisor.papa_text}")
+        with papa.Papa(self.supervisor.papa) as kernel:
+            found = kernel.list_processes(prefix + "*")
+        earlier = {}
+        for name, info in found.items():
+            number = name[len(prefix) :]
+            if number.isascii() and number.isdigit():
+                earlier[int(number)] = dict(info, name=name)
+        self.starts = max(earlier, default=0)
+        running = [info for _, info in sorted(earlier.items()) if info.get("running")]
+        for info in earlier.values():
+            if not info.get("running"):
+                self._run_once(papa, info["name"], info)
+        for info in running[:-1]:
+            # Never left by a supervisor since they are adopted; stopped
+            # after its current message, so that the slot runs one.
+            logger.warning("%s: an extra instance; stopping it", info["name"])
+            try:
+                os.kill(int(info["pid"]), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if running:
+            logger.info(
+                "%s: adopting it (pid %s)", running[-1]["name"], running[-1]["pid"]
+            )
+        return running[-1] if running else None
+
+    def _run_once(
+        self, papa: Any, name: str, adopted: dict[str, Any] | None = None
+    ) -> int | None:
+        """Start the instance (or follow the *adopted* one) to its end; its
+        exit status."""
         environment = dict(os.environ)
         environment[ADDRESS_VARIABLE] = self.supervisor.zeo
         if self.supervisor.papa is not None:
@@ -233,7 +297,7 @@ class Slot:
         if not kernel_answers(self.supervisor.papa):
             raise papa.Error(f"no papa kernel answers at {self.supervisor.papa_text}")
         with papa.Papa(self.supervisor.papa) as kernel:
-            process = kernel.make_process(
+            process = adopted or kernel.make_process(
                 name,
                 sys.executable,
                 args=self._argv(),
@@ -243,33 +307,42 @@ class Slot:
                 stderr=papa.STDOUT,
             )
             self.pid = int(process["pid"])
-            logger.info("%s started as pid %d", name, self.pid)
+            if adopted is None:
+                logger.info("%s started as pid %d", name, self.pid)
             if self.supervisor.stopping.is_set():
                 self.terminate()
             exit_code = None
             with kernel.watch_processes(name) as watcher:
                 while watcher:
+                    # Reading acknowledges the batch before: an end is
+                    # acknowledged once the claims are released, so a
+                    # supervisor killed in between releases them on restart.
                     out, _err, closed = watcher.read()
                     for record in out:
                         self.supervisor.echo(self.label, record.data)
                     for record in closed:
                         exit_code = record.data
-        pid, self.pid = self.pid, None
-        if exit_code != 0 and pid is not None:
-            reason = f"service instance {self.label} (pid {pid}) died"
-            reason += f" with exit status {exit_code}"
-            released = release_claims(
-                self.supervisor.database,
-                self.queue,
-                pid,
-                reason,
-                self.service_class,
-            )
-            for message_id in released:
-                logger.warning(
-                    "%s: message %s released for redelivery", name, message_id
-                )
+                        self._ended(name, exit_code)
+        self.pid = None
         return exit_code
+
+    def _ended(self, name: str, exit_code: Any) -> None:
+        """Release the claims of the instance that just ended (unless it
+        was asked to stop)."""
+        pid = self.pid
+        if exit_code == 0 or pid is None:
+            return
+        reason = f"service instance {self.label} (pid {pid}) died"
+        reason += f" with exit status {exit_code}"
+        released = release_claims(
+            self.supervisor.database,
+            self.queue,
+            pid,
+            reason,
+            self.service_class,
+        )
+        for message_id in released:
+            logger.warning("%s: message %s released for redelivery", name, message_id)
 
     def terminate(self) -> None:
         """Ask the running instance to stop after its current message."""
@@ -293,6 +366,9 @@ class Supervisor:
         self.backoff = config.restart_backoff
         self.backoff_cap = config.restart_backoff_cap
         self.stable_after = config.stable_after
+        self.heartbeat_interval = config.heartbeat_interval
+        site = getattr(config, "site", None)
+        self.site_arguments: list[str] = site.command_line() if site else []
         self.stopping = threading.Event()
         self._echo_lock = threading.Lock()
         self.slots: list[Slot] = []

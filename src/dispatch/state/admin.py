@@ -186,6 +186,16 @@ def mark_stopped(
     running_index(dispatch).pop(instance.id, None)
 
 
+def beat(dispatch: model.Dispatch, instance_id: str, now: float | None = None) -> None:
+    """Record that instance *instance_id* is alive at *now*."""
+    instance = instances_of(dispatch)[instance_id]
+    now = time.time() if now is None else now
+    if instance.heartbeat is None:
+        instance.heartbeat = model.Heartbeat(now)
+    else:
+        instance.heartbeat.time = now
+
+
 def request_shutdown(
     dispatch: model.Dispatch, name: str | None = None, now: float | None = None
 ) -> list[model.ServiceInstance]:

@@ -24,6 +24,16 @@ logger = logging.getLogger(__name__)
 ADDRESS_VARIABLE = "DISPATCH_ZEO"
 
 
+def sync_with_server(database: Any) -> None:
+    """Make the next transaction begun on *database* see every commit the
+    server finished before now (a round trip to zeo brings the
+    invalidations sent before it), such as the last commit of a process
+    that just died."""
+    storage = database.storage
+    if hasattr(storage, "ping"):
+        storage.ping()
+
+
 @contextmanager
 def dispatch_state(database: Any, write: bool = False) -> Iterator[model.Dispatch]:
     """``Dispatch`` on a fresh connection; committed if *write*, else aborted."""

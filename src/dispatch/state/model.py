@@ -395,10 +395,23 @@ class Attempt(Persistent):
         return f"<Attempt {self.number} {self.outcome or 'running'}>"
 
 
+class Heartbeat(Persistent):
+    """When a service instance last said it was alive: an object of its
+    own, so that beating neither wakes the instance (which watches its
+    record for ``dispatch shutdown``) nor conflicts with anything else."""
+
+    def __init__(self, time: float) -> None:
+        self.time = time
+
+
 class ServiceInstance(Persistent):
     """A running ``dispatch service`` process, so that ``dispatch shutdown``
     can ask it to stop: it watches this object and stops when
     ``stop_requested`` is set."""
+
+    # Written every few seconds by the instance (None in records made
+    # before heartbeats).
+    heartbeat: Heartbeat | None = None
 
     def __init__(
         self,
@@ -417,6 +430,7 @@ class ServiceInstance(Persistent):
         self.started = started
         self.stop_requested: float | None = None  # time of the request
         self.stopped: float | None = None
+        self.heartbeat = Heartbeat(started)
 
     def matches(self, name: str) -> bool:
         """True for its id, its service's name (any case) or ``host.pid``."""

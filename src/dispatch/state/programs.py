@@ -130,7 +130,13 @@ def note_program(attempt: Any, **fields: Any) -> None:
 def unsettled_result(message: model.Message, name: str) -> tuple[int, str] | None:
     """``(exit_code, output_tail)`` of the program *name* if an earlier
     delivery saw it end but its runner vanished before settling the
-    message (died or lapsed): the result stands, nothing runs again."""
+    message (died or lapsed), or this delivery committed its end already
+    (a handler run again after its completion conflicted): the result
+    stands, nothing runs again."""
+    current = program_of(message.attempts[-1]) if message.attempts else None
+    if current and current.get("name") == name:
+        if current.get("exit_code") is not None:
+            return current["exit_code"], current.get("output_tail") or ""
     for attempt in reversed(message.attempts[:-1]):
         record = program_of(attempt)
         if not record or record.get("name") != name:

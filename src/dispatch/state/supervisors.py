@@ -66,8 +66,13 @@ def register(
     now: float | None = None,
 ) -> SupervisorRecord:
     """Record this process as a supervisor of *services* (section ->
-    ``{"service", "queue", "instances"}``); returns its record."""
+    ``{"service", "queue", "instances"}``); returns its record.  An earlier
+    record of the same name on this host (a supervisor killed before it
+    could say it stopped) is marked stopped."""
     now = time.time() if now is None else now
+    for earlier in running(dispatch):
+        if (earlier.name, earlier.host) == (name, broker.HOST):
+            earlier.stopped = now  # killed: this one took its place
     record = SupervisorRecord(model.new_id(), name, broker.HOST, os.getpid(), now)
     record.services = {
         section: {**fields, "stopped": 0} for section, fields in services.items()

@@ -7,6 +7,7 @@ How a step is named comes from its kind (:mod:`dispatch.state.steps`).
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 from collections.abc import Iterator
@@ -373,6 +374,24 @@ def running_instances(dispatch: model.Dispatch) -> list[model.ServiceInstance]:
     if instances is None:
         instances = getattr(dispatch, "instances", None) or {}
     return [instance for instance in instances.values() if instance.stopped is None]
+
+
+def claims_by_process(
+    dispatch: model.Dispatch, queue_name: str, now: float
+) -> collections.Counter[tuple[Any, Any]]:
+    """How many messages of *queue_name* each ``(host, pid)`` holds a
+    claim on that has not lapsed.  A live claim's ready key is its lapse
+    time, so only the keys after *now* are read (claims and delayed
+    messages), not the whole queue."""
+    held: collections.Counter[tuple[Any, Any]] = collections.Counter()
+    queue = dispatch.queues.get(queue_name)
+    if queue is None:
+        return held
+    for message in queue.ready.values(min=model.ready_bound(now)):
+        claimed = message.claimed_by or {}
+        if message.state == model.IN_PROGRESS and claimed:
+            held[(claimed.get("host"), claimed.get("pid"))] += 1
+    return held
 
 
 # What the console shows of a service instance and of a dead letter:

@@ -11,7 +11,8 @@ maps workflows' calls onto it:
   message is acked or nacked) and hands them to the service's callback;
   without acknowledgement a message is finished as it is handed over;
 - ``ack`` finishes the claimed message, ``nack`` releases it (delivered
-  again after a back-off, dead-lettered after the broker's delivery limit);
+  again after a back-off, dead-lettered after the broker's delivery limit),
+  and the same commit claims the subscription's next message;
 - ``transaction_begin`` collects acks, nacks, sends and broadcasts, which
   ``transaction_commit`` applies in one zeo commit and
   ``transaction_abort`` drops (a message acked in it is delivered again);
@@ -38,7 +39,7 @@ from ZODB.POSException import ConflictError
 from dispatch.runtime.claiming import Claimer
 from dispatch.state import broker, model, topics
 from dispatch.state import transport as messages
-from dispatch.state.database import ADDRESS_VARIABLE
+from dispatch.state.database import ADDRESS_VARIABLE, dispatch_state
 from dispatch.workflows import options
 
 logger = logging.getLogger(__name__)
@@ -349,21 +350,32 @@ class ZeoTransport(CommonTransport):
     def _apply_claiming_next(
         self, operations: list[Operation], settled: list[str]
     ) -> None:
-        """Apply *operations*, which settle the messages *settled*, and claim
-        the next message of each of their subscriptions in the same commit
-        (one commit per message instead of two); the delivery thread hands
-        what was claimed to the service."""
+        """Apply *operations*, which settle *settled*, and claim the next
+        message of their subscriptions in the same commit, in room kept from
+        the start (so the delivery thread, which hands it over, claims no
+        more meanwhile): one commit per message instead of two."""
         with self._lock:
             subscriptions = sorted(
                 {self._held[m][0] for m in settled if m in self._held}
             )
-        claims = [self._taker(sub_id, chained=True) for sub_id in subscriptions]
-        self._apply(operations + [take for take, _found in claims])
+            self._reserve(subscriptions, 1)
+        claims = [self._taker(sub_id) for sub_id in subscriptions]
+        try:
+            self._apply(operations + [take for take, _found in claims])
+        except BaseException:
+            with self._lock:
+                self._reserve(subscriptions, -1)
+            raise
         for sub_id, (_take, found) in zip(subscriptions, claims, strict=True):
-            handed = self._hold(sub_id, found)
+            handed = self._hold(sub_id, found, reserved=True)
             with self._lock:
                 self._ready.extend(handed)
         self._wake.set()
+
+    def _reserve(self, subscriptions: list[int], count: int) -> None:
+        for sub_id in subscriptions:
+            if sub_id in self._queues:
+                self._queues[sub_id]["held"] += count
 
     # -- transactions ---------------------------------------------------
 
@@ -428,12 +440,14 @@ class ZeoTransport(CommonTransport):
             self.subscription_callback(sub_id)(header, json.dumps(body))
         return len(handed)
 
-    def _taker(self, sub_id: int, chained: bool = False) -> tuple[Operation, list[Any]]:
+    def _taker(self, sub_id: int) -> tuple[Operation, list[Any]]:
         """An operation claiming the next message of subscription *sub_id*
-        (only if it has room for one more, when *chained* into a commit
-        that settles another), and the list it leaves the claim in."""
+        (whose room for it the caller made sure of), and the list it leaves
+        the claim in."""
         found: list[Any] = []
-        tries: list[model.Message | None] = []  # claimed by each try so far
+        # What each try so far claimed (a message id or None): the objects
+        # belong to a connection closed with its conflicted commit.
+        tries: list[str | None] = []
 
         def take(dispatch: model.Dispatch) -> None:
             found.clear()
@@ -444,12 +458,10 @@ class ZeoTransport(CommonTransport):
                 subscription = dict(subscription)
             claimer: Claimer = subscription["claimer"]
             if tries:  # the last try's commit conflicted
-                claimer.claim_conflicted([m for m in tries[-1:] if m is not None])
-            if chained and subscription["held"] >= subscription["prefetch"]:
-                return
+                claimer.claim_conflicted([i for i in tries[-1:] if i is not None])
             claimed = claimer.claim_some(dispatch, time.time(), 1, retry=len(tries))
             message = claimed[0] if claimed else None
-            tries.append(message)
+            tries.append(message.id if message is not None else None)
             if message is None:
                 return
             header, body = messages.delivery(dispatch, message, sub_id)
@@ -461,31 +473,25 @@ class ZeoTransport(CommonTransport):
 
         return take, found
 
-    def _hold(self, sub_id: int, found: list[Any]) -> list[Any]:
-        """After the commit of a claim: the deliveries to hand over, the
-        messages held until they are settled."""
+    def _hold(self, sub_id: int, found: list[Any], reserved: bool = False) -> list[Any]:
+        """After a claim's commit: the deliveries to hand over, acknowledged
+        ones held until settled (in room *reserved*, unused room given back)."""
+        with self._lock:
+            kept = bool(found) and found[0][4]  # an acknowledged one is held
+            if sub_id in self._queues:
+                self._queues[sub_id]["held"] += int(kept) - int(reserved)
+            if kept:
+                self._held[found[0][0]] = (sub_id, found[0][1])
         if not found:
             return []
-        message_id, run_id, header, body, acknowledged = found[0]
-        if acknowledged:
-            with self._lock:
-                self._held[message_id] = (sub_id, run_id)
-                if sub_id in self._queues:
-                    self._queues[sub_id]["held"] += 1
+        _message_id, _run_id, header, body, _acknowledged = found[0]
         return [(sub_id, header, body)]
 
     def _read_topic(self, sub_id: int, subscription: dict[str, Any]) -> list[Any]:
-        manager = transaction.TransactionManager()
-        connection = self._database.open(manager)
-        try:
-            manager.begin()
-            dispatch = broker.get_dispatch(connection.root())
+        with dispatch_state(self._database) as dispatch:
             entries = messages.broadcasts_after(
                 dispatch, subscription["topic"], subscription["after"]
             )
-        finally:
-            manager.abort()
-            connection.close()
         if not entries:
             return []
         with self._lock:

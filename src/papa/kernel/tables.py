@@ -13,6 +13,7 @@ the tables are consistent without a lock.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -147,7 +148,7 @@ class Tables:
             log.error("cannot re-adopt a child from the state file: %r", exc)
             return
         waited.on_finished = self._process_finished
-        waited.on_progress = self.changed
+        waited.on_progress = functools.partial(self._acknowledged, waited)
         waited.resume()
         self.processes[waited.name] = waited
         log.info("re-adopted %s (running=%s)", waited.name, waited.running)
@@ -157,7 +158,7 @@ class Tables:
         if job is None:
             return
         job.on_finished = self._process_finished
-        job.on_progress = self.changed
+        job.on_progress = functools.partial(self._acknowledged, job)
         job.resume()
         self.processes[job.name] = job
         log.info("re-adopted Slurm job %s as %s", job.job_id, job.name)
@@ -226,13 +227,13 @@ class Tables:
         process: ManagedProcess
         if spec.slurm is not None:
             job = self.slurm_jobs.new_job(spec)
-            job.on_progress = self.changed
+            job.on_progress = functools.partial(self._acknowledged, job)
             process = job
         elif self.state is not None:
             # Started through a waiting parent: exit code and spilled output
             # survive a kernel killed with SIGKILL (papa.waited).
             waited = WaitedProcess(spec, self.state.children_path())
-            waited.on_progress = self.changed
+            waited.on_progress = functools.partial(self._acknowledged, waited)
             process = waited
         else:
             spill_path = self._spill_path(spec.name) if spec.spill else None
@@ -327,6 +328,15 @@ class Tables:
             if self.state is not None:
                 self.state.record({"forget": process.name})
             self.changed()
+
+    def _acknowledged(self, process: WaitedProcess | SlurmJob) -> None:
+        """Watchers acknowledged more of its output files: journal how far,
+        before the next batch goes out (a restart resumes from there)."""
+        if self.state is not None:
+            self.state.record(
+                {"acknowledged": process.name, "offsets": dict(process.acknowledged)}
+            )
+        self.changed()
 
     def _process_finished(self, process: ManagedProcess) -> None:
         if process.removed:

@@ -31,13 +31,13 @@ from collections.abc import Callable
 from ..errors import Error
 from ..output import STDERR, STDOUT, OutputRing
 from ..process import UNKNOWN_EXIT_CODE, ManagedProcess, ProcessSpec
+from ..tail import FileTail
 from . import script, tools
 from .partitions import SlurmSettings
 from .poller import JobPoller
 
 log = logging.getLogger(__name__)
 
-READ_LIMIT = 256 * 1024
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -45,6 +45,8 @@ class SlurmJob(ManagedProcess):
     """One batch job (or job array) submitted for a ``make process``."""
 
     kind = "slurm"
+    # An ended job stays in the state file until its end was delivered.
+    kept_when_ended = True
 
     def __init__(
         self,
@@ -64,10 +66,12 @@ class SlurmJob(ManagedProcess):
         self.state_since = time.monotonic()
         self.reason = ""
         self.keep_output = False
-        self.offsets: dict[str, int] = {}
+        # Output file name -> bytes of it watchers acknowledged (papa.tail).
+        self.acknowledged: dict[str, int] = {}
         self.output = OutputRing(spec.bufsize) if spec.bufsize else None
-        # The kernel's "write the state file soon".
+        # The kernel's "remember the acknowledged offsets".
         self.on_progress: Callable[[], None] | None = None
+        self._tail: FileTail | None = None
         self._ended: asyncio.Event | None = None
 
     # -- submission ---------------------------------------------------------------
@@ -233,11 +237,22 @@ class SlurmJob(ManagedProcess):
             exit_code = (
                 -15 if self.state in ("CANCELLED", "TIMEOUT") else UNKNOWN_EXIT_CODE
             )
-        self._read_output()
-        self._exited(exit_code)
         self.reason = self.reason if self.state != "COMPLETED" else ""
+        # Known now (listed, and what cancel answers); the job stays running
+        # and its closed record waits until the last byte of output is read,
+        # which may take watchers acknowledging (nothing is dropped).
+        self.exit_code = exit_code
         if self._ended is not None:
             self._ended.set()
+        self._read_output()
+        if self._tail is not None:
+            self._tail.when_drained(lambda: self._ended_with(exit_code))
+        else:
+            self._ended_with(exit_code)
+
+    def _ended_with(self, exit_code: int) -> None:
+        if self.running:  # not closed meanwhile
+            self._exited(exit_code)
 
     def _status_files(self) -> dict[str, int]:
         codes = {}
@@ -253,25 +268,18 @@ class SlurmJob(ManagedProcess):
         return codes
 
     def _read_output(self) -> None:
-        """Append what the job wrote since the last look to the ring."""
+        """Tail the job's output files (new ones of an array too) into the ring."""
         if self.output is None or not self.folder:
             return
-        progressed = False
+        if self._tail is None:
+            self._tail = FileTail(self.output, self.acknowledged, self._progressed)
         for kind, pattern in ((STDOUT, "out*.txt"), (STDERR, "err*.txt")):
             for path in sorted(glob.glob(os.path.join(self.folder, pattern))):
-                key = os.path.basename(path)
-                offset = self.offsets.get(key, 0)
-                try:
-                    with open(path, "rb") as output_file:
-                        output_file.seek(offset)
-                        while data := output_file.read(READ_LIMIT):
-                            self.output.add(kind, data)
-                            offset += len(data)
-                            progressed = True
-                except OSError:
-                    continue
-                self.offsets[key] = offset
-        if progressed and self.on_progress is not None:
+                self._tail.add(os.path.basename(path), kind, path)
+        self._tail.poke()
+
+    def _progressed(self) -> None:
+        if self.on_progress is not None:
             self.on_progress()
 
     # -- cancelling ---------------------------------------------------------------
@@ -318,7 +326,7 @@ class SlurmJob(ManagedProcess):
             folder=self.folder,
             partition=self.partition,
             keep_output=self.keep_output,
-            offsets=dict(self.offsets),
+            acknowledged=dict(self.acknowledged),
         )
 
     @classmethod
@@ -331,7 +339,8 @@ class SlurmJob(ManagedProcess):
         job.folder = record["folder"]
         job.partition = record.get("partition", "")
         job.keep_output = record.get("keep_output", False)
-        job.offsets = dict(record.get("offsets", {}))
+        # "offsets" (older kernels) were bytes read, not acknowledged.
+        job.acknowledged = dict(record.get("acknowledged", record.get("offsets", {})))
         job.started = record["started"]
         job.running = True
         job.state = "ADOPTED"
@@ -344,9 +353,18 @@ class SlurmJob(ManagedProcess):
     def close(self) -> None:
         """Stop polling (kernel shutdown or forgotten); the job keeps running."""
         self.poller.unregister(self)
-        if not self.running and not self.keep_output:
+        if self._tail is not None:
+            self._tail.close()
+            self._tail = None
+        if not self.running and not self.keep_output and self.jobs_dir is None:
+            # Without a state directory no later kernel delivers the rest.
             self._remove_folder()
         super().close()
+
+    def forgotten(self) -> None:
+        """Its end was delivered: its folder goes (unless output was kept)."""
+        if not self.keep_output:
+            self._remove_folder()
 
     def _remove_folder(self) -> None:
         if (

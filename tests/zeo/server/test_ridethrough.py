@@ -7,25 +7,15 @@ same FileStorage; every read and every reconnected cache is then checked
 against the committed history.
 """
 
-import json
-import subprocess
-import sys
-
-from tests.support import ROOT
-
-SOAK = ROOT / "bench" / "soak" / "zeo_ridethrough.py"
+from tests.support import run_soak
 
 
 def test_race_checks_ride_through_server_restarts(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(SOAK), "--restarts", "4", "--workers", "2"]
-        + ["--threads", "3", "--directory", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    figures, _ = run_soak(
+        "zeo_ridethrough",
+        *("--restarts", 4, "--workers", 2, "--threads", 3),
+        *("--directory", tmp_path),
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert (figures["clean_stops"], figures["kills"]) == (2, 2)
     # Every thread committed after every restart, by itself.
     assert figures["commits"] >= 6 * 5

@@ -5,29 +5,18 @@ client processes that commit records, or blobs; here 6 kills (one during a
 pack would need 10), each followed by a restart on the same FileStorage.
 """
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from tests.support import ROOT
-
-SOAK = ROOT / "bench" / "soak" / "zeo_crash.py"
+from tests.support import run_soak
 
 
 @pytest.mark.parametrize("blobs", [False, True], ids=["records", "blobs"])
 def test_no_acknowledged_commit_is_lost_across_server_kills(tmp_path, blobs):
-    result = subprocess.run(
-        [sys.executable, str(SOAK), "--kills", "6", "--workers", "3"]
-        + ["--directory", str(tmp_path)]
-        + (["--blobs"] if blobs else []),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    figures, _ = run_soak(
+        "zeo_crash",
+        *("--kills", 6, "--workers", 3, "--directory", tmp_path),
+        *(["--blobs"] if blobs else []),
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["kills"] == 6 and figures["workers"] == 3
     assert figures["blobs"] is blobs
     # Every worker committed after every restart, by itself.
@@ -40,15 +29,9 @@ def test_no_acknowledged_commit_is_lost_across_server_kills(tmp_path, blobs):
 def test_connections_that_come_and_go_give_back_their_resources(tmp_path):
     # bench/soak/zeo_resources.py: clean hang-ups, hang-ups mid-frame, mid-
     # transaction and holding the commit lock; 1,000 in make soak.
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "soak" / "zeo_resources.py")]
-        + ["--connections", "200", "--directory", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    figures, _ = run_soak(
+        "zeo_resources", "--connections", 200, "--directory", tmp_path
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["connections"] == 200
     assert figures["fds_after"] == figures["fds_before"]
     assert figures["rss_growth_mib"] < 32
