@@ -428,14 +428,16 @@ class Papa(ClosedOnExit):
         return result
 
     def check_slurm(self, slurm: Mapping[str, object]) -> list[str]:
-        """Check a Slurm request as :meth:`make_process` would, submitting
-        nothing: the sbatch options it gives, or
-        :class:`~papa.errors.RequestError` naming the refused field."""
-        words = ["check", "slurm"]
-        for key, value in slurm.items():
-            words.append(f"slurm.{key}={option_value(value)}")
-        reply = self._command(words)
+        """Check a Slurm request as :meth:`make_process` would, submitting nothing:
+        its sbatch options, or :class:`~papa.errors.RequestError` (the field)."""
+        words = [f"slurm.{key}={option_value(value)}" for key, value in slurm.items()]
+        reply = self._command(["check", "slurm", *words])
         return [line for line in reply.split("\n") if line]
+
+    def peek(self, name: str, lines: int | None = None) -> list[str]:
+        """The last *lines* lines (default 20) of *name*'s output (``peek``)."""
+        reply = self._command(["peek", name] + ([] if lines is None else [str(lines)]))
+        return [unescape(line) for line in reply.split("\n")] if reply else []
 
     def remove_processes(self, *patterns: str) -> bool:
         self._command(["r", "p", *patterns])

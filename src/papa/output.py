@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 STDOUT = "out"
 STDERR = "err"
 CLOSED = "closed"
+# The last bytes of output (stdout and stderr as they came) each ring keeps
+# for ``peek``, acknowledged or not; at most its budget.
+RECENT_BYTES = 16 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +68,7 @@ class OutputRing:
         self._spilled: collections.deque[_SpilledChunk] = collections.deque()
         self._spill_file = None
         self._listeners: set[Callable[[], None]] = set()
+        self._recent = bytearray()
         # Told the sequence a watcher acknowledged (papa.waited records how
         # far its output files have been delivered).
         self.on_acknowledge: Callable[[int], None] | None = None
@@ -81,6 +85,8 @@ class OutputRing:
         now = max(time.time(), self._last_timestamp + 1e-6)
         self._last_timestamp = now
         chunk = Chunk(self._sequence, kind, now, data)
+        if isinstance(data, bytes):
+            self._keep_recent(data)
         self._chunks.append(chunk)
         self._used += chunk.size
         # A chunk bigger than the whole budget pushes out everything older
@@ -93,6 +99,22 @@ class OutputRing:
             else:
                 self.dropped_bytes += oldest.size
         self._notify()
+
+    def _keep_recent(self, data: bytes) -> None:
+        limit = min(self.budget, RECENT_BYTES)
+        self._recent += data[-limit:]
+        if len(self._recent) > limit:
+            del self._recent[: len(self._recent) - limit]
+
+    def recent_lines(self, count: int) -> list[str]:
+        """The last *count* lines of output (``peek``): what watchers were
+        sent and acknowledged too; nothing is consumed.  A line the kept
+        bytes begin inside of is left out, unless it is the only one."""
+        text = bytes(self._recent).decode("utf-8", "replace")
+        lines = text.splitlines()
+        if len(self._recent) >= min(self.budget, RECENT_BYTES) and len(lines) > 1:
+            lines = lines[1:]  # the first may be cut
+        return lines[-count:] if count else []
 
     def _spill(self, chunk: Chunk) -> None:
         if self._spill_file is None:

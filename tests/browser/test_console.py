@@ -3,12 +3,11 @@ log in, spawn from the Simple tab and watch the Slurm job finish on /jobs,
 a field error shown beside its field, hostile text rendered as text (the
 page's scripts do not run it), cancel a job from its page."""
 
-import os
-
 import pytest
 
 from dispatch.state import broker
 from dispatch.state.database import dispatch_state
+from tests.browser.consolepage import log_in
 from tests.dispatch import spawnconsole
 from tests.dispatch.conftest import RunzeoProcess
 
@@ -20,11 +19,7 @@ EVIL = "<script>window.hacked=1</script>"
 
 @pytest.fixture
 def console(chromium, tmp_path):
-    reason = spawnconsole.sinfo_answer()
-    if reason is not None:
-        if os.environ.get("ZEOPAPA_REQUIRE_SLURM"):
-            pytest.fail(f"ZEOPAPA_REQUIRE_SLURM is set but {reason}")
-        pytest.skip(reason)
+    spawnconsole.require_slurm()
     server = RunzeoProcess(tmp_path)
     try:
         started = spawnconsole.start(server, tmp_path)
@@ -40,10 +35,7 @@ def console(chromium, tmp_path):
 @pytest.fixture
 def page(chromium, console):
     page = chromium.new_page()
-    page.goto(f"{console.url}/login")
-    page.fill('input[name="token"]', console.token)
-    page.click('button[type="submit"]')
-    page.wait_for_url(f"{console.url}/runs")
+    log_in(page, console.url, console.token)
     try:
         yield page
     finally:

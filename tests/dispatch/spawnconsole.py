@@ -4,8 +4,11 @@ browser tests in tests/browser)."""
 
 import html
 import json
+import os
 import re
 from types import SimpleNamespace
+
+import pytest
 
 import zeo
 from dispatch.web.settings import WebSettings
@@ -18,6 +21,16 @@ RECIPE = {
     "1": {"service": "Slurm job", "command": ["hostname"], "slurm": {"runtime": "1"}},
     "start": [[1, {}]],
 }
+
+
+def require_slurm():
+    """Skip the test, with the reason, when no Slurm cluster answers
+    (fail it instead under ZEOPAPA_REQUIRE_SLURM)."""
+    reason = sinfo_answer()
+    if reason is not None:
+        if os.environ.get("ZEOPAPA_REQUIRE_SLURM"):
+            pytest.fail(f"ZEOPAPA_REQUIRE_SLURM is set but {reason}")
+        pytest.skip(reason)
 
 
 def logged_in(browser, token):

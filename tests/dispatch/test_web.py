@@ -145,7 +145,7 @@ def test_a_run_page_has_steps_attempts_exit_code_and_output(console):
     reply = console.browser.get("/api/runs/run-00")
     assert reply.status == 200, reply
     run = reply.json()["run"]
-    assert run["status"] == model.SUCCEEDED
+    assert (run["name"], run["status"]) == ("greet", model.SUCCEEDED)
     (step,) = run["steps"]
     (message,) = step["messages"]
     (attempt,) = message["attempts"]
@@ -154,6 +154,7 @@ def test_a_run_page_has_steps_attempts_exit_code_and_output(console):
     page = console.browser.get("/runs/run-00")
     assert page.status == 200
     assert "hello" in page.text and "succeeded" in page.text
+    assert 'Recipe <span class="recipe">greet</span>' in page.text
 
 
 def test_dead_letters_services_and_zeo_pages(console):

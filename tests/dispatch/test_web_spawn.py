@@ -4,7 +4,6 @@ choices, field errors from the kernel's own check, URL spawns (bearer at
 once, a browser's link confirmed), a recipe spawn, a job's page and its
 cancel button, escaping of what a job is called."""
 
-import os
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -20,11 +19,7 @@ JOB_DEADLINE = 90
 
 @pytest.fixture
 def spawn(runzeo, tmp_path):
-    reason = spawnconsole.sinfo_answer()
-    if reason is not None:
-        if os.environ.get("ZEOPAPA_REQUIRE_SLURM"):
-            pytest.fail(f"ZEOPAPA_REQUIRE_SLURM is set but {reason}")
-        pytest.skip(reason)
+    spawnconsole.require_slurm()
     console = spawnconsole.start(runzeo, tmp_path)
     try:
         yield console
@@ -134,6 +129,7 @@ def test_a_recipe_spawn_starts_a_run_with_the_chosen_resources(spawn):
     run_id = reply.headers["Location"].removeprefix("/runs/")
     with dispatch_state(spawn.database) as dispatch:
         run = dispatch.runs[run_id]
+        assert run.name == "one-job"
         recipe = run.recipe
         step = recipe.get(1) or recipe.get("1")
     assert step["slurm"] == {"runtime": "1", "partition": "debug", "nprocs": "1"}

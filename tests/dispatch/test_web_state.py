@@ -185,3 +185,44 @@ def test_a_storage_without_watch_gives_quiet_streams():
         return await stream.get()
 
     assert asyncio.run(check()) is None
+
+
+def test_running_instances_come_from_an_index_of_the_running_ones():
+    from dispatch.state import admin
+
+    state = model.Dispatch()
+    gone = [admin.register_instance(state, "Old", "q", now=n, pid=n) for n in (1, 2)]
+    for instance in gone:
+        admin.mark_stopped(state, instance, now=3)
+    running = admin.register_instance(state, "Greeter", "greet", now=4, pid=40)
+    assert list(state.running_instances) == [running.id]  # the stopped left it
+    assert views.running_instances(state) == [running]
+    assert [i.id for i in admin.request_shutdown(state)] == [running.id]
+    # A database made before the index: a scan, until a write builds it.
+    del state.running_instances
+    assert views.running_instances(state) == [running]
+    admin.register_instance(state, "Greeter", "greet", now=5, pid=50)
+    assert len(state.running_instances) == 2
+
+
+def test_a_supervisors_record_replaces_a_killed_ones_and_takes_start_requests():
+    from dispatch.state import supervisors
+
+    state = model.Dispatch()
+    services = {"runner": {"service": "CommandRunner", "queue": "q", "instances": 1}}
+    killed = supervisors.register(state, "site", services, now=1)
+    other = supervisors.register(state, "elsewhere", services, now=1)
+    record = supervisors.register(state, "site", services, now=2)
+    assert killed.stopped == 2 and other.stopped is None
+    assert supervisors.running(state) == [other, record]
+    with pytest.raises(supervisors.SupervisorError, match="every instance"):
+        supervisors.request_start(state, record.id, "runner", "me")
+    supervisors.note_stopped(record, "runner", 1)
+    with pytest.raises(supervisors.NoSuchService, match="keeps: runner"):
+        supervisors.request_start(state, record.id, "nosuch", "me")
+    with pytest.raises(supervisors.NoSuchService, match="no running supervisor"):
+        supervisors.request_start(state, killed.id, "runner", "me")
+    supervisors.request_start(state, record.id, "runner", "me", now=3)
+    assert supervisors.document(record)["services"][0]["requested"]
+    assert supervisors.take_requests(record) == ["runner"]
+    assert supervisors.take_requests(record) == []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 from dispatch.runtime.service import Service, make_consumer, run_service
@@ -102,4 +101,5 @@ class Instance:
         handle.close()
         self.consumer.close()
         with dispatch_state(self.database, write=True) as dispatch:
-            admin.instances_of(dispatch)[self.instance_id].stopped = time.time()
+            record = admin.instances_of(dispatch)[self.instance_id]
+            admin.mark_stopped(dispatch, record)

@@ -15,7 +15,10 @@ again (after SIGKILL, say) adopts the instances papa still runs under its
 name and settles those that died while none watched.
 
 An instance that exits with status 0 was asked to stop (``dispatch
-shutdown``) and is not restarted.  ``command`` and ``slurm`` steps are run
+shutdown``) and is not restarted on its own.  The supervisor records itself
+in zeo (:mod:`dispatch.state.supervisors`) and watches that record: a start
+request on it (the console's Start button) starts a stopped instance of the
+service named again.  ``command`` and ``slurm`` steps are run
 by configuring ``CommandRunner`` instances like any other service.  SIGTERM
 or SIGINT stops every instance (each finishes its current message) and then
 the supervisor.
@@ -41,11 +44,12 @@ from dispatch.runtime.kernel import (
     papa_address,
 )
 from dispatch.runtime.service import Service, load_service
-from dispatch.state import admin, broker, model
+from dispatch.state import admin, broker, model, supervisors
 from dispatch.state.database import (
     ADDRESS_VARIABLE,
     dispatch_state,
     sync_with_server,
+    write_retried,
 )
 
 logger = logging.getLogger(__name__)
@@ -142,10 +146,9 @@ def _mark_instances_stopped(
     dispatch: model.Dispatch, pid: int, now: float | None
 ) -> None:
     now = time.time() if now is None else now
-    for instance in admin.instances_of(dispatch).values():
+    for instance in list(admin.running_index(dispatch).values()):
         if instance.pid == pid and instance.host == broker.HOST:
-            if instance.stopped is None:
-                instance.stopped = now
+            admin.mark_stopped(dispatch, instance, now)
 
 
 class Slot:
@@ -169,9 +172,19 @@ class Slot:
         self.number = number
         self.pid: int | None = None
         self.starts = 0
-        self.thread = threading.Thread(
-            target=self._guarded, name=f"{self.label}", daemon=True
-        )
+        # True once it stopped cleanly (exit 0): a start request may restart it.
+        self.ended = False
+        self.thread = self._new_thread()
+
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(target=self._guarded, name=self.label, daemon=True)
+
+    def restart(self) -> None:
+        """Keep the instance running again after a clean stop."""
+        self.thread.join()
+        self.ended = False
+        self.thread = self._new_thread()
+        self.thread.start()
 
     @property
     def label(self) -> str:
@@ -193,6 +206,9 @@ class Slot:
             self._keep_running()
         except Exception:
             logger.exception("%s: no longer supervised", self.label)
+        self.ended = True
+        if not self.supervisor.stopping.is_set():
+            self.supervisor.note_stopped()
 
     def _keep_running(self) -> None:
         import papa
@@ -356,6 +372,8 @@ class Supervisor:
         self.stopping = threading.Event()
         self._echo_lock = threading.Lock()
         self.slots: list[Slot] = []
+        # What the record in zeo says we keep: section -> its fields.
+        self.services: dict[str, dict[str, Any]] = {}
         for section in config.services:
             service_class = load_service(section.service or section.getSectionName())
             if not (section.queue or service_class.queue):
@@ -364,6 +382,17 @@ class Supervisor:
                 )
             for number in range(1, section.instances + 1):
                 self.slots.append(Slot(self, section, service_class, number))
+            self.services[section.getSectionName()] = {
+                "service": service_class.__name__,
+                "queue": section.queue or service_class.queue,
+                "instances": section.instances,
+            }
+        self.record_id: str | None = None
+        self._asked = threading.Event()
+        self._watch: Any = None
+        self._requests = threading.Thread(
+            target=self._serve_requests, name="start requests", daemon=True
+        )
 
     def echo(self, label: str, data: bytes) -> None:
         """Pass an instance's output on to our standard error, labelled."""
@@ -374,13 +403,80 @@ class Supervisor:
             sys.stderr.flush()
 
     def start(self) -> None:
+        """Record this supervisor in zeo, watch the record for start
+        requests and start every instance."""
+        record = self._write(
+            lambda dispatch: supervisors.register(dispatch, self.prefix, self.services)
+        )
+        self.record_id = record.id
+        watch = getattr(self.database.storage, "watch", None)
+        if watch is None:
+            logger.warning("the storage cannot be watched: no start requests")
+        else:
+            self._watch = watch(
+                lambda tid, oids: self._asked.set(), oids=[record._p_oid]
+            )
+        self._requests.start()
         for slot in self.slots:
             slot.thread.start()
 
     def stop(self) -> None:
         """Stop every instance (after its current message), then return."""
         self.stopping.set()
+        self._asked.set()
+        if self._watch is not None:
+            self._watch.close()
         for slot in self.slots:
             slot.terminate()
         for slot in self.slots:
             slot.thread.join()
+        if self._requests.is_alive():
+            self._requests.join()
+        if self.record_id is not None:
+            self._write(
+                lambda dispatch: setattr(self._record(dispatch), "stopped", time.time())
+            )
+
+    def _record(self, dispatch: model.Dispatch) -> supervisors.SupervisorRecord:
+        return supervisors.supervisors_of(dispatch)[self.record_id]
+
+    def _write(self, function: Any) -> Any:
+        """``function(dispatch)`` in a transaction, again on conflicts."""
+        return write_retried(self.database, function, RELEASE_ATTEMPTS)
+
+    def note_stopped(self) -> None:
+        """Record how many instances of each service are stopped."""
+
+        def count(dispatch: model.Dispatch) -> None:
+            record = self._record(dispatch)
+            for section in self.services:
+                ended = [s for s in self.slots if s.section_name == section and s.ended]
+                supervisors.note_stopped(record, section, len(ended))
+
+        self._write(count)
+
+    def _serve_requests(self) -> None:
+        """Start a stopped instance for each start request on our record."""
+        while True:
+            self._asked.wait()
+            self._asked.clear()
+            if self.stopping.is_set():
+                return
+            try:
+                sections = self._write(
+                    lambda dispatch: supervisors.take_requests(self._record(dispatch))
+                )
+                for section in sections:
+                    self._start_one(section)
+                if sections:
+                    self.note_stopped()
+            except Exception:
+                logger.exception("start requests: failed")
+
+    def _start_one(self, section: str) -> None:
+        for slot in self.slots:
+            if slot.section_name == section and slot.ended:
+                logger.info("%s: started again on request", slot.label)
+                slot.restart()
+                return
+        logger.warning("start request for %s: no stopped instance", section)

@@ -160,7 +160,30 @@ def register_instance(
         now,
     )
     instances_of(dispatch)[instance.id] = instance
+    running_index(dispatch)[instance.id] = instance
     return instance
+
+
+def running_index(dispatch: model.Dispatch) -> Any:
+    """The instances not marked stopped (id -> instance): what the console
+    and ``dispatch shutdown`` look through, never every instance that ever
+    ran.  Built, once, in databases made before it (a write transaction)."""
+    index = model.tree_attribute(dispatch, "running_instances", create=False)
+    if index is None:
+        index = model.tree_attribute(dispatch, "running_instances")
+        for instance in instances_of(dispatch).values():
+            if instance.stopped is None:
+                index[instance.id] = instance
+    return index
+
+
+def mark_stopped(
+    dispatch: model.Dispatch, instance: model.ServiceInstance, now: float | None = None
+) -> None:
+    """Record that *instance* stopped (it leaves the running index)."""
+    if instance.stopped is None:
+        instance.stopped = time.time() if now is None else now
+    running_index(dispatch).pop(instance.id, None)
 
 
 def beat(dispatch: model.Dispatch, instance_id: str, now: float | None = None) -> None:
@@ -180,7 +203,7 @@ def request_shutdown(
     returns them."""
     now = time.time() if now is None else now
     asked = []
-    for instance in instances_of(dispatch).values():
+    for instance in list(running_index(dispatch).values()):
         if instance.stopped is not None or instance.stop_requested is not None:
             continue
         if name is None or instance.matches(name):

@@ -84,6 +84,7 @@ def run_document(dispatch: model.Dispatch, run_id: str) -> dict[str, Any]:
         )
     return {
         "run": run.id,
+        "name": getattr(run, "name", None),
         "status": run.status,
         "created": run.created,
         "finished": run.finished,
@@ -366,8 +367,12 @@ def figures(dispatch: model.Dispatch) -> dict[str, Any]:
 
 
 def running_instances(dispatch: model.Dispatch) -> list[model.ServiceInstance]:
-    """Service instances that have not stopped, oldest first."""
-    instances = getattr(dispatch, "instances", None) or {}
+    """Service instances that have not stopped, oldest first: from the
+    running index (see admin.running_index), or every instance in a
+    database made before it."""
+    instances = getattr(dispatch, "running_instances", None)
+    if instances is None:
+        instances = getattr(dispatch, "instances", None) or {}
     return [instance for instance in instances.values() if instance.stopped is None]
 
 

@@ -3,7 +3,7 @@
 :mod:`~dispatch.web.services`, :mod:`~dispatch.web.zeofigures`,
 :mod:`~dispatch.web.metrics`, :mod:`~dispatch.web.login`,
 :mod:`~dispatch.web.spawn`, :mod:`~dispatch.web.jobs`,
-:mod:`~dispatch.web.events`) with the error
+:mod:`~dispatch.web.events`, :mod:`~dispatch.web.jobevents`) with the error
 middleware: a refused request is answered with its message (JSON
 ``{"error"}`` under ``/api/``, a page elsewhere), never a traceback.
 """
@@ -20,6 +20,7 @@ from dispatch.web import (
     auth,
     deadletters,
     events,
+    jobevents,
     jobs,
     login,
     metrics,
@@ -110,9 +111,10 @@ def create_app(
     )
     application.on_cleanup.append(_stop_workers)
     areas = (runs, deadletters, services, zeofigures, metrics, login, events)
-    for area in (*areas, spawn, jobs):
+    for area in (*areas, spawn, jobs, jobevents):
         application.add_routes(area.ROUTES)
     events.install(application)
+    jobevents.install(application)
     runs.install(application)
     # spawn.js is papa's (JupyterHub's spawner serves it too); before the
     # directory, whose prefix would otherwise answer for it.

@@ -96,7 +96,7 @@ def install(application: web.Application) -> None:
     application.on_shutdown.append(stop_hub)
 
 
-async def _open_stream(request: web.Request) -> web.StreamResponse:
+async def open_stream(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
@@ -105,7 +105,7 @@ async def _open_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _commits(
+async def commit_ids(
     response: web.StreamResponse, stream: asyncio.Queue[str | None]
 ) -> AsyncIterator[str]:
     """The id of each commit (the last of a burst) until the console
@@ -129,11 +129,11 @@ async def _commits(
 @ROUTES.get("/api/events")
 async def events(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
-    response = await _open_stream(request)
+    response = await open_stream(request)
     stream = hub.open()
     try:
         # A burst of commits is one event: the page fetches itself once.
-        async for tid in _commits(response, stream):
+        async for tid in commit_ids(response, stream):
             await response.write(
                 f'event: commit\ndata: {{"tid": "{tid}"}}\n\n'.encode()
             )
@@ -175,11 +175,11 @@ async def tails(request: web.Request) -> web.StreamResponse:
     except BaseException:
         hub.close(stream)
         raise
-    response = await _open_stream(request)
+    response = await open_stream(request)
     sent: dict[str, str] = {}
     try:
         await _send_changed(response, sent, current)
-        async for _tid in _commits(response, stream):
+        async for _tid in commit_ids(response, stream):
             await _send_changed(response, sent, await read())
     except ConnectionResetError:
         logger.debug("a tail stream's browser went away")

@@ -1,11 +1,11 @@
 """Jobs: the papa kernel's processes, local children and Slurm jobs alike
-(``/jobs``: state, Slurm job id, reason, exit code), one job's page
-(``/jobs/NAME``, with the output tail of a job /spawn made) and its
-cancel button (``cancel processes``: scancel for a
-job, SIGTERM then SIGKILL for a child), which needs a login and, from a
-browser, the CSRF token.  papa's state lives in the kernel, not in zeo, so
-the pages are refreshed by the browser every few seconds (``data-refresh``)
-rather than on zeo's commits."""
+(``/jobs``: state, Slurm job id, reason, exit code, the last lines of
+output), one job's page (``/jobs/NAME``, with its output tail) and its
+cancel button (``cancel processes``: scancel for a job, SIGTERM then
+SIGKILL for a child), which needs a login and, from a browser, the CSRF
+token.  Output is read with papa's ``peek``, which consumes nothing (the
+step runner or supervisor watching a program still gets all of it).  The
+pages are live through ``/api/jobs/events`` (:mod:`~dispatch.web.jobevents`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+import papa
 from dispatch.web.console import both, console, done, respond
 from dispatch.web.errors import not_found
 from dispatch.web.kernel import peek_output
@@ -22,8 +23,9 @@ from dispatch.web.kernel import peek_output
 logger = logging.getLogger(__name__)
 
 ROUTES = web.RouteTableDef()
-# The names of the jobs /spawn makes (spawn.DATE-TIME.RANDOM).
-SPAWNED_PREFIX = "spawn."
+# Lines of output /jobs shows per job, and for how many jobs at most.
+LIST_TAIL_LINES = 3
+LIST_TAILS = 200
 
 
 def job_path(name: str) -> str:
@@ -46,13 +48,22 @@ def _row(name: str, info: dict[str, Any]) -> dict[str, Any]:
         "pid": info.get("pid"),
         "running": bool(running) or state in ("PENDING", "RUNNING", "SUBMITTING"),
         "args": info.get("args", ""),
+        "tail": [],
     }
+
+
+def job_rows(client: papa.Papa) -> list[dict[str, Any]]:
+    """The kernel's processes as /jobs shows them, with their last lines."""
+    processes = client.list_processes()
+    rows = [_row(name, info) for name, info in sorted(processes.items())]
+    for row in rows[:LIST_TAILS]:
+        row["tail"] = peek_output(client, row["name"], LIST_TAIL_LINES)
+    return rows
 
 
 @both(ROUTES, "GET", "/jobs")
 async def jobs_list(request: web.Request) -> web.StreamResponse:
-    processes = await console(request).kernel.call(lambda c: c.list_processes())
-    rows = [_row(name, info) for name, info in sorted(processes.items())]
+    rows = await console(request).kernel.call(job_rows)
     return respond(request, "jobs.html", {"jobs": rows})
 
 
@@ -64,11 +75,7 @@ async def job_page(request: web.Request) -> web.StreamResponse:
     if name not in processes:
         raise not_found(f"no process {name!r} in the papa kernel (see /jobs)")
     job = _row(name, processes[name])
-    # Only the console's own jobs: peeking at a program another client
-    # watches (a step's, an instance's) would cut into its watch.
-    tail = None
-    if name.startswith(SPAWNED_PREFIX):
-        tail = await console(request).kernel.call(lambda c: peek_output(c, name))
+    tail = await console(request).kernel.call(lambda c: peek_output(c, name))
     return respond(request, "job.html", {"job": job, "tail": tail})
 
 

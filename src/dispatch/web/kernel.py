@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
 import socket
 import time
 from collections.abc import Callable
@@ -24,9 +23,6 @@ PARTITIONS_MAX_AGE = 5.0
 # Seconds to wait for the kernel to accept a connection.
 CONNECT_TIMEOUT = 5.0
 DEFAULT_PORT = 20202
-# Longest a peek at a job's output waits for the kernel's first batch (a
-# job that printed nothing yet sends none).
-PEEK_SECONDS = 0.5
 # Lines of a job's output its page shows.
 TAIL_LINES = 200
 
@@ -92,26 +88,12 @@ class Kernel:
             return table
 
 
-def peek_output(client: papa.Papa, name: str) -> list[str]:
-    """The last lines of process *name*'s output (stdout and stderr) that
-    the kernel holds, left there: the connection is dropped before the batch
-    is acknowledged (``q`` would acknowledge it, and an ended process would
-    be forgotten), and the kernel keeps what a client that left did not
-    acknowledge for the next watcher."""
-    watcher = client.watch_processes(name)
+def peek_output(client: papa.Papa, name: str, lines: int = TAIL_LINES) -> list[str]:
+    """The last *lines* lines of process *name*'s output (stdout and stderr),
+    left in the kernel (papa's ``peek``); none when it has gone or the
+    kernel cannot peek."""
     try:
-        if not watcher.ready:
-            select.select([watcher.fileno()], [], [], PEEK_SECONDS)
-        if not watcher.ready:
-            return []
-        out, err, _closed = watcher.read()
-    finally:
-        if watcher.connection is not None:
-            watcher.connection.close()
-            watcher.connection = None
-    data = b"".join(record.data for record in sorted(out + err, key=_when))
-    return data.decode("utf-8", "replace").splitlines()[-TAIL_LINES:]
-
-
-def _when(record: papa.ProcessOutput) -> float:
-    return record.timestamp
+        return client.peek(name, lines)
+    except papa.Error as error:
+        logger.debug("no output of %s: %s", name, error)
+        return []

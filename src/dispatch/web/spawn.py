@@ -146,8 +146,10 @@ async def _submit(
         if recipe is None:
             return await _answer_refused(request, spawn)
 
+        name = spawn.values["recipe"]
+
         def start(dispatch: model.Dispatch) -> str:
-            return broker.start_run(dispatch, recipe, {}).id
+            return broker.start_run(dispatch, recipe, {}, name=name).id
 
         try:
             run_id = await here.write(start)

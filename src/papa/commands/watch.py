@@ -1,4 +1,4 @@
-"""``watch processes``, and the pure steps of the streaming the session runs.
+"""``watch processes``, ``peek``, and the pure steps of the streaming the session runs.
 
 The handler only names the processes to watch; the session's loop
 (:meth:`papa.session.Session.watch`) waits for output and acknowledgements
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import Error
 from ..patterns import match
-from ..protocol import closed_record, output_record_parts
+from ..protocol import closed_record, escape, output_record_parts
 from .table import PATTERN_HELP, Watch, command
 
 if TYPE_CHECKING:
@@ -46,6 +46,43 @@ def watch_processes(
     if not names:
         raise Error("Nothing to watch")
     return Watch(f"Watching {len(names)}", {name: processes[name] for name in names})
+
+
+# Lines ``peek`` sends without a count, and at most.
+PEEK_LINES = 20
+PEEK_MAX_LINES = 1000
+
+
+@command(
+    "peek",
+    "NAME [LINES]",
+    "Show the last lines of a process's output, consuming nothing",
+    f"""Show the last LINES lines (default {PEEK_LINES}, at most {PEEK_MAX_LINES}) of a
+process's output, stdout and stderr as they came, one line each, escaped as
+with 'protocol escapes' (so no line can look like the prompt or an error).
+Nothing is consumed: watchers still get all of it, and output they have
+acknowledged is shown too (the last 16k of it are kept for peek).""",
+    position=95,
+    extension=True,
+)
+def peek(kernel: Kernel, stream: CommandStream, arguments: list[str]) -> str:
+    if not 1 <= len(arguments) <= 2:
+        raise Error("peek needs a process name and, optionally, a number of lines")
+    name = arguments[0]
+    count = PEEK_LINES
+    if len(arguments) == 2:
+        if not arguments[1].isdigit() or int(arguments[1]) > PEEK_MAX_LINES:
+            raise Error(
+                f"peek: LINES must be a number from 0 to {PEEK_MAX_LINES}, "
+                f"not {arguments[1]!r}"
+            )
+        count = int(arguments[1])
+    process = kernel.processes.get(name)
+    if process is None:
+        raise Error(f"peek: no process named {name!r}")
+    if process.output is None:
+        return ""
+    return "\n".join(escape(line) for line in process.output.recent_lines(count))
 
 
 def collect_batch(

@@ -13,7 +13,8 @@ document.addEventListener("submit", (event) => {
 
 // Live parts: an element with data-live is fetched again (this same page,
 // rendered by the server and escaped there) whenever zeo reports a commit
-// on /api/events.  Commits arriving while a fetch is on the way, or within
+// on /api/events (or its data-events stream, /api/jobs/events for papa's
+// jobs, sends a change).  Commits arriving while a fetch is on the way, or within
 // GAP milliseconds of the last, make one more fetch, not one each: a busy
 // queue commits many times a second.
 const GAP = 250;
@@ -47,7 +48,12 @@ if (live && window.EventSource) {
       }, GAP);
     }
   };
-  new EventSource("/api/events").addEventListener("commit", refresh);
+  const events = new EventSource(live.dataset.events || "/api/events");
+  events.addEventListener("commit", refresh);
+  events.addEventListener("change", refresh);
+  // Commits made between the page's rendering and the stream's opening
+  // (or while it was reconnecting) send no event: fetch once it is open.
+  events.addEventListener("ready", refresh);
 }
 
 // Parts whose state is not in zeo (papa's processes and jobs, Slurm's
