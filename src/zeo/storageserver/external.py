@@ -22,11 +22,20 @@ and those commits are sent before ours.  The watcher's next poll then
 reports our own commit with a tid the server already announced, and it is
 dropped.  A poll that returns None (the database was packed past the last
 poll, or replaced) makes every client drop its cache, as ``invalidateCache``.
+
+The size info a client gets after each commit (``len`` and ``getSize``)
+costs RelStorage a new PostgreSQL connection each, and ``getSize`` runs
+``pg_database_size``: two backends forked per commit made a commit take
+15 to 300 ms (the machine's load).  So it is measured at the start, then
+again in a thread at most every :data:`SIZE_INFO_AGE` seconds, and commits
+send the last measure (the figures are estimates in RelStorage anyway).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from ZODB.interfaces import IMVCCStorage
@@ -36,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between polls when ``poll-interval`` is not set.
 DEFAULT_POLL_INTERVAL = 0.1
+#: Seconds a shared storage's size info is reused before it is measured again.
+SIZE_INFO_AGE = 5.0
 
 
 def is_shared(storage: Any) -> bool:
@@ -65,6 +76,9 @@ class ExternalCommits:
         self.timer = None
         self.polls = 0
         self.external_transactions = 0
+        self._size_info = self._measure_size()
+        self._size_measured = time.monotonic()
+        self._measuring = False
 
     def start(self, loop) -> None:
         self.timer = loop.call_later(self.interval, self._tick, loop)
@@ -131,6 +145,33 @@ class ExternalCommits:
         """The server sent *tid* (its own commit)."""
         if tid > self.known:
             self.known = tid
+
+    def size_info(self) -> dict:
+        """``{"length", "size"}`` as measured at most SIZE_INFO_AGE ago, or
+        before a new measure started now in a thread (see the module doc)."""
+        if (
+            not self._measuring
+            and time.monotonic() - self._size_measured > SIZE_INFO_AGE
+        ):
+            self._measuring = True
+            threading.Thread(
+                target=self._remeasure, name=f"size of {self.storage_id}", daemon=True
+            ).start()
+        return self._size_info
+
+    def _measure_size(self) -> dict:
+        # The root instance: no session uses it, and each of RelStorage's
+        # two figures opens a connection of its own.
+        return {"length": len(self.root), "size": self.root.getSize()}
+
+    def _remeasure(self) -> None:
+        try:
+            self._size_info = self._measure_size()
+        except Exception:
+            logger.debug("measuring %r failed", self.storage_id, exc_info=True)
+        finally:
+            self._size_measured = time.monotonic()
+            self._measuring = False
 
     def close(self) -> None:
         if self.timer is not None:

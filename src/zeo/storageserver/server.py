@@ -213,6 +213,14 @@ class StorageServer:
         if external is not None:
             external.flush()
 
+    def size_info(self, storage_id):
+        """``{"length", "size"}`` of a storage, as sent after each commit."""
+        external = self.external_commits.get(storage_id)
+        if external is not None:
+            return external.size_info()
+        storage = self.storages[storage_id]
+        return {"length": len(storage), "size": storage.getSize()}
+
     def broadcast_info(self, storage_id, info):
         message = frame(self.encode(0, True, "info", (info,)))
         for session in tuple(self.sessions[storage_id]):
