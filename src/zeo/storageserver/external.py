@@ -39,6 +39,7 @@ import time
 from typing import Any
 
 from ZODB.interfaces import IMVCCStorage
+from ZODB.POSException import POSKeyError
 from ZODB.utils import z64
 
 logger = logging.getLogger(__name__)
@@ -127,12 +128,53 @@ class ExternalCommits:
         collect every other writer's commit, older than ours, to send first."""
         self.poll()
 
-    def flush(self) -> None:
+    def after_transaction(self) -> None:
+        """A commit or an abort ended on the served instance.  RelStorage
+        ended its load connection's snapshot with it; a ZODB Connection
+        polls at its next transaction before it loads, and so do we: a load
+        first restarted the snapshot later than the instance's cache knew
+        (RelStorage's StorageError "inconsistency between the RelStorage
+        cache and the database", seen instead of a ConflictError)."""
+        self.storage.poll_invalidations()
+        self.flush(polled=True)
+
+    def before_vote(self) -> None:
+        """A session holds our commit lock and replays its stores: the served
+        instance moves up to the newest state (see :meth:`stale_store`)."""
+        self.storage.poll_invalidations()
+
+    def stale_store(self, oid: bytes, serial: bytes, data: bytes):
+        """The ``(serial, data)`` to store for a client's ``(serial, data)``
+        of *oid*, resolved against the current revision if another writer
+        changed it since the client read it; ConflictError (with the serials
+        and data, as ZODB's resolver gives it) if it cannot be resolved.
+
+        RelStorage resolves a conflict it finds at vote from the state its
+        snapshot holds, as a ZODB Connection's instance holds what its
+        transaction read.  Our served instance moves up for every client:
+        its current revision was then not the one the client based its
+        change on, and RelStorage reported an inconsistency of its cache
+        (StorageError) instead of a ConflictError, and reset the cache that
+        the watcher shares.  Resolved here against the snapshot of
+        :meth:`before_vote`, RelStorage only finds at vote the commits made
+        since, of which that snapshot holds the base revision."""
+        if serial == z64:
+            return serial, data  # a new object
+        try:
+            current = self.storage.load(oid)[1]
+        except POSKeyError:
+            return serial, data  # gone (undone, packed): let the vote say so
+        if current == serial:
+            return serial, data
+        return current, self.storage.tryToResolveConflict(oid, current, serial, data)
+
+    def flush(self, polled: bool = False) -> None:
         """Move the served instance up and send what was queued, in order.
         Only when no commit is in progress on the served instance."""
         if not (self.pending or self.reset):
             return
-        self.storage.poll_invalidations()
+        if not polled:
+            self.storage.poll_invalidations()
         pending, self.pending = self.pending, []
         if self.reset:
             self.reset = False
