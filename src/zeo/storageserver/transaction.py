@@ -185,9 +185,11 @@ class CommitMixin:
                     oid, serial, data, prev_txn = args
                     storage.restore(oid, serial, data, "", prev_txn, transaction)
                 else:  # undo
-                    undo_tid, oids = storage.undo(args[0], transaction)
-                    self.invalidated.extend(oids)
-                    self.serials.extend(oids)
+                    # None: the storage reports the oids at vote (RelStorage).
+                    undone = storage.undo(args[0], transaction)
+                    if undone is not None:
+                        self.invalidated.extend(undone[1])
+                        self.serials.extend(undone[1])
             # The storage moves a blob file it is given into place, or away
             # when this attempt is aborted for client-side conflict resolution;
             # it gets a second name of the file, so a repeated vote still has
@@ -213,6 +215,9 @@ class CommitMixin:
                 else:
                     if resolved:
                         self.serials.extend(resolved)
+                        # Undone oids reported at vote are not stored ones.
+                        stored = set(self.invalidated)
+                        self.invalidated.extend(o for o in resolved if o not in stored)
                         self.stats.conflicts_resolved += len(resolved)
             if self.conflicts:
                 # The client resolves these, sends new stores and votes
