@@ -72,26 +72,43 @@ class CommitPoller:
         self.instance.poll_invalidations()
         self.dispatcher = WatchDispatcher(storage.getName())
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._run, name="dispatch commit poller", daemon=True
         )
         self._thread.start()
 
     def watch(self, callback, oids=None):
-        return self.dispatcher.add(callback, oids)
+        """As zeo's ``watch()``: only commits made from now on.  A poll
+        first hands what is committed already to the earlier watchers (a
+        service's own commit just before, of the very oids it then watches,
+        stopped it as if told to)."""
+        with self._lock:
+            self._poll()
+            since = self.instance.lastTransaction()
+
+        def newer(tid: bytes, changed: list[bytes]) -> object:
+            # The dispatcher may still hold earlier transactions.
+            return callback(tid, changed) if tid > since else None
+
+        return self.dispatcher.add(newer, oids)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                before = self.instance.lastTransaction()
-                oids = self.instance.poll_invalidations()
-                tid = self.instance.lastTransaction()
-            except Exception:
-                # The database went away for a while: RelStorage reconnects.
-                logger.exception("polling for commits failed")
-                continue
-            if tid != before:
-                self.dispatcher.notify(tid, list(oids or ()))
+            with self._lock:
+                self._poll()
+
+    def _poll(self) -> None:
+        try:
+            before = self.instance.lastTransaction()
+            oids = self.instance.poll_invalidations()
+            tid = self.instance.lastTransaction()
+        except Exception:
+            # The database went away for a while: RelStorage reconnects.
+            logger.exception("polling for commits failed")
+            return
+        if tid != before:
+            self.dispatcher.notify(tid, list(oids or ()))
 
     def close(self) -> None:
         self._stop.set()

@@ -38,11 +38,6 @@ def direct(tmp_path, database) -> Direct:
     return target
 
 
-@pytest.mark.xfail(
-    run=False,
-    reason="known bug, open: step 1 runs, then the Collect service is never "
-    "woken for step 2 (a Collect started later runs it): `go --wait` times out",
-)
 def test_a_recipe_runs_through_services_on_relstorage_directly(direct, tmp_path):
     recipe = tmp_path / "pipeline.json"
     recipe.write_text(json.dumps(PIPELINE))
@@ -57,7 +52,7 @@ def test_a_recipe_runs_through_services_on_relstorage_directly(direct, tmp_path)
     assert [code for code, _ in stopped] == [0, 0], stopped
     shown = dispatch(direct, "show", run_id, "--json")
     assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["state"] == "succeeded"
+    assert json.loads(shown.stdout)["status"] == "succeeded"
 
 
 def test_watch_wakes_on_another_process_commit(direct):
