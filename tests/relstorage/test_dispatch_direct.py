@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from dispatch.cli.base import CommandError, open_database
-from tests.dispatch.test_run_cli import PIPELINE, ServiceProcess, dispatch
+from tests.dispatch.test_run_cli import dispatch, go_through_two_services
 from tests.support import wait_until
 from tests.support.postgresql import relstorage_config
 
@@ -39,13 +39,7 @@ def direct(tmp_path, database) -> Direct:
 
 
 def test_a_recipe_runs_through_services_on_relstorage_directly(direct, tmp_path):
-    recipe = tmp_path / "pipeline.json"
-    recipe.write_text(json.dumps(PIPELINE))
-    services = [ServiceProcess(direct, "Upper"), ServiceProcess(direct, "Collect")]
-    try:
-        completed = dispatch(direct, "go", recipe, "-p", "text=hello", "--wait")
-    finally:
-        stopped = [service.stop() for service in services]
+    completed, stopped = go_through_two_services(direct, tmp_path)
     assert completed.returncode == 0, (completed.stderr, stopped)
     run_id = completed.stdout.splitlines()[0]
     assert f"run {run_id}: succeeded" in completed.stdout
