@@ -71,14 +71,21 @@ class ServiceProcess:
         return self.process.returncode, errors
 
 
-def test_go_wait_through_two_services_then_list_and_show(runzeo, tmp_path):
-    recipe = tmp_path / "pipeline.json"
+def go_through_two_services(runzeo, directory, text="hello"):
+    """``go --wait`` of PIPELINE through an Upper and a Collect service
+    process: (the completed ``go``, each service's (exit code, stderr))."""
+    recipe = directory / "pipeline.json"
     recipe.write_text(json.dumps(PIPELINE))
     services = [ServiceProcess(runzeo, "Upper"), ServiceProcess(runzeo, "Collect")]
     try:
-        completed = dispatch(runzeo, "go", recipe, "-p", "text=hello", "--wait")
+        completed = dispatch(runzeo, "go", recipe, "-p", f"text={text}", "--wait")
     finally:
         stopped = [service.stop() for service in services]
+    return completed, stopped
+
+
+def test_go_wait_through_two_services_then_list_and_show(runzeo, tmp_path):
+    completed, stopped = go_through_two_services(runzeo, tmp_path)
     assert completed.returncode == 0, completed.stderr
     run_id = completed.stdout.splitlines()[0]
     assert f"run {run_id}: succeeded" in completed.stdout

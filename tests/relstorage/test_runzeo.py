@@ -8,6 +8,7 @@ import threading
 
 import pytest
 import transaction
+from BTrees.Length import Length
 from persistent.mapping import PersistentMapping
 from ZODB.POSException import ConflictError
 
@@ -102,28 +103,43 @@ def _value(connection):
     return None if box is None else box["value"]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, open: about one run in two the losing server's "
-    "RelStorage instance reports a cache inconsistency (StorageError) "
-    "instead of the ConflictError while it resolves the conflict",
-)
-def test_conflicts_across_servers_are_detected(servers):
+def _conflicting(servers, make, change):
+    """Two connections, through two servers, that changed the object
+    *make()* at root["box"] from one revision; one's commit is in, and
+    two's server has polled past it (the case RelStorage once reported as a
+    cache inconsistency: its snapshot no longer held two's base revision)."""
     first, second = servers.start(), servers.start()
     db_one = open_db(first)
     with db_one.transaction() as connection:
-        connection.root()["box"] = PersistentMapping(value=0)
+        connection.root()["box"] = make()
     db_two = open_db_after(second, db_one)
+    one = db_one.open(transaction.TransactionManager())
+    two = db_two.open(transaction.TransactionManager())
+    for connection in (one, two):
+        connection.transaction_manager.begin()
+        change(connection.root()["box"], connection is one)
+    one.transaction_manager.commit()
+    committed = db_one.storage.lastTransaction()
+    wait_until(
+        lambda: db_two.storage.lastTransaction() >= committed,
+        TIMEOUT,
+        message="two's server to announce one's commit",
+    )
+    return db_one, db_two, one, two
+
+
+def _set_value(box, is_one):
+    box["value"] = 1 if is_one else 2
+
+
+def test_conflicts_across_servers_are_conflict_errors(servers):
+    db_one, db_two, one, two = _conflicting(
+        servers, lambda: PersistentMapping(value=0), _set_value
+    )
     try:
-        one = db_one.open(transaction.TransactionManager())
-        two = db_two.open(transaction.TransactionManager())
-        wait_until(lambda: _value(two) == 0, TIMEOUT, message="the box on two")
-        _value(one)
-        one.root()["box"]["value"] = 1
-        two.root()["box"]["value"] = 2
-        one.transaction_manager.commit()
-        with pytest.raises(ConflictError):
+        with pytest.raises(ConflictError) as raised:
             two.transaction_manager.commit()
+        assert raised.value.oid == one.root()["box"]._p_oid
         two.transaction_manager.abort()
         wait_until(lambda: _value(two) == 1, TIMEOUT, message="two to see one's")
         one.close()
@@ -131,6 +147,31 @@ def test_conflicts_across_servers_are_detected(servers):
     finally:
         db_one.close()
         db_two.close()
+
+
+def test_conflicts_across_servers_are_resolved_first(servers):
+    # BTrees' Length resolves concurrent changes: both increments count.
+    db_one, db_two, one, two = _conflicting(
+        servers, Length, lambda length, is_one: length.change(1 if is_one else 10)
+    )
+    try:
+        two.transaction_manager.commit()
+        for connection in (one, two):
+            wait_until(
+                lambda connection=connection: _length(connection) == 11,
+                TIMEOUT,
+                message="both increments on both servers",
+            )
+        one.close()
+        two.close()
+    finally:
+        db_one.close()
+        db_two.close()
+
+
+def _length(connection):
+    connection.transaction_manager.begin()
+    return connection.root()["box"]()
 
 
 def test_own_commits_are_not_sent_back_twice(servers):

@@ -212,12 +212,20 @@ def zeo_address(address: str) -> Any:
 
 
 def open_database(address: str | None) -> Any:
-    """A ZODB DB on the zeo server at *address* (text)."""
+    """A ZODB DB on the zeo server at *address* (text), or opened directly
+    from the ``<zodb>`` file of a ``zodb:PATH`` address (:mod:`dispatch.direct`)."""
     if not address:
         raise CommandError(
             f"say which zeo server: --zeo HOST:PORT or set ${ADDRESS_VARIABLE}",
             EXIT_USAGE,
         )
+    from dispatch import direct
+
+    if direct.is_direct(address):
+        try:
+            return direct.open_direct(address)
+        except ValueError as error:
+            raise CommandError(f"--zeo {error}", EXIT_USAGE) from None
     import zeo
     from zeo.exceptions import ClientDisconnected
 

@@ -22,20 +22,32 @@ and those commits are sent before ours.  The watcher's next poll then
 reports our own commit with a tid the server already announced, and it is
 dropped.  A poll that returns None (the database was packed past the last
 poll, or replaced) makes every client drop its cache, as ``invalidateCache``.
+
+The size info a client gets after each commit (``len`` and ``getSize``)
+costs RelStorage a new PostgreSQL connection each, and ``getSize`` runs
+``pg_database_size``: two backends forked per commit made a commit take
+15 to 300 ms (the machine's load).  So it is measured at the start, then
+again in a thread at most every :data:`SIZE_INFO_AGE` seconds, and commits
+send the last measure (the figures are estimates in RelStorage anyway).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from ZODB.interfaces import IMVCCStorage
+from ZODB.POSException import POSKeyError
 from ZODB.utils import z64
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between polls when ``poll-interval`` is not set.
 DEFAULT_POLL_INTERVAL = 0.1
+#: Seconds a shared storage's size info is reused before it is measured again.
+SIZE_INFO_AGE = 5.0
 
 
 def is_shared(storage: Any) -> bool:
@@ -65,6 +77,9 @@ class ExternalCommits:
         self.timer = None
         self.polls = 0
         self.external_transactions = 0
+        self._size_info = self._measure_size()
+        self._size_measured = time.monotonic()
+        self._measuring = False
 
     def start(self, loop) -> None:
         self.timer = loop.call_later(self.interval, self._tick, loop)
@@ -113,12 +128,53 @@ class ExternalCommits:
         collect every other writer's commit, older than ours, to send first."""
         self.poll()
 
-    def flush(self) -> None:
+    def after_transaction(self) -> None:
+        """A commit or an abort ended on the served instance.  RelStorage
+        ended its load connection's snapshot with it; a ZODB Connection
+        polls at its next transaction before it loads, and so do we: a load
+        first restarted the snapshot later than the instance's cache knew
+        (RelStorage's StorageError "inconsistency between the RelStorage
+        cache and the database", seen instead of a ConflictError)."""
+        self.storage.poll_invalidations()
+        self.flush(polled=True)
+
+    def before_vote(self) -> None:
+        """A session holds our commit lock and replays its stores: the served
+        instance moves up to the newest state (see :meth:`stale_store`)."""
+        self.storage.poll_invalidations()
+
+    def stale_store(self, oid: bytes, serial: bytes, data: bytes):
+        """The ``(serial, data)`` to store for a client's ``(serial, data)``
+        of *oid*, resolved against the current revision if another writer
+        changed it since the client read it; ConflictError (with the serials
+        and data, as ZODB's resolver gives it) if it cannot be resolved.
+
+        RelStorage resolves a conflict it finds at vote from the state its
+        snapshot holds, as a ZODB Connection's instance holds what its
+        transaction read.  Our served instance moves up for every client:
+        its current revision was then not the one the client based its
+        change on, and RelStorage reported an inconsistency of its cache
+        (StorageError) instead of a ConflictError, and reset the cache that
+        the watcher shares.  Resolved here against the snapshot of
+        :meth:`before_vote`, RelStorage only finds at vote the commits made
+        since, of which that snapshot holds the base revision."""
+        if serial == z64:
+            return serial, data  # a new object
+        try:
+            current = self.storage.load(oid)[1]
+        except POSKeyError:
+            return serial, data  # gone (undone, packed): let the vote say so
+        if current == serial:
+            return serial, data
+        return current, self.storage.tryToResolveConflict(oid, current, serial, data)
+
+    def flush(self, polled: bool = False) -> None:
         """Move the served instance up and send what was queued, in order.
         Only when no commit is in progress on the served instance."""
         if not (self.pending or self.reset):
             return
-        self.storage.poll_invalidations()
+        if not polled:
+            self.storage.poll_invalidations()
         pending, self.pending = self.pending, []
         if self.reset:
             self.reset = False
@@ -131,6 +187,33 @@ class ExternalCommits:
         """The server sent *tid* (its own commit)."""
         if tid > self.known:
             self.known = tid
+
+    def size_info(self) -> dict:
+        """``{"length", "size"}`` as measured at most SIZE_INFO_AGE ago, or
+        before a new measure started now in a thread (see the module doc)."""
+        if (
+            not self._measuring
+            and time.monotonic() - self._size_measured > SIZE_INFO_AGE
+        ):
+            self._measuring = True
+            threading.Thread(
+                target=self._remeasure, name=f"size of {self.storage_id}", daemon=True
+            ).start()
+        return self._size_info
+
+    def _measure_size(self) -> dict:
+        # The root instance: no session uses it, and each of RelStorage's
+        # two figures opens a connection of its own.
+        return {"length": len(self.root), "size": self.root.getSize()}
+
+    def _remeasure(self) -> None:
+        try:
+            self._size_info = self._measure_size()
+        except Exception:
+            logger.debug("measuring %r failed", self.storage_id, exc_info=True)
+        finally:
+            self._size_measured = time.monotonic()
+            self._measuring = False
 
     def close(self) -> None:
         if self.timer is not None:

@@ -208,10 +208,20 @@ class StorageServer:
             external.before_finish()
 
     def after_finish(self, storage_id):
-        """A session's finish is done: first send the others' older commits."""
+        """A session's finish or abort in the storage is done: on a shared
+        storage, the served instance polls and the others' older commits
+        are sent first."""
         external = self.external_commits.get(storage_id)
         if external is not None:
-            external.flush()
+            external.after_transaction()
+
+    def size_info(self, storage_id):
+        """``{"length", "size"}`` of a storage, as sent after each commit."""
+        external = self.external_commits.get(storage_id)
+        if external is not None:
+            return external.size_info()
+        storage = self.storages[storage_id]
+        return {"length": len(storage), "size": storage.getSize()}
 
     def broadcast_info(self, storage_id, info):
         message = frame(self.encode(0, True, "info", (info,)))

@@ -57,6 +57,7 @@ class CommitMixin:
         self.conflicts = {}  # oid -> conflict dict (client resolution)
         self.requested_tid = None
         self.status = " "
+        self.external = None  # the shared storage's ExternalCommits, at vote
 
     def check_transaction(self, txn):
         """Raise unless *txn* is the open transaction of a writable session."""
@@ -159,7 +160,10 @@ class CommitMixin:
         """Replay the log into the storage under the lock; see module doc."""
         storage = self.storage
         transaction = self.transaction
+        self.external = self.server.external_commits.get(self.storage_id)
         try:
+            if self.external is not None:
+                self.external.before_vote()
             if self.requested_tid is not None or self.status != " ":
                 storage.tpc_begin(transaction, self.requested_tid, self.status)
             else:
@@ -181,9 +185,11 @@ class CommitMixin:
                     oid, serial, data, prev_txn = args
                     storage.restore(oid, serial, data, "", prev_txn, transaction)
                 else:  # undo
-                    undo_tid, oids = storage.undo(args[0], transaction)
-                    self.invalidated.extend(oids)
-                    self.serials.extend(oids)
+                    # None: the storage reports the oids at vote (RelStorage).
+                    undone = storage.undo(args[0], transaction)
+                    if undone is not None:
+                        self.invalidated.extend(undone[1])
+                        self.serials.extend(undone[1])
             # The storage moves a blob file it is given into place, or away
             # when this attempt is aborted for client-side conflict resolution;
             # it gets a second name of the file, so a repeated vote still has
@@ -209,11 +215,14 @@ class CommitMixin:
                 else:
                     if resolved:
                         self.serials.extend(resolved)
+                        # Undone oids reported at vote are not stored ones.
+                        stored = set(self.invalidated)
+                        self.invalidated.extend(o for o in resolved if o not in stored)
                         self.stats.conflicts_resolved += len(resolved)
             if self.conflicts:
                 # The client resolves these, sends new stores and votes
                 # again; the log is kept and replayed from the start.
-                storage.tpc_abort(transaction)
+                self._storage_abort()
                 self.stats.conflicts += len(self.conflicts)
                 self.commit_lock.release(self)
                 return list(self.conflicts.values())
@@ -245,6 +254,13 @@ class CommitMixin:
 
     def _store(self, oid, serial, data, blob_filename=None):
         try:
+            if self.external is not None:
+                # A shared storage (RelStorage): resolved first, see there.
+                stored = self.external.stale_store(oid, serial, data)
+                if stored[0] != serial:
+                    serial, data = stored
+                    self.serials.append(oid)
+                    self.stats.conflicts_resolved += 1
             if blob_filename is None:
                 self.storage.store(oid, serial, data, "", self.transaction)
             else:
@@ -304,10 +320,14 @@ class CommitMixin:
         self.stats.aborts += 1
         if self.locked or self.commit_lock.holder is self:
             try:
-                self.storage.tpc_abort(self.transaction)
+                self._storage_abort()
             except Exception:
                 logger.exception("(%s) storage tpc_abort failed", self.label)
         self._clear_transaction()
+
+    def _storage_abort(self):
+        self.storage.tpc_abort(self.transaction)
+        self.server.after_finish(self.storage_id)
 
     def _clear_transaction(self):
         self.commit_lock.release(self)

@@ -192,7 +192,7 @@ class ZEOStorage(CommitMixin):
         }
 
     def get_size_info(self):
-        return {"length": len(self.storage), "size": self.storage.getSize()}
+        return self.server.size_info(self.storage_id)
 
     def server_status(self):
         return self.server.server_status(self.storage_id)

@@ -32,6 +32,8 @@ CLIENT_WAIT_TIMEOUT = 60
 #: A server per class serves at most this many storages (a FileStorage keeps
 #: a few descriptors open each).
 MAXIMUM_STORAGES_PER_SERVER = 48
+#: A RelStorage holds three PostgreSQL connections or more in the server.
+MAXIMUM_RELSTORAGES_PER_SERVER = 16
 
 
 class ClientServerTestCase(StorageTestBase.StorageTestBase):
@@ -39,8 +41,11 @@ class ClientServerTestCase(StorageTestBase.StorageTestBase):
 
     #: ``<zeo>`` options of the server (``_`` for ``-``).
     server_options: dict = {"msgpack": True}
-    #: "file" or "blob" (a FileStorage inside a ``<blobstorage>``).
+    #: "file" or "blob" (a FileStorage inside a ``<blobstorage>``);
+    #: "file" means RelStorage when the run serves RelStorage (``--storage``).
     storage_kind = "file"
+    #: "file" or "relstorage"; None: the run's (``--storage``).
+    storage_backend: str | None = None
     #: Clients use the server's blob directory directly (blob kind only).
     shared_blob_dir = False
     #: The FileStorage's ``pack-gc`` option.
@@ -53,10 +58,14 @@ class ClientServerTestCase(StorageTestBase.StorageTestBase):
         super().setUpClass()
         tests = unittest.TestLoader().getTestCaseNames(cls)
         size = min(len(tests) * cls.storages_per_test, MAXIMUM_STORAGES_PER_SERVER)
+        kind = cls.storage_kind
+        if kind == "file" and (cls.storage_backend or harness.STORAGE) != "file":
+            kind = "relstorage"
+            size = min(size, MAXIMUM_RELSTORAGES_PER_SERVER)
         cls._pool = harness.StoragePool(
             cls.__name__,
             size,
-            kind=cls.storage_kind,
+            kind=kind,
             pack_gc=cls.pack_gc,
             **cls.server_options,
         )

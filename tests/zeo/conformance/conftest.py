@@ -35,9 +35,26 @@ def pytest_addoption(parser):
         "a real client needs PYTHONPATH=.peers/zeo",
     )
 
+    parser.addoption(
+        "--storage",
+        choices=("file", "relstorage"),
+        default=os.environ.get("ZEOPAPA_CONFORMANCE_STORAGE", "file"),
+        help="what the conformance suites' server stores in: FileStorage "
+        "(default) or RelStorage on a throwaway PostgreSQL",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _relstorage_database(request):
+    """With ``--storage relstorage``: the session's PostgreSQL for the pools
+    (session scope: set before any class's server starts)."""
+    if harness.STORAGE == "relstorage":
+        harness.POSTGRESQL = request.getfixturevalue("postgresql")
+
 
 def pytest_configure(config):
     harness.IMPLEMENTATION = config.getoption("impl", harness.IMPLEMENTATION)
+    harness.STORAGE = config.getoption("storage", harness.STORAGE)
     if harness.client_implementation() == "real":
         try:
             import ZEO  # noqa: F401
@@ -49,7 +66,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    table = expectations.for_implementation(harness.IMPLEMENTATION)
+    table = expectations.for_implementation(harness.IMPLEMENTATION, harness.STORAGE)
     for item in items:
         path = Path(str(item.path)).resolve()
         if HERE not in path.parents:

@@ -77,10 +77,34 @@ REAL_SERVER_LIMITATIONS: dict[str, str] = {
 }
 
 
-def for_implementation(implementation: str) -> Table:
-    return {
+#: With ``--storage relstorage``, added to the implementation's table.
+RELSTORAGE_BUGS: dict[str, str] = {}
+RELSTORAGE_LIMITATIONS: dict[str, str] = {
+    "*::testPackAllRevisionsNoGC": (
+        "RelStorage's pack() has no gc argument (its pack-gc is a <relstorage> "
+        "setting): our client raises saying so"
+    ),
+    "*::testUndo*ConflictResolution*": (
+        "RelStorage does not resolve conflicts at undo: an object changed "
+        "since is an UndoError"
+    ),
+    "*::testTransactionalUndoIterator": (
+        "RelStorage's iterator gives undo records their data, not FileStorage's "
+        "back-pointer (data_txn is None)"
+    ),
+}
+
+
+def for_implementation(implementation: str, storage: str = "file") -> Table:
+    table = {
         "ours": Table(OURS_BUGS, OURS_LIMITATIONS),
         "real": Table(REAL_BUGS, REAL_LIMITATIONS),
         "real-client": Table(REAL_CLIENT_BUGS, REAL_CLIENT_LIMITATIONS),
         "real-server": Table(REAL_SERVER_BUGS, REAL_SERVER_LIMITATIONS),
     }[implementation]
+    if storage == "relstorage":
+        table = Table(
+            {**table.bugs, **RELSTORAGE_BUGS},
+            {**table.limitations, **RELSTORAGE_LIMITATIONS},
+        )
+    return table

@@ -13,6 +13,7 @@ every test a fresh FileStorage of its own (see ``StoragePool``).
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from tests.conftest import PEERS, free_port
 from tests.support import RunzeoProcess, read_greeting
+from tests.support.postgresql import relstorage_config
 
 #: Which implementation runs on each side, by ``--impl`` value: "ours" and
 #: "real" (ZEO 6.2) put the same one on both sides; "real-client" runs real
@@ -36,6 +38,17 @@ SIDES = {
 #: ``conftest.py`` sets it from ``--impl``; the environment variable lets a
 #: plain ``pytest tests`` run pick it too.
 IMPLEMENTATION = os.environ.get("ZEOPAPA_CONFORMANCE_IMPL", "ours")
+
+#: What the server stores in: "file" (FileStorage, the default) or
+#: "relstorage" (RelStorage on the session's PostgreSQL, a database per
+#: storage); ``conftest.py`` sets it from ``--storage``.
+STORAGE = os.environ.get("ZEOPAPA_CONFORMANCE_STORAGE", "file")
+
+#: The session's PostgreSQLCluster when RelStorage is served (set by a
+#: fixture: the conformance conftest, or tests/relstorage/test_conformance.py).
+POSTGRESQL = None
+#: The database every RelStorage one is copied from (schema installed once).
+TEMPLATE_DATABASE = "conformance_template"
 
 
 def client_implementation() -> str:
@@ -67,8 +80,12 @@ class StorageSpec:
     kind: str = "file"
     blob_dir: Path | None = None
     pack_gc: bool = True
+    #: RelStorage's database (kind ``"relstorage"``).
+    dsn: str | None = None
 
     def config(self) -> str:
+        if self.kind == "relstorage":
+            return relstorage_config(self.dsn or "", name=self.name)
         filestorage_name = "" if self.kind == "blob" else f" {self.name}"
         lines = [f"<filestorage{filestorage_name}>", f"  path {self.path}"]
         if not self.pack_gc:
@@ -114,6 +131,8 @@ class ServerProcess(RunzeoProcess):
                 value = "true" if value else "false"
             lines.append(f"  {key.replace('_', '-')} {value}")
         lines.append("</zeo>")
+        if any(spec.kind == "relstorage" for spec in self.storages):
+            lines.insert(0, "%import relstorage")
         return "\n".join(lines) + "\n" + "".join(s.config() for s in self.storages)
 
     def config(self) -> str:
@@ -130,6 +149,30 @@ class ServerProcess(RunzeoProcess):
                 f"server greeted with {greeting!r}, expected {expected!r}"
             )
         return self
+
+
+def new_dsn() -> str:
+    """A new database for one RelStorage, with RelStorage's schema (copied
+    from a template made once: installing it takes seconds each time)."""
+    cluster = POSTGRESQL
+    if cluster is None:
+        raise RuntimeError(
+            "RelStorage conformance runs need the session's PostgreSQL "
+            "(harness.POSTGRESQL, set by a fixture)"
+        )
+    if not getattr(cluster, "conformance_template", False):
+        import ZODB.config
+
+        cluster.execute(f"CREATE DATABASE {TEMPLATE_DATABASE}")
+        text = relstorage_config(cluster.dsn(TEMPLATE_DATABASE))
+        ZODB.config.storageFromString("%import relstorage\n" + text).close()
+        cluster.conformance_template = True
+    name = f"conformance_{next(_DATABASES)}"
+    cluster.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DATABASE}")
+    return cluster.dsn(name)
+
+
+_DATABASES = itertools.count(1)
 
 
 def make_client(address, storage: str, **options):
@@ -179,6 +222,9 @@ class StoragePool:
         storages = []
         for index in range(size):
             name = f"s{index}"
+            if self.kind == "relstorage":
+                storages.append(StorageSpec(name, directory, self.kind, dsn=new_dsn()))
+                continue
             storages.append(
                 StorageSpec(
                     name=name,
