@@ -11,7 +11,7 @@ unexpected exception is a crash, saved by libFuzzer as ``crash-*`` (see
 frames recorded from a runzeo session, a real cache file, the example
 recipes, ``conf/*.conf``; ``python -m tests.fuzz.atheris_seeds`` remakes
 them) are read first; new inputs go to the first CORPUS given, or to a
-temporary directory.  ``make fuzz-atheris`` runs each target ``FUZZ_RUNS``
+temporary directory; given only files, it replays them.  ``make fuzz-atheris`` runs each target ``FUZZ_RUNS``
 times.
 
 Most targets read their first byte as options (an encoding, a side, where
@@ -196,7 +196,11 @@ def main(argv):
     given = {flag.split("=")[0] for flag in flags}
     flags += [flag for flag in DEFAULT_FLAGS if flag.split("=")[0] not in given]
     print(f"INFO: instrumented {_instrument(INSTRUMENTED)} functions", file=sys.stderr)
-    atheris.Setup([f"{argv[0]}:{name}", *flags, *corpora, str(seeds)], function)
+    if all(pathlib.Path(path).is_file() for path in corpora):
+        inputs = corpora  # replay these inputs (a crash-* file) and stop
+    else:
+        inputs = [*corpora, str(seeds)]
+    atheris.Setup([f"{argv[0]}:{name}", *flags, *inputs], function)
     atheris.Fuzz()
 
 

@@ -7,8 +7,10 @@ call reaches a storage only when its arguments fit its signature.
 """
 
 import pickle
+import pickletools
 import struct
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -87,9 +89,43 @@ def test_random_bytes_never_make_the_frame_decoder_hold_more_than_a_frame(pieces
 # -- message decoders -------------------------------------------------------
 
 
+# Found by atheris: 37 bytes naming memo index 0x4D4D4D4D made CPython's
+# unpickler grow its memo to twice that (20 GB peak RSS, 100 s).
+HUGE_MEMO_INDEX = b"M" * 9 + b"r" + b"M" * 27
+
+
 @given(ENCODINGS, st.booleans(), st.binary(max_size=200))
+@example(b"Z5", False, HUGE_MEMO_INDEX)
+@example(b"Z5", True, HUGE_MEMO_INDEX)
 def test_any_bytes_decode_to_a_message_or_a_protocol_error(protocol, client, data):
     check_message_decoder(protocol, client, data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        HUGE_MEMO_INDEX,
+        b"\x80\x03N" + b"r" + (2**31 - 1).to_bytes(4, "little") + b".",
+        b"\x80\x03N" + b"p99999999999\n" + b".",  # PUT, decimal index
+    ],
+)
+def test_a_pickle_naming_a_memo_index_beyond_itself_is_refused_unloaded(data):
+    for client in (False, True):
+        with pytest.raises(ProtocolError, match="memo index"):
+            decoder(b"Z5", client=client)(data)
+
+
+def test_a_pickle_with_many_memo_entries_still_decodes():
+    # Over 256 memoized objects: the pickler uses LONG_BINPUT.
+    message = (
+        7,
+        False,
+        "prefetch",
+        (tuple(bytes([i % 256, i // 256]) * 4 for i in range(600)),),
+    )
+    data = pickle.dumps(message, 3)
+    assert any(op.name == "LONG_BINPUT" for op, _, _ in pickletools.genops(data))
+    assert decoder(b"Z5")(data) == message
 
 
 @given(ENCODINGS, messages)
