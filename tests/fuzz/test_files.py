@@ -8,11 +8,17 @@ cache, is set aside), never a traceback or data that was not written.
 import json
 import os
 import pathlib
+import re
 import tempfile
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from dispatch.errors import CommandError
+from dispatch.runtime.supervisor import load_configuration
+from papa.__main__ import Error as PapaError
+from papa.__main__ import load_settings, parse_arguments
 from tests.fuzz.checks import (
     check_cache_bytes,
     check_dispatch_conf,
@@ -23,6 +29,7 @@ from tests.fuzz.checks import (
     resealed,
 )
 from zeo.clientstorage.cache import ClientCache, _parse_cache_file
+from zeo.storageserver.config import load_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -220,6 +227,34 @@ def test_a_broken_dispatch_conf_is_a_usage_error(changes):
     text = _edited((ROOT / "conf" / "dispatch.conf").read_text(), changes)
     with tempfile.TemporaryDirectory() as directory:
         check_dispatch_conf(directory, text)
+
+
+# Found by atheris: ZConfig checks a log format by formatting a record, and
+# a field it does not know (or of another type) came out as a traceback.
+@pytest.mark.parametrize("log_format", ["%(m\u00ffge)s", "%(message)d"])
+def test_a_bad_log_format_is_each_daemons_configuration_error(
+    log_format, tmp_path, monkeypatch
+):
+    import ZConfig
+
+    monkeypatch.chdir(tmp_path)  # conf/zeo.conf names files in var/
+    (tmp_path / "var").mkdir()
+
+    def broken(name):
+        text = (ROOT / "conf" / name).read_text()
+        return re.sub(r"(?m)^(\s*format) .*$", rf"\1 {log_format}", text, count=1)
+
+    with pytest.raises(ZConfig.ConfigurationError, match="bad log format"):
+        load_config(text=broken("zeo.conf"))
+    path = tmp_path / "papa.conf"
+    path.write_text(broken("papa.conf"))
+    with pytest.raises(PapaError, match="bad log format"):
+        load_settings(parse_arguments(["-C", str(path)]))
+    path = tmp_path / "dispatch.conf"
+    path.write_text(broken("dispatch.conf"))
+    with pytest.raises(CommandError, match="bad log format") as error:
+        load_configuration(str(path))
+    assert error.value.status == 2
 
 
 # -- names read back from papa -------------------------------------------
