@@ -145,7 +145,7 @@ def _check_pickle(data: bytes, allowed: dict[tuple[str, str], Any]) -> None:
     unpickler sees it; a ``GLOBAL`` met on the way is checked against
     *allowed* in its turn, so a forbidden one is still named as such."""
     for opcode, argument, _ in pickletools.genops(data):
-        if opcode.name in _INDEXED_PUTS and not 0 <= int(argument) <= len(data):
+        if opcode.name in _INDEXED_PUTS and not 0 <= int(str(argument)) <= len(data):
             raise pickle.UnpicklingError(f"memo index {argument} out of range")
         if opcode.name == "GLOBAL":
             module, _, name = str(argument).partition(" ")
