@@ -25,12 +25,12 @@ WORKFLOWS_PEER := $(PEERS)/workflows
 
 # (relstorage: the RelStorage tests start a PostgreSQL of their own, see
 # `make postgresql`.)
-.PHONY: postgresql rabbitmq demo test fuzz soak lint venv peers shootout-peer bench bench-shootout bench-zocalo clean slurm-up slurm-down browser-up screenshots
+.PHONY: postgresql rabbitmq demo test fuzz fuzz-atheris soak lint venv peers shootout-peer bench bench-shootout bench-zocalo clean slurm-up slurm-down browser-up screenshots
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,uvloop,web,browser,relstorage]'
+	$(PY) -m pip install -q -e '.[test,fuzz,uvloop,web,browser,relstorage]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -70,13 +70,27 @@ lint: venv
 	$(VENV)/bin/mypy
 
 test: venv peers lint
-	ZEOPAPA_REQUIRE_PEERS=1 $(VENV)/bin/pytest
+	ZEOPAPA_REQUIRE_PEERS=1 ZEOPAPA_REQUIRE_ATHERIS=1 $(VENV)/bin/pytest
 
 # The fuzz targets of tests/fuzz with 10**6 inputs each instead of make test's
 # few hundred (hours; findings are kept in .hypothesis/ and replayed first).
 FUZZ_EXAMPLES ?= 1000000
 fuzz: venv
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest tests/fuzz --timeout=0 -x
+
+# The atheris (coverage-guided, libFuzzer) targets of
+# tests/fuzz/atheris_targets.py, FUZZ_RUNS inputs each, seeded from
+# tests/fuzz/corpus; new inputs are kept in var/fuzz/TARGET and a failing
+# one as var/fuzz/crash-* (make test runs all of them for a few thousand).
+FUZZ_RUNS ?= 1000000
+ATHERIS_TARGETS := $(notdir $(wildcard tests/fuzz/corpus/*))
+fuzz-atheris: venv
+	for target in $(ATHERIS_TARGETS); do \
+		mkdir -p var/fuzz/$$target && \
+		PYTHONPATH=src:. $(PY) -m tests.fuzz.atheris_targets $$target \
+			-runs=$(FUZZ_RUNS) -artifact_prefix=var/fuzz/ var/fuzz/$$target \
+			|| exit 1; \
+	done
 
 # The soaks of bench/soak at full length (make test runs a short version of
 # each): runzeo killed with SIGKILL 100 times under committing clients, and

@@ -59,6 +59,9 @@ setup(
         # it directly (docs/scaling.rst).  psycopg2-binary is the driver
         # RelStorage prefers, as a wheel: no compiler or libpq headers.
         "relstorage": ["RelStorage>=4.0", "psycopg2-binary>=2.9"],
+        # tests/fuzz/atheris_targets.py: coverage-guided fuzzing (libFuzzer);
+        # wheels for CPython on Linux only, so it is left out elsewhere.
+        "fuzz": ["atheris>=2.3; sys_platform == 'linux'"],
         "test": [
             "pytest",
             "pytest-timeout",

@@ -69,6 +69,10 @@ def load_settings(arguments) -> dict:
             config, _ = ZConfig.loadConfig(schema, arguments.configure)
         except (ZConfig.ConfigurationError, OSError) as exc:
             raise Error(f"{arguments.configure}: {exc}")
+        except (KeyError, TypeError) as exc:
+            # ZConfig checks a log format by formatting a record and lets
+            # these out (found by fuzzing).
+            raise Error(f"{arguments.configure}: bad log format? {exc!r}")
         kernel = config.kernel
         settings["port"] = kernel.port
         settings["unix_socket"] = kernel.unix_socket

@@ -9,24 +9,10 @@ more than one line's worth, and the tokenizer never fails; with the
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from papa.protocol import CommandStream, LineTooLong, escape, tokenize
-from tests.fuzz.streams import chunks
+from papa.protocol import escape, tokenize
+from tests.fuzz.checks import check_line_reader, check_tokenize
 
 LIMIT = 64
-
-
-def expected_events(data, limit):
-    """What the reader must give: a model of papa's line framing."""
-    events = []
-    *lines, unfinished = data.split(b"\n")
-    for line in lines:
-        if len(line) > limit:
-            events.append(LineTooLong(limit))
-        else:
-            events.append(line.decode("utf-8", errors="replace").strip())
-    if len(unfinished) > limit:
-        events.append(LineTooLong(limit))  # reported before its newline comes
-    return events
 
 
 line_bytes = st.lists(
@@ -42,33 +28,12 @@ line_bytes = st.lists(
 @given(line_bytes, st.lists(st.integers(0, 2000), max_size=8))
 @example(b"x" * (LIMIT + 1) + b"\nok\n", [LIMIT - 3, LIMIT + 7])
 def test_the_line_reader_gives_the_lines_sent_however_they_are_cut(data, cuts):
-    stream = CommandStream(max_line_bytes=LIMIT)
-    events = []
-    for piece in chunks(data, cuts):
-        events.extend(stream.receive_data(piece))
-        # Never more than a line (plus the piece being looked at) is held.
-        assert len(stream._buffer) <= LIMIT + len(piece)
-    model = expected_events(data, LIMIT)
-    # A long line cut into pieces is reported once, when the limit is passed.
-    assert _collapsed(events) == _collapsed(model)
-
-
-def _collapsed(events):
-    result = []
-    for event in events:
-        if isinstance(event, LineTooLong) and result and result[-1] == event:
-            continue
-        result.append(event)
-    return result
+    check_line_reader(data, cuts, LIMIT)
 
 
 @given(st.text(max_size=80), st.booleans())
 def test_any_line_splits_into_words_without_failing(line, escapes):
-    words = tokenize(line, escapes)
-    # papa 1.0.6 strips each word with str.strip, so a word of other
-    # whitespace (\x1f) becomes an empty word there too: only types hold.
-    assert all(isinstance(word, str) for word in words)
-    assert len(words) <= line.count(" ") + 1
+    check_tokenize(line, escapes)
 
 
 @given(st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=6))

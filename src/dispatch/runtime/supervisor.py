@@ -70,6 +70,10 @@ def load_configuration(path: str) -> Any:
         config, _ = ZConfig.loadConfig(schema, path)
     except (ZConfig.ConfigurationError, OSError) as error:
         raise CommandError(f"{path}: {error}", EXIT_USAGE) from None
+    except (KeyError, TypeError) as error:
+        # ZConfig checks a log format by formatting a record and lets
+        # these out (found by fuzzing).
+        raise CommandError(f"{path}: bad log format? {error!r}", EXIT_USAGE) from None
     check_configuration(config, path)
     return config
 

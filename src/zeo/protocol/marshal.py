@@ -6,11 +6,17 @@ decoder resolves globals through an allow-list of exact names: ZEO's
 frame call ``eval`` on the server (PROTOCOL.md 3.2).  Ours admits only the
 classes legitimate clients send, so a frame naming ``builtins.eval`` or
 ``os.system`` fails to decode and nothing runs.
+
+A pickle is also checked for memo indexes beyond its own size before it is
+loaded: CPython's unpickler grows its memo table to twice the index a
+``PUT``/``LONG_BINPUT`` names, so 40 bytes naming index 2**30 made it
+allocate gigabytes (found by fuzzing).
 """
 
 import io
 import logging
 import pickle
+import pickletools
 from collections.abc import Callable
 from typing import Any
 
@@ -128,11 +134,32 @@ class ClientUnpickler(SafeUnpickler):
     allowed = CLIENT_ALLOWED_GLOBALS
 
 
+# The opcodes that store into the memo at an index the pickle names (BINPUT's
+# index is one byte, always small).
+_INDEXED_PUTS = frozenset({"PUT", "LONG_BINPUT"})
+
+
+def _check_pickle(data: bytes, allowed: dict[tuple[str, str], Any]) -> None:
+    """Refuse a pickle naming a memo index above its length (a well-formed
+    one memoizes at most one object per byte, numbered from 0), before the
+    unpickler sees it; a ``GLOBAL`` met on the way is checked against
+    *allowed* in its turn, so a forbidden one is still named as such."""
+    for opcode, argument, _ in pickletools.genops(data):
+        if opcode.name in _INDEXED_PUTS and not 0 <= int(str(argument)) <= len(data):
+            raise pickle.UnpicklingError(f"memo index {argument} out of range")
+        if opcode.name == "GLOBAL":
+            module, _, name = str(argument).partition(" ")
+            if (module, name) not in allowed:
+                raise ForbiddenGlobal(f"forbidden global {module}.{name} in a pickle")
+
+
 def _pickle_loads(data: bytes) -> Any:
+    _check_pickle(data, ALLOWED_GLOBALS)
     return SafeUnpickler(io.BytesIO(data)).load()
 
 
 def _client_pickle_loads(data: bytes) -> Any:
+    _check_pickle(data, CLIENT_ALLOWED_GLOBALS)
     return ClientUnpickler(io.BytesIO(data)).load()
 
 

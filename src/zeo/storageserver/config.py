@@ -87,10 +87,15 @@ def server_options(zeo_section):
 
 def load_config(path=None, text=None):
     """Parse a configuration file or text; raises ZConfig.ConfigurationError."""
-    if text is not None:
-        config, _handlers = ZConfig.loadConfigFile(schema(), io.StringIO(text))
-    else:
-        config, _handlers = ZConfig.loadConfig(schema(), path)
+    try:
+        if text is not None:
+            config, _handlers = ZConfig.loadConfigFile(schema(), io.StringIO(text))
+        else:
+            config, _handlers = ZConfig.loadConfig(schema(), path)
+    except (KeyError, TypeError) as exc:
+        # ZConfig checks a log format by formatting a record and lets
+        # KeyError/TypeError out (found by fuzzing).
+        raise ZConfig.ConfigurationError(f"bad log format? {exc!r}") from None
     return config
 
 

@@ -1,0 +1,1 @@
+dispatch-step.r.0.m
