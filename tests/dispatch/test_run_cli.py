@@ -204,6 +204,17 @@ def test_go_dry_run_shows_the_start_messages_and_sends_nothing(runzeo, tmp_path)
     assert dispatch(runzeo, "go", bad, "--dry-run").returncode == 2
     both = dispatch(runzeo, "go", recipe, "--dry-run", "--wait")
     assert both.returncode == 2 and "--dry-run" in both.stderr
+    # A step with a topic (and a queue) shows both destinations.
+    fanned = tmp_path / "fanned.json"
+    fanned.write_text(
+        json.dumps({"1": {"queue": "q", "topic": "news"}, "start": [[1, {"n": 1}]]})
+    )
+    shown = dispatch(runzeo, "go", fanned, "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[1:] == [
+        'step 1 -> queue q: {"n": 1}',
+        'step 1 -> topic news (each durable subscriber): {"n": 1}',
+    ]
 
 
 def test_service_liveness_file_is_touched_while_idle(runzeo, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dispatch.cli import base, progress
-from dispatch.state import broker, model, views
+from dispatch.state import broker, model, topics, views
 from dispatch.state.database import dispatch_state, ensure_run_index, write_retried
 from dispatch.state.recipe import Recipe, RecipeError
 
@@ -158,6 +158,12 @@ def dry_run(recipe: Recipe, parameters: dict[str, str], name: str) -> int:
     for message in sorted(started.messages.values(), key=lambda m: m.node):
         payload = json.dumps(message.payload, sort_keys=True)
         print(f"step {message.node} -> queue {message.queue}: {payload}")
+    # A topic's copies depend on who subscribed by the time it is sent.
+    for node, value in recipe.start:
+        topic = topics.topic_of(recipe.steps.get(node, {}))
+        if topic is not None:
+            payload = json.dumps(value, sort_keys=True)
+            print(f"step {node} -> topic {topic} (each durable subscriber): {payload}")
     return base.EXIT_OK
 
 
