@@ -26,6 +26,21 @@ ProcessOutput = namedtuple("ProcessOutput", "name timestamp data")
 _END_OF_WATCH = ("Nothing left to watch", "Stopped watching")
 
 
+def _parse_watch_line(line: str) -> tuple[str, str, float, int]:
+    """``KIND:NAME:TIMESTAMP:VALUE`` (``out``/``err`` with a byte count, or
+    ``closed`` with an exit code) as ``(kind, name, timestamp, value)``;
+    anything else from the kernel is an :class:`Error`, not a traceback."""
+    kind, _, rest = line.partition(":")
+    try:
+        name, timestamp, text = rest.rsplit(":", 2)
+        value, moment = int(text), float(timestamp)
+    except ValueError:
+        raise Error(f"Malformed watch line from the kernel: {line!r}") from None
+    if kind not in ("out", "err", "closed") or (kind != "closed" and value < 0):
+        raise Error(f"Malformed watch line from the kernel: {line!r}")
+    return kind, name, moment, value
+
+
 class WatchBatch(tuple[list[ProcessOutput], list[ProcessOutput], list[ProcessOutput]]):
     """``(out, err, closed)``; false when all three are empty (end of watch)."""
 
@@ -103,16 +118,17 @@ class Watcher(ClosedOnExit):
             if line.startswith("Error:"):
                 connection.buffer = line.encode() + b"\n" + connection.buffer
                 connection.read_reply()
-            kind, _, rest = line.partition(":")
-            name, timestamp, value = rest.rsplit(":", 2)
+            kind, name, moment, value = _parse_watch_line(line)
             if kind == "closed":
-                code = int(value)
-                self.exit_code[name] = code
-                closed.append(ProcessOutput(name, float(timestamp), code))
+                self.exit_code[name] = value
+                closed.append(ProcessOutput(name, moment, value))
                 continue
-            data = connection.read_exactly(int(value) + 1)[:-1]
-            record = ProcessOutput(name, float(timestamp), data)
-            (out if kind == "out" else err).append(record)
+            data = connection.read_exactly(value + 1)
+            if data[-1:] != b"\n":
+                raise Error(f"Malformed watch output from the kernel after {line!r}")
+            (out if kind == "out" else err).append(
+                ProcessOutput(name, moment, data[:-1])
+            )
 
     def acknowledge(self) -> None:
         """Tell the kernel the last batch was received (it may forget it)."""
