@@ -27,9 +27,13 @@ def stop_requested(db, instance_id):
 def test_the_stop_button_asks_the_instance_to_stop(console):  # noqa: F811
     browser = console.browser
     (instance,) = browser.get("/api/services").json()["instances"]
+    # As dispatch status shows it: claims held, last heartbeat, state.
+    assert instance["state"] == "running" and instance["claims"] == 0
+    assert instance["heartbeat"] >= instance["started"]
     path = f"/services/{instance['id']}/stop"
     page = browser.get("/services")
     assert f'action="{path}"' in page.text
+    assert '<td class="state">running</td>' in page.text
     assert browser.post(path, {"csrf": csrf_of(page)}).status == 401
     assert stop_requested(console.database, instance["id"]) is None
     login = browser.get("/login")
@@ -39,6 +43,8 @@ def test_the_stop_button_asks_the_instance_to_stop(console):  # noqa: F811
     assert reply.status == 303 and reply.headers["Location"] == "/services"
     assert stop_requested(console.database, instance["id"]) is not None
     assert f'action="{path}"' not in browser.get("/services").text
+    (asked,) = browser.get("/api/services").json()["instances"]
+    assert asked["state"] == "stopping"
     missing = browser.post("/api/services/nosuch/stop", headers=console.bearer)
     assert missing.status == 404 and "nosuch" in missing.json()["error"]
 

@@ -35,33 +35,18 @@ def _ago(now: float, then: float | None) -> str:
 
 
 def _dispatch_rows(dispatch: Any, now: float, within: float) -> list[tuple]:
-    rows = []
-    claims: dict[str, Any] = {}
-    for instance in views.running_instances(dispatch):
-        if instance.queue not in claims:
-            claims[instance.queue] = views.claims_by_process(
-                dispatch, instance.queue, now
-            )
-        beat = instance.heartbeat.time if instance.heartbeat is not None else None
-        if instance.stop_requested:
-            state = "stopping"
-        elif beat is not None and now - beat > within:
-            state = "stale"
-        else:
-            state = "running"
-        held = claims[instance.queue][(instance.host, instance.pid)]
-        rows.append(
-            (
-                instance.service,
-                instance.host,
-                str(instance.pid),
-                state,
-                instance.queue,
-                str(held),
-                _ago(now, beat),
-            )
+    return [
+        (
+            document["service"],
+            document["host"],
+            str(document["pid"]),
+            document["state"],
+            document["queue"],
+            str(document["claims"]),
+            _ago(now, document["heartbeat"]),
         )
-    return rows
+        for document in views.live_instances(dispatch, now, within)
+    ]
 
 
 def run(options: argparse.Namespace) -> int:

@@ -417,6 +417,34 @@ def instance_document(instance: model.ServiceInstance) -> dict[str, Any]:
     return _document(instance, INSTANCE_FIELDS)
 
 
+def live_instances(
+    dispatch: model.Dispatch, now: float, within: float
+) -> list[dict[str, Any]]:
+    """The running instances as ``dispatch status`` and the console show
+    them: :func:`instance_document` plus ``claims`` (messages it holds),
+    ``heartbeat`` (its last, or None before heartbeats) and ``state``
+    (``stopping``, ``stale`` when no beat came within *within* seconds,
+    else ``running``)."""
+    claims: dict[str, collections.Counter[tuple[Any, Any]]] = {}
+    documents = []
+    for instance in running_instances(dispatch):
+        if instance.queue not in claims:
+            claims[instance.queue] = claims_by_process(dispatch, instance.queue, now)
+        beat = instance.heartbeat.time if instance.heartbeat is not None else None
+        if instance.stop_requested:
+            state = "stopping"
+        elif beat is not None and now - beat > within:
+            state = "stale"
+        else:
+            state = "running"
+        document = instance_document(instance)
+        document["claims"] = claims[instance.queue][(instance.host, instance.pid)]
+        document["heartbeat"] = beat
+        document["state"] = state
+        documents.append(document)
+    return documents
+
+
 def dead_letter_document(message: model.Message) -> dict[str, Any]:
     """A JSON-ready line about dead letter *message*."""
     return _document(message, DEAD_LETTER_FIELDS)

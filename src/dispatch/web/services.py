@@ -11,6 +11,7 @@ the supervisor's record: the supervisor, watching it, starts the instance."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -24,12 +25,14 @@ logger = logging.getLogger(__name__)
 ROUTES = web.RouteTableDef()
 
 
+# An instance whose last heartbeat is older is shown as stale (dispatch
+# status's default --within).
+STALE_AFTER = 60.0
+
+
 def _instances(dispatch: model.Dispatch) -> dict[str, Any]:
     return {
-        "instances": [
-            views.instance_document(instance)
-            for instance in views.running_instances(dispatch)
-        ],
+        "instances": views.live_instances(dispatch, time.time(), STALE_AFTER),
         "supervisors": [
             supervisors.document(record) for record in supervisors.running(dispatch)
         ],
