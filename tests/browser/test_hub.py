@@ -49,6 +49,17 @@ def test_spawn_from_the_simple_tab_reach_the_server_and_stop_it(
         assert not page.is_visible("#panel-advanced")
         page.click('button[data-tab="advanced"]')
         assert page.is_visible('#panel-advanced input[name="environment_path"]')
+        # The Advanced tab's environments follow its partition: "broken" is
+        # debug's only, and a choice that stops fitting moves to one that fits.
+        environments = "#panel-advanced #field-environment_id"
+        page.select_option("#panel-advanced #field-partition", "debug")
+        page.select_option(environments, "broken")
+        page.select_option("#panel-advanced #field-partition", "long")
+        broken = f'{environments} option[value="broken"]'
+        assert page.eval_on_selector(broken, "o => o.hidden && o.disabled")
+        assert page.eval_on_selector(environments, "s => s.value") == "venv"
+        page.select_option("#panel-advanced #field-partition", "debug")
+        assert not page.eval_on_selector(broken, "o => o.hidden || o.disabled")
         page.click('button[data-tab="simple"]')
         page.check('#panel-simple input[name="partition"][value="debug"]')
         page.check('#panel-simple input[name="runtime"][value="1:00:00"]')

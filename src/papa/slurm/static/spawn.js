@@ -33,6 +33,27 @@ if (spawnForm) {
     }
   };
 
+  // Advanced tab: the environment select offers only the environments of
+  // the partition chosen there; a choice that no longer fits falls back to
+  // the first that does, else to the custom path.
+  const fitAdvanced = () => {
+    const select = spawnForm.querySelector("#panel-advanced #field-environment_id");
+    const partitionField = spawnForm.querySelector("#panel-advanced #field-partition");
+    if (!select || !partitionField) return;
+    let firstShown = null;
+    let selectedHidden = false;
+    for (const option of select.querySelectorAll("option[data-partitions]")) {
+      const fits = option.dataset.partitions.split(" ").includes(partitionField.value);
+      option.hidden = !fits;
+      option.disabled = !fits;
+      if (fits && firstShown === null) firstShown = option;
+      if (!fits && option.selected) selectedHidden = true;
+    }
+    if (selectedHidden) {
+      select.value = firstShown ? firstShown.value : "";
+    }
+  };
+
   const show = (tab) => {
     tabField.value = tab;
     for (const panel of panels) {
@@ -45,13 +66,16 @@ if (spawnForm) {
       button.setAttribute("aria-selected", String(button.dataset.tab === tab));
     }
     if (tab === "simple") fitPartition();
+    else fitAdvanced();
   };
 
   for (const button of buttons) {
     button.addEventListener("click", () => show(button.dataset.tab));
   }
   spawnForm.addEventListener("change", (event) => {
-    if (event.target.name === "partition") fitPartition();
+    if (event.target.name !== "partition") return;
+    if (event.target.closest("#panel-advanced")) fitAdvanced();
+    else fitPartition();
   });
   show(tabField.value === "advanced" ? "advanced" : "simple");
 }
