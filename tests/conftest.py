@@ -1,6 +1,7 @@
 """Fixtures shared by every test package; the helpers live in
 ``tests.support`` (the names below stay importable from here)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,23 @@ import pytest
 from tests.support import PEERS, PYTHON, ROOT, free_port, peer_env, require_peer
 
 __all__ = ["PEERS", "PYTHON", "ROOT", "free_port", "peer_env", "require_peer"]
+
+#: ``--storage`` values: what the servers of the conformance suites and of
+#: the dispatch tests store in.
+STORAGES = ("file", "relstorage")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--storage",
+        choices=STORAGES,
+        default=os.environ.get(
+            "ZEOPAPA_STORAGE", os.environ.get("ZEOPAPA_CONFORMANCE_STORAGE", "file")
+        ),
+        help="what the zeo servers of tests/zeo/conformance and tests/dispatch "
+        "store in: FileStorage (default) or RelStorage on a throwaway "
+        "PostgreSQL (a database per storage)",
+    )
 
 
 @pytest.fixture
@@ -25,3 +43,18 @@ def postgresql():
     cluster = start_cluster()
     yield cluster
     stop_cluster(cluster)
+
+
+@pytest.fixture
+def storage_conf(request, tmp_path) -> str:
+    """The section of storage ``1`` a test's zeo server serves: a FileStorage
+    in tmp_path, or with ``--storage relstorage`` a RelStorage on a new
+    database of the session's PostgreSQL (``%import relstorage`` included:
+    ZConfig takes it after the ``<zeo>`` section)."""
+    if request.config.getoption("storage") == "relstorage":
+        from tests.support.postgresql import relstorage_config
+
+        cluster = request.getfixturevalue("postgresql")
+        dsn = cluster.dsn(cluster.create_database("test"))
+        return "%import relstorage\n" + relstorage_config(dsn, name="1")
+    return f"<filestorage 1>\n  path {tmp_path / 'Data.fs'}\n</filestorage>\n"

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
-from ZODB.POSException import POSError
+from ZODB.POSException import POSError, POSKeyError
 
 from ..exceptions import ProtocolError, ServerException
 
@@ -175,7 +175,12 @@ def reduce_exception(exc: BaseException) -> tuple[str, Any]:
     class: a client can rebuild only ZODB's, and means the same by it.
     """
     cls = _portable_class(type(exc))
-    return f"{cls.__module__}.{cls.__name__}", (exc.__dict__ or exc.args)
+    name = f"{cls.__module__}.{cls.__name__}"
+    if cls is not type(exc) and issubclass(cls, POSKeyError):
+        # RelStorage's adds a dict of its live cache and connections (which
+        # cannot be encoded: the reply was its text, not the oid).
+        return name, exc.args[:1]
+    return name, (exc.__dict__ or exc.args)
 
 
 def _portable_class(cls: type) -> type:

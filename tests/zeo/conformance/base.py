@@ -41,12 +41,14 @@ class ClientServerTestCase(StorageTestBase.StorageTestBase):
 
     #: ``<zeo>`` options of the server (``_`` for ``-``).
     server_options: dict = {"msgpack": True}
-    #: "file" or "blob" (a FileStorage inside a ``<blobstorage>``);
-    #: "file" means RelStorage when the run serves RelStorage (``--storage``).
+    #: "file" or "blob" (a FileStorage inside a ``<blobstorage>``, or a
+    #: RelStorage with a ``blob-dir``).
     storage_kind = "file"
     #: "file" or "relstorage"; None: the run's (``--storage``).
     storage_backend: str | None = None
-    #: Clients use the server's blob directory directly (blob kind only).
+    #: Clients use the server's blob directory directly (blob kind only);
+    #: a RelStorage then keeps its blobs there (``shared-blob-dir``), else
+    #: in the database with its blob directory as a cache.
     shared_blob_dir = False
     #: The FileStorage's ``pack-gc`` option.
     pack_gc = True
@@ -58,15 +60,16 @@ class ClientServerTestCase(StorageTestBase.StorageTestBase):
         super().setUpClass()
         tests = unittest.TestLoader().getTestCaseNames(cls)
         size = min(len(tests) * cls.storages_per_test, MAXIMUM_STORAGES_PER_SERVER)
-        kind = cls.storage_kind
-        if kind == "file" and (cls.storage_backend or harness.STORAGE) != "file":
-            kind = "relstorage"
+        backend = cls.storage_backend or harness.STORAGE
+        if backend == "relstorage":
             size = min(size, MAXIMUM_RELSTORAGES_PER_SERVER)
         cls._pool = harness.StoragePool(
             cls.__name__,
             size,
-            kind=kind,
+            kind=cls.storage_kind,
             pack_gc=cls.pack_gc,
+            backend=backend,
+            shared_blobs=cls.shared_blob_dir,
             **cls.server_options,
         )
 

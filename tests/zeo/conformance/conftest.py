@@ -35,14 +35,6 @@ def pytest_addoption(parser):
         "a real client needs PYTHONPATH=.peers/zeo",
     )
 
-    parser.addoption(
-        "--storage",
-        choices=("file", "relstorage"),
-        default=os.environ.get("ZEOPAPA_CONFORMANCE_STORAGE", "file"),
-        help="what the conformance suites' server stores in: FileStorage "
-        "(default) or RelStorage on a throwaway PostgreSQL",
-    )
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _relstorage_database(request):

@@ -71,8 +71,13 @@ GREETINGS = {True: b"M5", False: b"Z5"}
 class StorageSpec:
     """One storage section of a server configuration.
 
-    ``kind`` is ``"file"`` (a FileStorage) or ``"blob"`` (a FileStorage
-    wrapped in a ``<blobstorage>`` whose blob directory is ``blob_dir``).
+    ``kind`` is ``"file"`` (no blobs) or ``"blob"`` (blobs in ``blob_dir``).
+    Without ``dsn`` the storage is a FileStorage (in a ``<blobstorage>`` for
+    blobs); with it a RelStorage on that PostgreSQL database, whose
+    ``blob-dir`` is RelStorage's cache of the blobs it keeps in the
+    database, or with ``shared_blobs`` the one directory that holds them
+    (RelStorage's ``shared-blob-dir``: what clients that share the server's
+    blob directory need).
     """
 
     name: str
@@ -80,12 +85,14 @@ class StorageSpec:
     kind: str = "file"
     blob_dir: Path | None = None
     pack_gc: bool = True
-    #: RelStorage's database (kind ``"relstorage"``).
+    #: RelStorage's database: the storage is a RelStorage.
     dsn: str | None = None
+    #: RelStorage's ``shared-blob-dir``.
+    shared_blobs: bool = False
 
     def config(self) -> str:
-        if self.kind == "relstorage":
-            return relstorage_config(self.dsn or "", name=self.name)
+        if self.dsn is not None:
+            return self._relstorage_config(self.dsn)
         filestorage_name = "" if self.kind == "blob" else f" {self.name}"
         lines = [f"<filestorage{filestorage_name}>", f"  path {self.path}"]
         if not self.pack_gc:
@@ -99,6 +106,13 @@ class StorageSpec:
                 "</blobstorage>",
             ]
         return "\n".join(lines) + "\n"
+
+    def _relstorage_config(self, dsn: str) -> str:
+        options = {} if self.pack_gc else {"pack_gc": "false"}
+        if self.kind == "blob":
+            options["blob_dir"] = str(self.blob_dir)
+            options["shared_blob_dir"] = "true" if self.shared_blobs else "false"
+        return relstorage_config(dsn, name=self.name, **options)
 
 
 class ServerProcess(RunzeoProcess):
@@ -131,7 +145,7 @@ class ServerProcess(RunzeoProcess):
                 value = "true" if value else "false"
             lines.append(f"  {key.replace('_', '-')} {value}")
         lines.append("</zeo>")
-        if any(spec.kind == "relstorage" for spec in self.storages):
+        if any(spec.dsn is not None for spec in self.storages):
             lines.insert(0, "%import relstorage")
         return "\n".join(lines) + "\n" + "".join(s.config() for s in self.storages)
 
@@ -195,12 +209,22 @@ class StoragePool:
     """
 
     def __init__(
-        self, label: str, size: int, kind: str = "file", pack_gc=True, **options
+        self,
+        label: str,
+        size: int,
+        kind: str = "file",
+        pack_gc=True,
+        backend: str = "file",
+        shared_blobs: bool = False,
+        **options,
     ):
         self.directory = Path(tempfile.mkdtemp(prefix=f"conformance-{label}-"))
         self.size = max(1, size)
         self.kind = kind
         self.pack_gc = pack_gc
+        #: "file" or "relstorage" (a database each, see new_dsn).
+        self.backend = backend
+        self.shared_blobs = shared_blobs
         self.options = options
         self.server: ServerProcess | None = None
         self.free: list[StorageSpec] = []
@@ -222,9 +246,6 @@ class StoragePool:
         storages = []
         for index in range(size):
             name = f"s{index}"
-            if self.kind == "relstorage":
-                storages.append(StorageSpec(name, directory, self.kind, dsn=new_dsn()))
-                continue
             storages.append(
                 StorageSpec(
                     name=name,
@@ -234,6 +255,8 @@ class StoragePool:
                     if self.kind == "blob"
                     else None,
                     pack_gc=self.pack_gc,
+                    dsn=new_dsn() if self.backend == "relstorage" else None,
+                    shared_blobs=self.shared_blobs,
                 )
             )
         self.server = ServerProcess(directory, storages, **self.options).start()

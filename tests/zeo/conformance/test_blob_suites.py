@@ -32,7 +32,9 @@ STARTED_SERVERS: list[harness.ServerProcess] = []
 def start_blob_server(
     name: str, blob_dir: str, shared: bool, pack_gc: bool = True
 ) -> harness.ServerProcess:
-    """A server for one blob storage, with its files in the current directory."""
+    """A server for one blob storage, with its files in the current directory
+    (with ``--storage relstorage``: a RelStorage on a new database, keeping
+    its blobs in the database unless *shared*; see ``StorageSpec``)."""
     here = Path.cwd()
     server_blob_dir = here / (blob_dir if shared else f"server-{blob_dir}")
     spec = harness.StorageSpec(
@@ -41,6 +43,8 @@ def start_blob_server(
         kind="blob",
         blob_dir=server_blob_dir,
         pack_gc=pack_gc,
+        dsn=harness.new_dsn() if harness.STORAGE == "relstorage" else None,
+        shared_blobs=shared,
     )
     server = harness.ServerProcess(here / f"zeo-{name}", [spec], msgpack=True)
     STARTED_SERVERS.append(server)
