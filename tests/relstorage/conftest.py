@@ -12,12 +12,19 @@ from tests.support import RunzeoProcess, free_port
 from tests.support.postgresql import PostgreSQLCluster, relstorage_config
 
 
-def runzeo_config(port: int, dsn: str, zeo_options: dict | None = None) -> str:
-    """conf/zeo-relstorage.conf's shape, on *port* over database *dsn*."""
+def runzeo_config(
+    port: int,
+    dsn: str,
+    zeo_options: dict | None = None,
+    relstorage_options: dict | None = None,
+) -> str:
+    """conf/zeo-relstorage.conf's shape, on *port* over database *dsn*
+    (*relstorage_options*: ``<relstorage>`` keys, ``_`` for ``-``)."""
     lines = ["%import relstorage", "<zeo>", f"  address 127.0.0.1:{port}"]
     lines += [f"  {key} {value}" for key, value in (zeo_options or {}).items()]
     lines.append("</zeo>")
-    return "\n".join(lines) + "\n" + relstorage_config(dsn, name="1")
+    section = relstorage_config(dsn, name="1", **(relstorage_options or {}))
+    return "\n".join(lines) + "\n" + section
 
 
 @pytest.fixture
@@ -34,11 +41,21 @@ class Servers:
         self.dsn = dsn
         self.started: list[RunzeoProcess] = []
 
-    def start(self, **zeo_options) -> RunzeoProcess:
+    def start(self, blobs: bool = False, **zeo_options) -> RunzeoProcess:
+        """A runzeo over the database; with *blobs*, keeping them in the
+        database with a blob cache directory of its own (what several
+        runzeo on several machines need: no shared file system)."""
         port = free_port()
+        directory = self.directory / f"zeo-{port}"
+        relstorage_options = {}
+        if blobs:
+            relstorage_options = {
+                "blob_dir": str(directory / "blob-cache"),
+                "shared_blob_dir": "false",
+            }
         server = RunzeoProcess(
-            self.directory / f"zeo-{port}",
-            runzeo_config(port, self.dsn, zeo_options),
+            directory,
+            runzeo_config(port, self.dsn, zeo_options, relstorage_options),
             ("127.0.0.1", port),
         )
         self.started.append(server)

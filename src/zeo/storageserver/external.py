@@ -39,7 +39,7 @@ import time
 from typing import Any
 
 from ZODB.interfaces import IMVCCStorage
-from ZODB.POSException import POSKeyError
+from ZODB.POSException import ConflictError, POSKeyError
 from ZODB.utils import z64
 
 logger = logging.getLogger(__name__)
@@ -167,6 +167,17 @@ class ExternalCommits:
         if current == serial:
             return serial, data
         return current, self.storage.tryToResolveConflict(oid, current, serial, data)
+
+    def stale_delete(self, oid: bytes, serial: bytes) -> None:
+        """ConflictError if *oid* changed since *serial* (IExternalGC's
+        ``deleteObject``): RelStorage found that at vote as an inconsistency
+        of its cache (StorageError), as for stores (see :meth:`stale_store`)."""
+        try:
+            current = self.storage.load(oid)[1]
+        except POSKeyError:
+            return  # gone: let the vote say so
+        if current != serial:
+            raise ConflictError(oid=oid, serials=(current, serial))
 
     def flush(self, polled: bool = False) -> None:
         """Move the served instance up and send what was queued, in order.

@@ -180,6 +180,8 @@ class CommitMixin:
                 elif operation == "check":
                     storage.checkCurrentSerialInTransaction(*args, transaction)
                 elif operation == "delete":
+                    if self.external is not None:
+                        self.external.stale_delete(*args)
                     storage.deleteObject(*args, transaction)
                 elif operation == "restore":
                     oid, serial, data, prev_txn = args

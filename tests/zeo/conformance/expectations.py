@@ -94,6 +94,21 @@ RELSTORAGE_LIMITATIONS: dict[str, str] = {
     ),
 }
 
+#: Examples of ZODB's blob doctests (test_blob_suites.py) that cannot apply
+#: to RelStorage, by their source line: their failure is not counted, the
+#: rest of the doctest must pass.
+RELSTORAGE_DOCTEST_EXAMPLES: dict[str, str] = {
+    "len(storage)": (
+        "RelStorage's len() is PostgreSQL's estimate of the table's rows "
+        "(pg_class.reltuples, 0 until the table is analyzed)"
+    ),
+    "len(db.storage)": "RelStorage's len() is PostgreSQL's estimate",
+    "storage.loadBlob(oid1, s1) # doctest: +ELLIPSIS": (
+        "RelStorage's blob cache directory still holds a blob that pack "
+        "removed from the database, and serves it (RelStorage directly too)"
+    ),
+}
+
 
 def for_implementation(implementation: str, storage: str = "file") -> Table:
     table = {
