@@ -46,12 +46,19 @@ def postgresql():
 
 
 @pytest.fixture
-def storage_conf(request, tmp_path) -> str:
+def storage_backend(request) -> str:
+    """``--storage``'s value; a module overrides it to run tests of another
+    package on RelStorage (tests/relstorage/test_dispatch_suite.py)."""
+    return request.config.getoption("storage")
+
+
+@pytest.fixture
+def storage_conf(request, tmp_path, storage_backend) -> str:
     """The section of storage ``1`` a test's zeo server serves: a FileStorage
     in tmp_path, or with ``--storage relstorage`` a RelStorage on a new
     database of the session's PostgreSQL (``%import relstorage`` included:
     ZConfig takes it after the ``<zeo>`` section)."""
-    if request.config.getoption("storage") == "relstorage":
+    if storage_backend == "relstorage":
         from tests.support.postgresql import relstorage_config
 
         cluster = request.getfixturevalue("postgresql")

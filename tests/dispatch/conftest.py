@@ -60,11 +60,12 @@ def run_driver(engine, graph, options=None):
 
 
 @pytest.fixture
-def zeo_database(tmp_path):
-    """A ZODB DB on our zeo server (in a thread) with a FileStorage in tmp_path."""
+def zeo_database(storage_conf):
+    """A ZODB DB on our zeo server (in a thread) serving ``storage_conf``: a
+    FileStorage in tmp_path, or RelStorage with ``--storage relstorage``."""
     import zeo
 
-    address, stop = zeo.server(path=str(tmp_path / "Data.fs"))
+    address, stop = zeo.server(storage_conf=storage_conf)
     database = zeo.DB(address)
     database.address = address
     try:
@@ -75,16 +76,17 @@ def zeo_database(tmp_path):
 
 
 class RunzeoProcess(_RunzeoProcess):
-    """A real ``python -m zeo.runzeo`` process serving a FileStorage in
-    *directory*; started at once."""
+    """A real ``python -m zeo.runzeo`` process serving *storage_conf* (a
+    FileStorage in *directory* by default); started at once."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, storage_conf=None):
         port = free_port()
         data_path = directory / "Data.fs"
+        if storage_conf is None:
+            storage_conf = f"<filestorage 1>\n  path {data_path}\n</filestorage>\n"
         super().__init__(
             directory,
-            f"<zeo>\n  address 127.0.0.1:{port}\n</zeo>\n"
-            f"<filestorage 1>\n  path {data_path}\n</filestorage>\n",
+            f"<zeo>\n  address 127.0.0.1:{port}\n</zeo>\n{storage_conf}",
             ("127.0.0.1", port),
             data_path=data_path,
             start_timeout=START_TIMEOUT,
@@ -94,9 +96,30 @@ class RunzeoProcess(_RunzeoProcess):
 
 
 @pytest.fixture
-def runzeo(tmp_path):
-    server = RunzeoProcess(tmp_path)
+def runzeo(tmp_path, storage_conf):
+    """A runzeo process serving ``storage_conf`` (see zeo_database)."""
+    server = RunzeoProcess(tmp_path, storage_conf)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def direct_storage(request, storage_backend):
+    """A storage opened in this process, as ``dispatch.direct`` opens one: a
+    MappingStorage, or with ``--storage relstorage`` a RelStorage on a new
+    database of the session's PostgreSQL (the DB closes it)."""
+    if storage_backend != "relstorage":
+        from ZODB.MappingStorage import MappingStorage
+
+        return MappingStorage()
+    import ZODB.config
+
+    from tests.support.postgresql import relstorage_config
+
+    cluster = request.getfixturevalue("postgresql")
+    dsn = cluster.dsn(cluster.create_database("direct"))
+    return ZODB.config.storageFromString(
+        "%import relstorage\n" + relstorage_config(dsn)
+    )

@@ -1,10 +1,10 @@
 """The runtime's one conflict-retry loop, on a real database with real
-conflicts between two connections."""
+conflicts between two connections (opened in this process: a
+MappingStorage, or RelStorage with ``--storage relstorage``)."""
 
 import transaction
 import ZODB
 from persistent.mapping import PersistentMapping
-from ZODB.MappingStorage import MappingStorage
 
 from dispatch.runtime.retrying import (
     COMMITTED,
@@ -14,8 +14,8 @@ from dispatch.runtime.retrying import (
 )
 
 
-def open_two():
-    database = ZODB.DB(MappingStorage())
+def open_two(storage):
+    database = ZODB.DB(storage)
     with database.transaction() as connection:
         connection.root()["counter"] = PersistentMapping(value=0)
     managers = [transaction.TransactionManager() for _ in range(2)]
@@ -28,8 +28,10 @@ def value(database):
         return connection.root()["counter"]["value"]
 
 
-def test_a_conflict_is_retried_in_a_new_transaction():
-    database, (mine, theirs), (my_connection, their_connection) = open_two()
+def test_a_conflict_is_retried_in_a_new_transaction(direct_storage):
+    database, (mine, theirs), (my_connection, their_connection) = open_two(
+        direct_storage
+    )
     tries = []
     conflicts = []
 
@@ -51,8 +53,8 @@ def test_a_conflict_is_retried_in_a_new_transaction():
     database.close()
 
 
-def test_declined_work_is_aborted():
-    database, (mine, _theirs), (my_connection, _their) = open_two()
+def test_declined_work_is_aborted(direct_storage):
+    database, (mine, _theirs), (my_connection, _their) = open_two(direct_storage)
 
     def change_then_decline(retry):
         my_connection.root()["counter"]["value"] = 99
@@ -64,8 +66,10 @@ def test_declined_work_is_aborted():
     database.close()
 
 
-def test_work_that_always_conflicts_gives_up_after_its_tries():
-    database, (mine, theirs), (my_connection, their_connection) = open_two()
+def test_work_that_always_conflicts_gives_up_after_its_tries(direct_storage):
+    database, (mine, theirs), (my_connection, their_connection) = open_two(
+        direct_storage
+    )
     tries = []
 
     def always_beaten(retry):

@@ -212,6 +212,12 @@ def stop_servers():
 @pytest.mark.parametrize(("test", "layers"), list(collect_cases()))
 def test_blob_suite(test, layers, tmp_path, monkeypatch, stop_servers):
     monkeypatch.chdir(tmp_path)
+    check_blob_case(test, layers)
+
+
+def check_blob_case(test, layers) -> None:
+    """Run one test of a suite in the current directory; fail with what
+    failed (but the examples that cannot pass), skip if it skipped."""
     result = run_with_layers(test, layers)
     failures = result.failures
     examples = examples_that_cannot_pass()
