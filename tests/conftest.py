@@ -45,6 +45,25 @@ def postgresql():
     stop_cluster(cluster)
 
 
+@pytest.fixture(scope="session")
+def two_node_cluster(tmp_path_factory):
+    """A second Slurm cluster of two nodes on loopback, ours for the session
+    (tests/support/slurm_nodes.py); skipped when it cannot run here (failed
+    instead under ZEOPAPA_REQUIRE_SLURM)."""
+    from tests.support.slurm_nodes import TwoNodeCluster, why_not
+
+    reason = why_not()
+    if reason is not None:
+        if os.environ.get("ZEOPAPA_REQUIRE_SLURM"):
+            pytest.fail(f"ZEOPAPA_REQUIRE_SLURM is set but {reason}")
+        pytest.skip(reason)
+    cluster = TwoNodeCluster(tmp_path_factory.mktemp("slurm-nodes"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def storage_backend(request) -> str:
     """``--storage``'s value; a module overrides it to run tests of another

@@ -399,12 +399,13 @@ class CommandRunner(Service):
                 del output[: -2 * OUTPUT_TAIL_BYTES]  # a tail, not all of it
                 for record in closed:
                     exit_code = record.data
-                    if slurm_job:
-                        slurm_state = self._slurm_state(papa, name)
+                    job = self._slurm_entry(papa, name) if slurm_job else {}
+                    slurm_state = job.get("state")
                     if not self._note(
                         recipe_wrapper,
                         exit_code=exit_code,
                         slurm_state=slurm_state,
+                        slurm_nodes=job.get("nodelist"),
                         output_tail=output_tail(bytes(output)),
                         ended=time.time(),
                     ):
@@ -421,15 +422,17 @@ class CommandRunner(Service):
         return exit_code, output_tail(bytes(output)), cancelled, slurm_state
 
     @staticmethod
-    def _slurm_state(papa: Any, name: str) -> str | None:
-        """The state papa saw the ended Slurm job of *name* in (TIMEOUT,
-        OUT_OF_MEMORY, ...); asked before its end is acknowledged."""
+    def _slurm_entry(papa: Any, name: str) -> dict[str, Any]:
+        """papa's entry of the ended Slurm job of *name*: the state it ended
+        in (TIMEOUT, NODE_FAIL, ...) and its nodes; asked before its end is
+        acknowledged."""
         try:
             with papa.Papa(papa_address()) as other:
-                return other.list_processes(name).get(name, {}).get("state")
+                entry = other.list_processes(name).get(name, {})
         except papa.Error as error:
             logger.warning("%s: no Slurm state: %s", name, error)
-            return None
+            return {}
+        return {key: value for key, value in entry.items() if value != "-"}
 
     def _renew(self, recipe_wrapper: RecipeWrapper) -> None:
         """Extend our claim on the message by a lease from now, so that a

@@ -62,6 +62,7 @@ class SlurmJob(ManagedProcess):
         self.job_id = 0
         self.folder = ""
         self.partition = ""
+        self.nodelist = ""  # where Slurm runs it, as squeue names them (%N)
         self.state = "SUBMITTING"
         self.state_since = time.monotonic()
         self.reason = ""
@@ -183,12 +184,16 @@ class SlurmJob(ManagedProcess):
         self._read_output()
         if rows is not None:
             self._update(rows)
-            if not all(state in tools.TERMINAL_STATES for _, state, _ in rows):
+            if not all(state in tools.TERMINAL_STATES for _, state, _, _ in rows):
                 return
         await self._finish(rows)
 
     def _update(self, rows) -> None:
-        states = [state for _, state, _ in rows]
+        states = [state for _, state, _, _ in rows]
+        # Where it runs (a requeued job's list is empty until it starts
+        # again: the last known nodes stay).
+        nodes = ",".join(sorted({n for _, _, _, n in rows if n}))
+        self.nodelist = nodes or self.nodelist
         # The least advanced task tells where the job is.
         for state in ("RUNNING", "COMPLETING", "CONFIGURING", "PENDING", "SUSPENDED"):
             if state in states:
@@ -197,7 +202,7 @@ class SlurmJob(ManagedProcess):
         else:
             failed = [state for state in states if state != "COMPLETED"]
             self._set_state(failed[0] if failed else "COMPLETED")
-        self.reason = next((reason for _, _, reason in rows if reason != "None"), "")
+        self.reason = next((reason for _, _, reason, _ in rows if reason != "None"), "")
 
     async def _finish(self, rows) -> None:
         self.poller.unregister(self)
@@ -311,6 +316,7 @@ class SlurmJob(ManagedProcess):
             f"slurm_job={self.job_id}",
             f"partition={quote(self.partition or '-')}",
             f"state={self.state}",
+            f"nodelist={quote(self.nodelist or '-')}",
             f"reason={quote(self.reason.replace(' ', '_') or '-')}",
         ]
         if self.exit_code is not None:
@@ -325,6 +331,7 @@ class SlurmJob(ManagedProcess):
             job_id=self.job_id,
             folder=self.folder,
             partition=self.partition,
+            nodelist=self.nodelist,
             keep_output=self.keep_output,
             acknowledged=dict(self.acknowledged),
         )
@@ -338,6 +345,7 @@ class SlurmJob(ManagedProcess):
         job.job_id = record["job_id"]
         job.folder = record["folder"]
         job.partition = record.get("partition", "")
+        job.nodelist = record.get("nodelist", "")
         job.keep_output = record.get("keep_output", False)
         # "offsets" (older kernels) were bytes read, not acknowledged.
         job.acknowledged = dict(record.get("acknowledged", record.get("offsets", {})))

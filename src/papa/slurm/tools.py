@@ -91,8 +91,12 @@ def submit(arguments: list[str], script: str) -> int:
         raise SlurmCommandError("sbatch", f"no job id in its output: {output!r}")
 
 
-def queue_states(job_ids: list[int]) -> dict[int, list[tuple[str, str, str]]]:
-    """One ``squeue`` for many jobs: job id -> ``(task id, state, reason)`` rows.
+Row = tuple[str, str, str, str]  # task id, state, reason, nodes ("" before a start)
+
+
+def queue_states(job_ids: list[int]) -> dict[int, list[Row]]:
+    """One ``squeue`` for many jobs: job id -> ``(task id, state, reason,
+    nodes)`` rows.
 
     Ids Slurm no longer knows are simply missing (with several ids squeue
     answers rc 0; with one it fails with ``unknown_job``).  Array tasks are
@@ -108,19 +112,20 @@ def queue_states(job_ids: list[int]) -> dict[int, list[tuple[str, str, str]]]:
             "-j",
             ",".join(str(job_id) for job_id in job_ids),
             "-o",
-            "%F|%i|%T|%r",
+            "%F|%i|%T|%r|%N",
         ]
     )
-    states: dict[int, list[tuple[str, str, str]]] = {}
+    states: dict[int, list[Row]] = {}
     for line in output.splitlines():
         parts = line.strip().split("|")
-        if len(parts) == 4 and parts[0].isdigit():
-            states.setdefault(int(parts[0]), []).append((parts[1], parts[2], parts[3]))
+        if len(parts) == 5 and parts[0].isdigit():
+            row = (parts[1], parts[2], parts[3], parts[4])
+            states.setdefault(int(parts[0]), []).append(row)
     return states
 
 
-def job_rows(job_id: int) -> list[tuple[str, str, str]]:
-    """``(task id, state, reason)`` rows from ``scontrol show job`` (a second opinion).
+def job_rows(job_id: int) -> list[Row]:
+    """``(task id, state, reason, nodes)`` rows from ``scontrol show job`` (a second opinion).
 
     Raises SlurmCommandError; ``unknown_job`` once Slurm has purged the job.
     """
@@ -132,7 +137,15 @@ def job_rows(job_id: int) -> list[tuple[str, str, str]]:
             task = fields.get("JobId", "")
             if fields.get("ArrayTaskId"):
                 task = f"{fields.get('ArrayJobId')}_{fields['ArrayTaskId']}"
-            rows.append((task, fields["JobState"], fields.get("Reason", "None")))
+            nodes = fields.get("NodeList", "")
+            rows.append(
+                (
+                    task,
+                    fields["JobState"],
+                    fields.get("Reason", "None"),
+                    "" if nodes == "(null)" else nodes,
+                )
+            )
     if not rows:
         raise SlurmCommandError("scontrol", f"Invalid job id {job_id} (no rows)")
     return rows
