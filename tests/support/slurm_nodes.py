@@ -166,8 +166,14 @@ class TwoNodeCluster:
         log = str(self.root / "log" / f"slurmd-{node}.log")
         for pid in _pids():
             if _has_open(pid, log):  # a slurmstepd of that node logs there
-                for victim in [pid, *_descendants(pid)]:
+                victims = [pid, *_descendants(pid)]
+                for victim in victims:
                     _signal(victim, signal.SIGKILL)
+                wait_until(
+                    lambda victims=victims: not any(map(_alive, victims)),
+                    START_TIMEOUT,
+                    message=f"the processes of {node}'s jobs gone",
+                )
 
 
 def _terminate(pid_file: Path, signum: int = signal.SIGTERM) -> None:
