@@ -27,7 +27,8 @@ The size info a client gets after each commit (``len`` and ``getSize``)
 costs RelStorage a new PostgreSQL connection each, and ``getSize`` runs
 ``pg_database_size``: two backends forked per commit made a commit take
 15 to 300 ms (the machine's load).  So it is measured at the start, then
-again in a thread at most every :data:`SIZE_INFO_AGE` seconds, and commits
+again in a thread at most every ``size-info-interval`` seconds (``<zeo>``
+key, default :data:`SIZE_INFO_AGE`), and commits
 send the last measure (the figures are estimates in RelStorage anyway).
 """
 
@@ -46,7 +47,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between polls when ``poll-interval`` is not set.
 DEFAULT_POLL_INTERVAL = 0.1
-#: Seconds a shared storage's size info is reused before it is measured again.
+#: Seconds a shared storage's size info is reused before it is measured again,
+#: when ``size-info-interval`` is not set.
 SIZE_INFO_AGE = 5.0
 
 
@@ -58,7 +60,14 @@ def is_shared(storage: Any) -> bool:
 class ExternalCommits:
     """Polls one shared storage for commits the server did not make."""
 
-    def __init__(self, server, storage_id: str, root, interval: float):
+    def __init__(
+        self,
+        server,
+        storage_id: str,
+        root,
+        interval: float,
+        size_info_interval: float = SIZE_INFO_AGE,
+    ):
         self.server = server
         self.storage_id = storage_id
         self.root = root
@@ -66,6 +75,7 @@ class ExternalCommits:
         self.served = self.storage = root.new_instance()
         storage = self.storage
         self.interval = interval
+        self.size_info_interval = size_info_interval
         self.watcher = root.new_instance()
         # The first poll only sets the watcher's starting point.
         self.watcher.poll_invalidations()
@@ -200,11 +210,11 @@ class ExternalCommits:
             self.known = tid
 
     def size_info(self) -> dict:
-        """``{"length", "size"}`` as measured at most SIZE_INFO_AGE ago, or
+        """``{"length", "size"}`` as measured at most size_info_interval ago, or
         before a new measure started now in a thread (see the module doc)."""
         if (
             not self._measuring
-            and time.monotonic() - self._size_measured > SIZE_INFO_AGE
+            and time.monotonic() - self._size_measured >= self.size_info_interval
         ):
             self._measuring = True
             threading.Thread(
