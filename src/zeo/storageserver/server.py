@@ -211,13 +211,13 @@ class StorageServer:
         if external is not None:
             external.before_finish()
 
-    def after_finish(self, storage_id):
+    def after_finish(self, storage_id, tid=None, oids=()):
         """A session's finish or abort in the storage is done: on a shared
         storage, the served instance polls and the others' older commits
         are sent first."""
         external = self.external_commits.get(storage_id)
         if external is not None:
-            external.after_transaction()
+            external.after_transaction(tid, oids)
 
     def size_info(self, storage_id):
         """``{"length", "size"}`` of a storage, as sent after each commit."""
