@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import psycopg2
 
-from tests.relstorage.test_runzeo import open_db
+from tests.relstorage.test_runzeo import TIMEOUT, open_db
+from tests.support import wait_until
 
 COMMITS = 20
 
@@ -42,5 +43,27 @@ def test_commits_open_no_new_database_connections(servers):
             assert connection.root()["value"] == COMMITS - 1
         # RelStorage estimates the length (0 until ANALYZE); the size is real.
         assert db.storage.getSize() > 0
+    finally:
+        db.close()
+
+
+def test_size_info_interval_zero_measures_again_after_a_commit(servers):
+    # size-info-interval 0: the first commit's size info starts a new
+    # measure at once (two PostgreSQL sessions: len and getSize); with the
+    # default 5 s the test above sees at most a few for 20 commits.
+    server = servers.start(**{"size-info-interval": "0"})
+    db = open_db(server)
+    try:
+        before = sessions(servers.dsn)
+        for value in range(COMMITS):
+            with db.transaction() as connection:
+                connection.root()["value"] = value
+        counts = []  # each count is a session of its own: not the server's
+
+        def measured() -> bool:
+            counts.append(sessions(servers.dsn))
+            return counts[-1] - before - len(counts) >= 2
+
+        wait_until(measured, TIMEOUT, message="a size measure after the commits")
     finally:
         db.close()

@@ -25,19 +25,23 @@ def open_db(server, **options):
     return zeo.DB(server.address, server_sync=True, wait_timeout=TIMEOUT, **options)
 
 
-def open_db_after(server, writer):
-    """A DB on *server* once it has seen everything *writer* committed (a
-    DB opened earlier would see no root object yet and create one itself)."""
-    tid = writer.storage.lastTransaction()
+def wait_for_tid(server, tid: bytes, what: str = "the writer's commits") -> None:
+    """Until *server* has announced *tid* (it polls PostgreSQL for it)."""
     storage = ClientStorage(server.address, server_sync=True, wait_timeout=TIMEOUT)
     try:
         wait_until(
             lambda: storage.lastTransaction() >= tid,
             TIMEOUT,
-            message=f"{server.address_text} to see the writer's commits",
+            message=f"{server.address_text} to see {what}",
         )
     finally:
         storage.close()
+
+
+def open_db_after(server, writer):
+    """A DB on *server* once it has seen everything *writer* committed (a
+    DB opened earlier would see no root object yet and create one itself)."""
+    wait_for_tid(server, writer.storage.lastTransaction())
     return open_db(server)
 
 

@@ -72,6 +72,14 @@ def default_zeo_section():
     return section
 
 
+def non_negative_seconds(value: str) -> float:
+    """ZConfig datatype: a number of seconds, 0 or more."""
+    seconds = float(value)
+    if not seconds >= 0:
+        raise ValueError(f"must be 0 or more seconds, not {value!r}")
+    return seconds
+
+
 def server_options(zeo_section):
     """The keyword arguments of :class:`StorageServer` a ``<zeo>`` section sets.
 

@@ -27,7 +27,8 @@ The size info a client gets after each commit (``len`` and ``getSize``)
 costs RelStorage a new PostgreSQL connection each, and ``getSize`` runs
 ``pg_database_size``: two backends forked per commit made a commit take
 15 to 300 ms (the machine's load).  So it is measured at the start, then
-again in a thread at most every :data:`SIZE_INFO_AGE` seconds, and commits
+again in a thread at most every ``size-info-interval`` seconds (``<zeo>``
+key, default :data:`SIZE_INFO_AGE`), and commits
 send the last measure (the figures are estimates in RelStorage anyway).
 """
 
@@ -36,17 +37,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from ZODB.interfaces import IMVCCStorage
 from ZODB.POSException import ConflictError, POSKeyError
-from ZODB.utils import z64
+from ZODB.utils import p64, u64, z64
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between polls when ``poll-interval`` is not set.
 DEFAULT_POLL_INTERVAL = 0.1
-#: Seconds a shared storage's size info is reused before it is measured again.
+#: Seconds a shared storage's size info is reused before it is measured again,
+#: when ``size-info-interval`` is not set.
 SIZE_INFO_AGE = 5.0
 
 
@@ -58,7 +61,14 @@ def is_shared(storage: Any) -> bool:
 class ExternalCommits:
     """Polls one shared storage for commits the server did not make."""
 
-    def __init__(self, server, storage_id: str, root, interval: float):
+    def __init__(
+        self,
+        server,
+        storage_id: str,
+        root,
+        interval: float,
+        size_info_interval: float = SIZE_INFO_AGE,
+    ):
         self.server = server
         self.storage_id = storage_id
         self.root = root
@@ -66,6 +76,7 @@ class ExternalCommits:
         self.served = self.storage = root.new_instance()
         storage = self.storage
         self.interval = interval
+        self.size_info_interval = size_info_interval
         self.watcher = root.new_instance()
         # The first poll only sets the watcher's starting point.
         self.watcher.poll_invalidations()
@@ -99,6 +110,17 @@ class ExternalCommits:
 
     def poll(self) -> None:
         """Ask the watcher what changed; queue what the server has not said."""
+        tid, oids = self._watch()
+        if oids is None or tid <= self.known:
+            return  # a reset, or our own commit, already announced
+        self.pending.append((tid, list(oids)))
+        self.known = tid
+        self.external_transactions += 1
+
+    def _watch(self) -> tuple[bytes, Any]:
+        """The watcher's ``(tid, oids)`` since its last poll; oids None when
+        the database lost that poll's transaction (then every client drops
+        its cache, and the server knows *tid*)."""
         self.polls += 1
         before = self.watcher.lastTransaction()
         oids = self.watcher.poll_invalidations()
@@ -116,27 +138,62 @@ class ExternalCommits:
                 )
                 self.reset = True
             self.known = max(self.known, tid)
-            return
-        if tid <= self.known:
-            return  # our own commit, already announced
-        self.pending.append((tid, list(oids)))
-        self.known = tid
-        self.external_transactions += 1
+        return tid, oids
 
     def before_finish(self) -> None:
         """The served instance voted (it holds the database's commit lock):
         collect every other writer's commit, older than ours, to send first."""
         self.poll()
 
-    def after_transaction(self) -> None:
-        """A commit or an abort ended on the served instance.  RelStorage
-        ended its load connection's snapshot with it; a ZODB Connection
-        polls at its next transaction before it loads, and so do we: a load
-        first restarted the snapshot later than the instance's cache knew
-        (RelStorage's StorageError "inconsistency between the RelStorage
-        cache and the database", seen instead of a ConflictError)."""
+    def after_transaction(
+        self, tid: bytes | None = None, own: Iterable[bytes] = ()
+    ) -> None:
+        """A commit (of *tid*, changing *own*) or an abort ended on the
+        served instance.  RelStorage ended its load connection's snapshot
+        with it; a ZODB Connection polls at its next transaction before it
+        loads, and so do we: a load first restarted the snapshot later than
+        the instance's cache knew (RelStorage's StorageError "inconsistency
+        between the RelStorage cache and the database", seen instead of a
+        ConflictError)."""
         self.storage.poll_invalidations()
+        later = None if tid is None else self._after_commit(tid, set(own))
         self.flush(polled=True)
+        if later is not None:
+            self.pending.append(later)  # after ours, at the next tick
+
+    def _after_commit(
+        self, tid: bytes, own: set[bytes]
+    ) -> tuple[bytes, list[bytes]] | None:
+        """Poll the watcher right after our commit *tid*, before it is
+        announced.  RelStorage takes its commit lock (and chooses *tid*) in
+        ``tpc_finish``, after :meth:`before_finish` polled: another writer
+        may commit in between, older than ours.  The watcher's next poll
+        then returns that commit's oids merged with ours under our tid,
+        which the server has announced: they were dropped as our own, and
+        its clients kept stale objects for good (issue 15's flaky two-server
+        test).  The oids that are not ours are queued at ``tid - 1`` (the
+        other commits are older than ours, newer than what was announced),
+        sent before ours; when the poll also reached commits newer than
+        ours they are returned, to be sent after ours at the poll's tid
+        (invalidating too much costs a load, too little a stale object)."""
+        polled, oids = self._watch()
+        if oids is None:
+            return None
+        if polled < tid:  # not ours yet (cannot be: it is committed)
+            if polled > self.known:
+                self.pending.append((polled, list(oids)))
+                self.known = polled
+            return None
+        others = sorted(set(oids) - own)
+        before_ours = p64(u64(tid) - 1)
+        if others and before_ours > self.known:
+            self.pending.append((before_ours, others))
+            self.external_transactions += 1
+        self.known = max(self.known, polled)
+        if polled > tid:
+            self.external_transactions += 1
+            return polled, others
+        return None
 
     def before_vote(self) -> None:
         """A session holds our commit lock and replays its stores: the served
@@ -200,11 +257,11 @@ class ExternalCommits:
             self.known = tid
 
     def size_info(self) -> dict:
-        """``{"length", "size"}`` as measured at most SIZE_INFO_AGE ago, or
+        """``{"length", "size"}`` as measured at most size_info_interval ago, or
         before a new measure started now in a thread (see the module doc)."""
         if (
             not self._measuring
-            and time.monotonic() - self._size_measured > SIZE_INFO_AGE
+            and time.monotonic() - self._size_measured >= self.size_info_interval
         ):
             self._measuring = True
             threading.Thread(

@@ -95,7 +95,8 @@ class StorageServer:
     Options mirror the ``<zeo>`` section: *read_only*,
     *invalidation_queue_size*, *invalidation_age*, *transaction_timeout*,
     *client_conflict_resolution*, *poll_interval* (seconds between polls of
-    a storage other processes commit to, see :mod:`.external`) and
+    a storage other processes commit to, see :mod:`.external`),
+    *size_info_interval* (seconds a shared storage's size info is reused) and
     *msgpack* (True: announce ``M5``).
     The defaults are those of ``zeo/server.xml`` (the schema is where they
     are decided; tests/zeo/server/test_schema_defaults.py keeps these equal).
@@ -110,6 +111,7 @@ class StorageServer:
         transaction_timeout=None,
         client_conflict_resolution=False,
         poll_interval=0.1,
+        size_info_interval=5.0,
         msgpack=True,
     ):
         self.storages = dict(storages)
@@ -128,7 +130,9 @@ class StorageServer:
             if is_shared(storage):
                 # Serve an instance of its own, as a ZODB Connection would
                 # use; the root one is kept to close (see .external).
-                external = ExternalCommits(self, name, storage, poll_interval)
+                external = ExternalCommits(
+                    self, name, storage, poll_interval, size_info_interval
+                )
                 self.external_commits[name] = external
                 storage = self.storages[name] = external.served
             self.sessions[name] = {}
@@ -207,13 +211,13 @@ class StorageServer:
         if external is not None:
             external.before_finish()
 
-    def after_finish(self, storage_id):
+    def after_finish(self, storage_id, tid=None, oids=()):
         """A session's finish or abort in the storage is done: on a shared
         storage, the served instance polls and the others' older commits
         are sent first."""
         external = self.external_commits.get(storage_id)
         if external is not None:
-            external.after_transaction()
+            external.after_transaction(tid, oids)
 
     def size_info(self, storage_id):
         """``{"length", "size"}`` of a storage, as sent after each commit."""

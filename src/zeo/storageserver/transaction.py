@@ -302,7 +302,7 @@ class CommitMixin:
             tid = finished[0] if finished else storage.lastTransaction()
         self.stats.commits += 1
         # Commits other processes made before ours go out before ours.
-        self.server.after_finish(self.storage_id)
+        self.server.after_finish(self.storage_id, tid, self.invalidated)
         connection = self.connection
         connection.call_async("info", (self.get_size_info(),))
         connection.send_reply(self.msgid, tid)

@@ -9,6 +9,7 @@ schema of :mod:`zeo.storageserver.config`) and compares every key of the
 import inspect
 import io
 
+import pytest
 import ZConfig
 from ZODB.MappingStorage import MappingStorage
 
@@ -108,3 +109,22 @@ def test_built_server_matches_one_built_without_options():
     from_python = StorageServer({"1": MappingStorage()})
     assert observable(from_schema) == observable(from_python)
     assert observable(from_schema) == (False, None, False, b"M5", 100, None)
+
+
+def test_size_info_interval_is_read_and_validated():
+    from ZConfig import ConfigurationError
+
+    from zeo.storageserver.config import non_negative_seconds
+
+    assert schema_defaults()["size_info_interval"] == 5.0
+    config = load_config(
+        text=configuration_text().replace("<zeo>", "<zeo>\n  size-info-interval 0.5", 1)
+    )
+    assert config.zeo.size_info_interval == 0.5
+    assert non_negative_seconds("0") == 0.0
+    for bad in ("-1", "nan", "soon"):
+        with pytest.raises(ValueError):
+            non_negative_seconds(bad)
+    text = configuration_text().replace("<zeo>", "<zeo>\n  size-info-interval -1", 1)
+    with pytest.raises(ConfigurationError, match="0 or more seconds"):
+        load_config(text=text)
