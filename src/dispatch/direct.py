@@ -18,6 +18,7 @@ given oids are not woken then.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -44,11 +45,22 @@ def open_direct(target: str) -> Any:
 
     path = target[len(PREFIX) :]
     try:
-        database = ZODB.config.databaseFromFile(open(path))
+        try:
+            database = ZODB.config.databaseFromFile(open(path))
+        except ZConfig.ConfigurationError as error:
+            # A dispatch.conf with a <zodb> section (what the supervisor
+            # hands its instances) rather than a file of its own.
+            database = _from_dispatch_conf(path, error)
     except OSError as error:
         raise ValueError(f"cannot read {path}: {error.strerror}") from None
     except ZConfig.ConfigurationError as error:
         raise ValueError(f"{path} is not a <zodb> configuration: {error}") from None
+    except ValueError:
+        raise
+    except Exception as error:  # the storage's own: PostgreSQL refusing, say
+        raise ValueError(
+            f"cannot open the database of {path}: {type(error).__name__}: {error}"
+        ) from None
     storage = database.storage
     if not hasattr(storage, "watch"):
         poller = CommitPoller(storage, POLL_INTERVAL)
@@ -61,6 +73,21 @@ def open_direct(target: str) -> Any:
 
         database.close = close_all
     return database
+
+
+def _from_dispatch_conf(path: str, zodb_error: Exception) -> Any:
+    """The database of the ``<zodb>`` section of dispatch.conf *path*;
+    *zodb_error* (why it is no ``<zodb>`` file) when it is neither."""
+    import ZConfig
+
+    schema = os.path.join(os.path.dirname(__file__), "runtime", "supervise.xml")
+    try:
+        config, _ = ZConfig.loadConfig(ZConfig.loadSchema(schema), path)
+    except ZConfig.ConfigurationError:
+        raise zodb_error from None
+    if config.zodb is None:
+        raise ValueError(f"{path} has no <zodb> section")
+    return config.zodb.open()
 
 
 class CommitPoller:

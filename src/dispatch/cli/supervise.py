@@ -13,7 +13,11 @@ from types import FrameType
 import transaction
 
 from dispatch.cli import base
-from dispatch.runtime.configuration import add_options, load_configuration
+from dispatch.runtime.configuration import (
+    add_options,
+    database_target,
+    load_configuration,
+)
 from dispatch.runtime.kernel import kernel_answers
 from dispatch.runtime.supervisor import Supervisor
 
@@ -31,7 +35,7 @@ def run(options: argparse.Namespace) -> int:
         config.eventlog()
     else:
         logging.getLogger().setLevel(logging.INFO)
-    zeo = config.zeo or options.zeo
+    zeo = database_target(config, options.configure, options.zeo)
     database = base.open_database(zeo)
     try:
         supervisor = Supervisor(config, zeo, database)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from dispatch.cli import base, supervise
-from dispatch.runtime.configuration import load_configuration
+from dispatch.runtime.configuration import database_target, load_configuration
 from dispatch.web import tokens
 from dispatch.web.settings import WebSettings
 from zeo.address import Address
@@ -63,7 +63,7 @@ def run(options: argparse.Namespace) -> int:
             "the console needs the web extra: pip install 'zeopapa[web]'",
             base.EXIT_USAGE,
         ) from None
-    zeo = config.zeo or options.zeo
+    zeo = database_target(config, options.configure, options.zeo)
     database = base.open_database(zeo)
     database.setCacheSize(settings.cache_size)
     try:

@@ -174,3 +174,22 @@ def _value(where: str, key: str, value: Any) -> str:
     raise ConfigurationFileError(
         f"{where}: {key}: expected a number or a one-line text, not {value!r}"
     )
+
+
+def database_target(config: Any, path: str, given: str | None) -> str:
+    """What the dispatch processes of *config* (read from *path*) open: its
+    ``<zodb>`` section, as ``zodb:PATH`` (each process opens the database
+    itself, :mod:`dispatch.direct`), else its ``zeo`` key, else *given*
+    (``--zeo`` or $DISPATCH_ZEO); "" when none says (a usage error where
+    the database is opened)."""
+    if getattr(config, "zodb", None) is None:
+        return config.zeo or given or ""
+    if config.zeo:
+        raise CommandError(
+            f"{path}: both a zeo key and a <zodb> section: keep one (zeo to use "
+            "a server, <zodb> to open the database directly)",
+            EXIT_USAGE,
+        )
+    from dispatch import direct
+
+    return direct.PREFIX + os.path.abspath(path)
