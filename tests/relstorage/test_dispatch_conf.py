@@ -6,7 +6,9 @@ configurations are usage errors naming the problem."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import re
 import signal
 import subprocess
 
@@ -118,3 +120,38 @@ def test_the_example_configuration_names_a_relstorage_database():
     config = load_configuration(path)
     assert config.zeo is None and config.zodb.config.storage is not None
     assert database_target(config, path, "127.0.0.1:1") == f"zodb:{path}"
+
+
+def test_the_console_on_a_zodb_section_reads_the_database_itself(database, tmp_path):
+    path = configuration(tmp_path, 1, relstorage_config(database))
+    with open(path, "a") as conf:
+        conf.write(f"<web>\n  token-file {tmp_path / 'web.token'}\n</web>\n")
+    open_database(f"zodb:{path}").close()  # the schema, installed once
+    command = [PYTHON, "-m", "dispatch.cli", "web", "-C", path]
+    made = subprocess.run(
+        [*command, "--new-token"], capture_output=True, env=environment(Direct(""))
+    )
+    assert made.returncode == 0, made.stderr
+    process = subprocess.Popen(
+        [*command, "--bind", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(Direct("")),
+    )
+    try:
+        line = process.stdout.readline()
+        found = re.search(r"serving the console at http://127\.0\.0\.1:(\d+)/", line)
+        assert found, line + process.stderr.read()
+        connection = http.client.HTTPConnection("127.0.0.1", int(found.group(1)))
+        connection.request("GET", "/metrics")
+        metrics = connection.getresponse().read().decode()
+        assert "zeo_up 1.0" in metrics and "dispatch_" in metrics, metrics
+        connection.request("GET", "/api/zeo")
+        reply = connection.getresponse()
+        assert reply.status == 404 and b"opens the database directly" in reply.read()
+        connection.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _output, errors = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0, errors

@@ -49,7 +49,10 @@ class Snapshot(Collector):
     def collect(self) -> Iterable[Metric]:
         if self.dispatch is not None:
             yield from dispatch_gauges(self.dispatch)
-        up = GaugeMetricFamily("zeo_up", "1 when the zeo server answered ruok.")
+        up = GaugeMetricFamily(
+            "zeo_up",
+            "1 when the zeo server answered ruok (without one: the database is open).",
+        )
         up.add_metric([], 0 if self.zeo is None else 1)
         yield up
         yield from zeo_gauges(self.zeo or {})

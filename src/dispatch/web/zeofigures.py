@@ -21,15 +21,27 @@ ROUTES = web.RouteTableDef()
 RUOK_TIMEOUT = 5.0
 
 
+def is_direct(address: Address) -> bool:
+    """The console opened the database itself (dispatch.conf's ``<zodb>``,
+    ``zodb:PATH``): there is no zeo server to ask."""
+    return isinstance(address, str) and address.startswith("zodb:")
+
+
 async def zeo_figures(address: Address) -> dict[str, dict[str, Any]]:
-    """``{storage: {figure: value}}`` from the server at *address*;
-    OSError when it does not answer."""
+    """``{storage: {figure: value}}`` from the server at *address* (none
+    without a server); OSError when it does not answer."""
+    if is_direct(address):
+        return {}
     return await asyncio.to_thread(ruok, address, RUOK_TIMEOUT)
 
 
 @both(ROUTES, "GET", "/zeo")
 async def zeo_page(request: web.Request) -> web.StreamResponse:
     address = console(request).zeo_address
+    if is_direct(address):
+        raise ConsoleError(
+            404, "no zeo server: this console opens the database directly (<zodb>)"
+        )
     try:
         storages = await zeo_figures(address)
     except OSError as error:
