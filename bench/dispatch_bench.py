@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from _servers import start_our_runzeo  # noqa: E402
 
 import zeo  # noqa: E402
+from dispatch.cli.base import open_database  # noqa: E402
 from dispatch.runtime.consumer import Consumer  # noqa: E402
 from dispatch.state import broker, model  # noqa: E402
 from dispatch.state.database import dispatch_state, write_retried  # noqa: E402
@@ -53,10 +54,17 @@ def chain_recipe(length, messages):
     return recipe
 
 
-def consume_until_told(address, prefetch):
+def target_text(target):
+    """A zeo address tuple as ``host:port``; text (``host:port`` or
+    ``zodb:PATH``) as it is."""
+    return target if isinstance(target, str) else f"{target[0]}:{target[1]}"
+
+
+def consume_until_told(target, prefetch):
     """Consumer process body: say ``ready``, serve the queue until a line
-    comes on stdin, then print the ConflictErrors met as JSON."""
-    database = zeo.DB(address)
+    comes on stdin, then print the ConflictErrors met as JSON.  *target*:
+    ``host:port`` of a zeo server or ``zodb:PATH`` (dispatch.direct)."""
+    database = open_database(target)
     consumer = Consumer(
         database, "bench", lambda rw, payload: rw.send(payload), prefetch=prefetch
     )
@@ -111,29 +119,39 @@ def start_run(database, recipe):
 def transitions(server, address, consumers, length, messages, prefetch):
     """One run through *consumers* processes: ``(transitions/s, status,
     conflicts, CPU ms per transition)``.  Consumers start and connect first; the clock runs from
-    the commit that starts the run to the commit that ends it."""
-    database = zeo.DB(address)
+    the commit that starts the run to the commit that ends it.
+
+    *server*: the runzeo process (its CPU is counted), or a list of
+    zero-argument functions each giving CPU seconds used so far.
+    *address*: a zeo address, ``zodb:PATH``, or a list of them (consumer
+    *i* opens the *i*-th, in turn; the run is started through the first)."""
+    targets = [target_text(target) for target in _listed(address)]
+    if isinstance(server, list):
+        cpu_sources = server
+    else:
+        cpu_sources = [lambda: server_cpu(server)]
+    database = open_database(targets[0])
     conflicts = {}
     processes = []
     try:
         processes += [
             subprocess.Popen(
-                [sys.executable, __file__, "--consume", f"{address[0]}:{address[1]}"]
+                [sys.executable, __file__, "--consume", targets[index % len(targets)]]
                 + [str(prefetch)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            for _ in range(consumers)
+            for index in range(consumers)
         ]
         for process in processes:
             assert process.stdout.readline().strip() == "ready"
         began = time.perf_counter()
-        cpu = -server_cpu(server)
+        cpu = -sum(source() for source in cpu_sources)
         run_id = start_run(database, chain_recipe(length, messages))
         status = wait_for_end(database, run_id)
         seconds = time.perf_counter() - began
-        cpu += server_cpu(server)
+        cpu += sum(source() for source in cpu_sources)
         for process in processes:
             process.stdin.write("stop\n")
             process.stdin.flush()
@@ -151,6 +169,12 @@ def transitions(server, address, consumers, length, messages, prefetch):
         database.close()
     count = length * messages
     return round(count / seconds, 1), status, conflicts, round(cpu * 1000 / count, 3)
+
+
+def _listed(address):
+    if isinstance(address, list):
+        return address
+    return [address]
 
 
 def transition_figures(server, address, options):
@@ -264,8 +288,7 @@ def main():
     parser.add_argument("--consume", nargs=2, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.consume:
-        host, port = options.consume[0].rsplit(":", 1)
-        consume_until_told((host, int(port)), int(options.consume[1]))
+        consume_until_told(options.consume[0], int(options.consume[1]))
         return
     with tempfile.TemporaryDirectory() as directory:
         server, text = start_our_runzeo(Path(directory))

@@ -229,3 +229,33 @@ def test_a_database_that_cannot_be_reached_is_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert "runzeo: cannot open the storages" in result.stderr
     assert "Connection refused" in result.stderr
+
+
+def test_a_conflict_across_servers_brings_the_news_with_it(servers):
+    # Polls 60 s apart: no timer brings one's commit to two's clients, only
+    # the conflict does, before its ConflictError; so the retry of two's
+    # commit reads one's value and goes in (a consumer retries at once: with
+    # stale caches each retry conflicted again until the next poll).
+    first = servers.start(**{"poll-interval": "60"})
+    db_one = open_db(first)
+    with db_one.transaction() as connection:
+        connection.root()["box"] = PersistentMapping(value=0)
+    second = servers.start(**{"poll-interval": "60"})
+    db_two = open_db(second)
+    try:
+        two = db_two.open(transaction.TransactionManager())
+        assert _value(two) == 0
+        with db_one.transaction() as connection:
+            connection.root()["box"]["value"] = 1
+        two.root()["box"]["value"] = 2
+        with pytest.raises(ConflictError):
+            two.transaction_manager.commit()
+        two.transaction_manager.abort()
+        assert _value(two) == 1
+        two.root()["box"]["value"] = 2
+        two.transaction_manager.commit()
+        assert _value(two) == 2
+        two.close()
+    finally:
+        db_one.close()
+        db_two.close()

@@ -140,6 +140,15 @@ class ExternalCommits:
             self.known = max(self.known, tid)
         return tid, oids
 
+    def conflicted(self) -> None:
+        """A vote on the served instance met a ConflictError: another
+        writer changed what a client read, and the client may not know yet
+        (the next poll may be ``poll-interval`` away).  Its commit is
+        queued now, so the abort's flush sends it before the error: the
+        client's retry reads the new state instead of conflicting again
+        until the next poll (a consumer retries at once)."""
+        self.poll()
+
     def before_finish(self) -> None:
         """The served instance voted (it holds the database's commit lock):
         collect every other writer's commit, older than ours, to send first."""

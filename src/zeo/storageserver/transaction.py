@@ -224,11 +224,15 @@ class CommitMixin:
             if self.conflicts:
                 # The client resolves these, sends new stores and votes
                 # again; the log is kept and replayed from the start.
+                if self.external is not None:
+                    self.external.conflicted()
                 self._storage_abort()
                 self.stats.conflicts += len(self.conflicts)
                 self.commit_lock.release(self)
                 return list(self.conflicts.values())
         except Exception as error:
+            if isinstance(error, ConflictError) and self.external is not None:
+                self.external.conflicted()
             self._abort_transaction()
             if isinstance(error, ConflictError):
                 self.stats.conflicts += 1
