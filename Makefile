@@ -25,7 +25,7 @@ WORKFLOWS_PEER := $(PEERS)/workflows
 
 # (relstorage: the RelStorage tests start a PostgreSQL of their own, see
 # `make postgresql`.)
-.PHONY: postgresql rabbitmq demo test fuzz fuzz-atheris soak lint venv peers shootout-peer bench bench-shootout bench-zocalo clean slurm-up slurm-down browser-up screenshots
+.PHONY: postgresql rabbitmq demo test fuzz fuzz-atheris soak lint venv peers shootout-peer bench bench-shootout bench-zocalo bench-relstorage clean slurm-up slurm-down browser-up screenshots
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -127,6 +127,12 @@ rabbitmq:
 # dispatch against zocalo services on a real RabbitMQ (bench/zocalo_bench.py).
 bench-zocalo: venv peers rabbitmq
 	$(PY) bench/zocalo_bench.py
+
+# RelStorage on a throwaway PostgreSQL (issue 15): commits, invalidation lag,
+# and dispatch transitions/s on each setup (docs/scaling.rst).
+bench-relstorage: venv postgresql
+	$(PY) bench/relstorage_bench.py
+	$(PY) bench/relstorage_dispatch_bench.py
 
 # A one-node Slurm cluster on loopback for the `slurm` tests (needs root;
 # installs Debian's slurm packages when missing). SLURM_PURGE=1 also deletes
