@@ -20,6 +20,7 @@ from ZODB.POSException import (
     ReadOnlyError,
     StorageTransactionError,
     TransactionError,
+    UndoError,
 )
 from ZODB.utils import maxtid
 
@@ -188,7 +189,15 @@ class CommitMixin:
                     storage.restore(oid, serial, data, "", prev_txn, transaction)
                 else:  # undo
                     # None: the storage reports the oids at vote (RelStorage).
-                    undone = storage.undo(args[0], transaction)
+                    try:
+                        undone = storage.undo(args[0], transaction)
+                    except (ValueError, TypeError, AssertionError) as error:
+                        # A transaction id the storage cannot read (FileStorage
+                        # decodes base64, binascii.Error, and asserts 8 bytes
+                        # come out): the client's mistake, not the server's.
+                        raise UndoError(
+                            f"bad transaction id {args[0]!r}: {error}"
+                        ) from None
                     if undone is not None:
                         self.invalidated.extend(undone[1])
                         self.serials.extend(undone[1])

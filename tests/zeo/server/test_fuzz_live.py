@@ -194,3 +194,22 @@ def test_a_requested_tid_past_maxtid_is_refused_and_later_commits_stay_loadable(
     tid = commit(client, oid, z64, b"after")
     assert tid < maxtid
     assert client.call("loadBefore", oid, maxtid)[0] == b"after"
+
+
+def test_an_undo_of_an_unreadable_transaction_id_is_an_undo_error(server, raw_clients):
+    # Found by the test above (seed 733781003): FileStorage decodes the id
+    # as base64 and raised binascii.Error, logged with its traceback as a
+    # failed vote.  Now the client gets ZODB's UndoError and nothing is
+    # logged as the server's fault; the connection goes on.
+    client = registered(server, raw_clients)
+    for bad in (b"not base64!", b"c2hvcnQ="):  # the second: 5 bytes, not 8
+        client.call_one_way("tpc_begin", 1, b"", b"", {}, None, " ")
+        client.call_one_way("undoa", bad, 1)
+        with pytest.raises(ServerError, match="UndoError"):
+            client.call("vote", 1)
+        client.call("tpc_abort", 1)
+    oid = client.call("new_oids")[0]
+    tid = commit(client, oid, z64, b"after")
+    assert client.call("loadBefore", oid, maxtid)[0] == b"after"
+    assert tid < maxtid
+    assert "Traceback" not in server.log_text()
