@@ -146,8 +146,13 @@ class ExternalCommits:
         (the next poll may be ``poll-interval`` away).  Its commit is
         queued now, so the abort's flush sends it before the error: the
         client's retry reads the new state instead of conflicting again
-        until the next poll (a consumer retries at once)."""
-        self.poll()
+        until the next poll (a consumer retries at once).  Never raises:
+        the vote's abort must still run (a database gone is left to the
+        next tick, which logs it)."""
+        try:
+            self.poll()
+        except Exception:
+            logger.debug("polling %r after a conflict failed", self.storage_id)
 
     def before_finish(self) -> None:
         """The served instance voted (it holds the database's commit lock):
