@@ -84,13 +84,22 @@ def consume_until_told(target, prefetch):
     print(json.dumps({"conflicts": conflicts, "cpu": cpu}), flush=True)
 
 
-def server_cpu(server):
-    """CPU seconds the runzeo process used so far (Linux), or 0."""
+def process_cpu(pid, children=False):
+    """CPU seconds process *pid* used so far (with *children*, also those
+    of its children it has waited for), or 0 (Linux)."""
     try:
-        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(server):
+    """CPU seconds the runzeo process used so far (Linux), or 0."""
+    return process_cpu(server.pid)
 
 
 def wait_for_end(database, run_id):

@@ -30,7 +30,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from dispatch_bench import server_cpu, transitions  # noqa: E402
+from dispatch_bench import process_cpu, server_cpu, transitions  # noqa: E402
 from relstorage_bench import start  # noqa: E402
 
 from tests.relstorage.conftest import runzeo_config  # noqa: E402
@@ -41,20 +41,6 @@ from tests.support.postgresql import (  # noqa: E402
 )
 
 REFERENCE = "one runzeo on FileStorage"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int, children: bool = False) -> float:
-    """CPU seconds of process *pid* (and of its reaped children), or 0."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = text.rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])
-    if children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / TICK
 
 
 def postgresql_cpu(cluster) -> float:
@@ -102,7 +88,10 @@ def setups(cluster, directory: Path) -> tuple[dict, list]:
     zodb_file.write_text(
         "%import relstorage\n<zodb>\n" + relstorage_config(direct_dsn) + "</zodb>\n"
     )
-    pg = lambda: postgresql_cpu(cluster)  # noqa: E731
+
+    def pg():
+        return postgresql_cpu(cluster)
+
     table = {
         REFERENCE: ([filestorage.address], [runzeo_cpu(filestorage)]),
         "one runzeo on RelStorage": ([one.address], [runzeo_cpu(one), pg]),

@@ -27,7 +27,6 @@ import argparse
 import json
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -41,25 +40,17 @@ sys.path.insert(0, str(BENCH.parent / "src"))
 from _servers import OURS, REAL, free_port, require_real_zeo, start_server  # noqa: E402
 from zeo_bench import run_workers, summarise, worker_spec  # noqa: E402
 
-from zeo.protocol.client import ClientSession  # noqa: E402
-from zeo.protocol.framing import frame  # noqa: E402
-
-HEADER = struct.Struct(">I")
+from zeo.protocol.client import Announced, ClientSession  # noqa: E402
+from zeo.protocol.framing import FrameDecoder, frame  # noqa: E402
 
 
-def read_frame(connection: socket.socket, buffer: bytearray) -> bytes:
-    """The next frame's payload from *connection* (*buffer* keeps the rest)."""
+def frames(connection: socket.socket, decoder: FrameDecoder):
+    """Payloads as *connection* brings them, through *decoder*."""
     while True:
-        if len(buffer) >= 4:
-            (size,) = HEADER.unpack_from(buffer)
-            if len(buffer) >= 4 + size:
-                payload = bytes(buffer[4 : 4 + size])
-                del buffer[: 4 + size]
-                return payload
         chunk = connection.recv(65536)
         if not chunk:
             raise ConnectionError("the other side closed the connection")
-        buffer += chunk
+        yield from decoder.feed(chunk)
 
 
 def echo_server(port: int) -> None:
@@ -68,10 +59,9 @@ def echo_server(port: int) -> None:
         print("ready", flush=True)
         connection, _ = listener.accept()
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buffer = bytearray()
         try:
-            while True:
-                connection.sendall(frame(read_frame(connection, buffer)))
+            for payload in frames(connection, FrameDecoder()):
+                connection.sendall(frame(payload))
         except ConnectionError:
             pass
 
@@ -92,30 +82,31 @@ class RawClient:
     def __init__(self, address: tuple) -> None:
         self.connection = socket.create_connection(address)
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buffer = bytearray()
         self.session = ClientSession(address)
-        self.connection.sendall(self.session.answer(self._payload()))
+        announced = self._until(lambda: False)
+        self.connection.sendall(self.session.answer(announced.protocol))
         self.session.operational = True
         self.call("register", "1", False)
 
-    def _payload(self) -> bytes:
-        return read_frame(self.connection, self.buffer)
+    def _until(self, done):
+        """Feed the session what the server sends until *done()*; returns
+        the server's announcement if it comes first."""
+        while not done():
+            chunk = self.connection.recv(65536)
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            for event in self.session.receive(chunk):
+                if type(event) is Announced:
+                    return event
+                # callbacks (invalidations): none while we only read
+        return None
 
     def call(self, name: str, *args):
         msgid = next(self.session.msgids)
         slot = Slot()
         self.session.register(msgid, name, slot, None)
         self.connection.sendall(self.session.call(msgid, name, args))
-        if self.buffer:  # what came with the greeting
-            data, self.buffer = bytes(self.buffer), bytearray()
-            for _event in self.session.receive(data):
-                pass
-        while not hasattr(slot, "result"):
-            chunk = self.connection.recv(65536)
-            if not chunk:
-                raise ConnectionError("the server closed the connection")
-            for _event in self.session.receive(chunk):
-                pass  # callbacks (invalidations): none while we only read
+        self._until(lambda: hasattr(slot, "result"))
         return slot.result
 
     def close(self) -> None:
@@ -149,11 +140,11 @@ def floor(count: int) -> float:
         session = ClientSession("echo")
         session.answer(b"M5")
         ping = session.call(1, "ping", ())
-        buffer = bytearray()
+        replies = frames(connection, FrameDecoder())
 
         def once():
             connection.sendall(ping)
-            read_frame(connection, buffer)
+            next(replies)
 
         figure = timed(once, count)
         connection.close()
