@@ -17,6 +17,7 @@ from zeo.protocol.client import (
     Callback,
     ClientSession,
     ConnectionLost,
+    Pause,
 )
 from zeo.protocol.server import (
     Call,
@@ -238,6 +239,65 @@ def test_only_the_first_frame_before_the_answer_is_the_announcement():
     session = ClientSession("server:1")
     events = list(session.receive(frame(b"M5") + frame(b"junk")))
     assert events == [Announced(b"M5")]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_caller_reading_its_own_reply_stops_before_what_is_not_its_business(
+    protocol,
+):
+    """With ``reader`` set, replies the reader may complete pass; a reply to
+    another call whose hook must run on the I/O thread is announced by a
+    Pause and completed only when the events are resumed (by the loop)."""
+    session = answered_client(protocol)
+    log = []
+    own, load, commit, plain = Slot(log), Slot(log), Slot(log), Slot(log)
+
+    def hook(name):
+        def run(value):
+            log.append(("hook", name))
+            return value
+
+        return run
+
+    session.register(7, "tpc_vote", own, hook("own"))
+    session.register((OID, TID), "loadBefore", load, hook("load"), anywhere=True)
+    session.register(8, "tpc_finish", commit, hook("commit"))
+    session.register(9, "ping", plain, None)
+    session.reader = 7
+    events = session.receive(
+        server_message(protocol, (OID, TID), 0, ".reply", (b"d", TID, None))
+        + server_message(protocol, 9, 0, ".reply", None)
+        + server_message(protocol, 8, 0, ".reply", TID)
+        + server_message(protocol, 7, 0, ".reply", b"voted")
+    )
+    assert next(events) == Pause(8)
+    # Everything before the pause is done, nothing after it.
+    assert log == [("hook", "load"), ("reply", (b"d", TID, None)), ("reply", None)]
+    assert commit.outcome is None and own.outcome is None
+    session.reader = None  # the loop resumes
+    assert list(events) == []
+    assert log[3:] == [
+        ("hook", "commit"),
+        ("reply", TID),
+        ("hook", "own"),
+        ("reply", b"voted"),
+    ]
+
+
+def test_a_reader_completes_its_own_reply_and_stops_at_a_callback():
+    session = answered_client(b"M5")
+    own = Slot()
+    session.register(3, "tpc_finish", own, lambda tid: tid)
+    session.reader = 3
+    events = session.receive(
+        server_message(b"M5", 3, 0, ".reply", TID)
+        + server_message(b"M5", 0, 1, "invalidateTransaction", (TID, [OID]))
+        + server_message(b"M5", 4, 0, ".reply", None)
+    )
+    callback = next(events)
+    assert type(callback) is Callback and callback.name == "invalidateTransaction"
+    assert own.outcome == ("result", TID)
+    assert list(events) == []  # the unknown reply 4 is only logged
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -7,32 +7,29 @@ server callbacks are held back.  Bytes read are fed to the session; the
 callbacks it yields go to the owner (:class:`~.io.ClientIO`) strictly in
 wire order; application threads wait on a :class:`Waiter`.
 
-Writes: during the handshake and verification the loop writes through the
-asyncio transport.  Once the connection is operational (and not TLS), an
-application thread writes its encoded frame straight to a duplicate of the
-socket under ``send_lock`` (:meth:`ClientProtocol.write_direct`), so a
-round trip wakes the I/O thread once (for the reply) instead of twice.  A
-full socket buffer blocks only the writing thread; the loop keeps reading.
-Calls are registered with the session before their frame is written, so a
-fast reply always finds its waiter.
+During the handshake and verification the loop reads and writes through
+the asyncio transport.  Once the connection is operational (and not TLS),
+application threads write their frames straight to a duplicate of the
+socket and read their own replies (:mod:`.direct`): a round trip then
+wakes no other thread.  Calls are registered with the session before
+their frame is written, so a fast reply always finds its waiter.
 """
 
 import asyncio
 import logging
-import os
-import select
-import socket
 import threading
 
 from ..exceptions import ClientDisconnected
 from ..protocol.client import (
     Announced,
     Broken,
+    Callback,
     ClientSession,
     ConnectionLost,
     PendingCall,
     wire_exception,
 )
+from .direct import DirectChannel
 
 __all__ = [
     "ClientProtocol",
@@ -114,8 +111,7 @@ class ClientProtocol(asyncio.Protocol):
         self.session = ClientSession(address)
         self.announced = loop.create_future()
         self.closed = loop.create_future()
-        self.sock = None  # duplicate socket for direct writes, once enabled
-        self.send_lock = threading.Lock()
+        self.direct: DirectChannel | None = None  # once operational (see .direct)
         self.read_only = False
         self.server_tid = None
         self._heartbeat = None
@@ -134,22 +130,32 @@ class ClientProtocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data):
-        owner = self.owner
-        for event in self.session.receive(data):
-            kind = type(event)
-            if kind is Broken:
-                self._abort(event.error)
+        self.handle_all(self.session.receive(data))
+
+    def handle_all(self, events):
+        """Act on each of *events* in order (I/O thread); stop at a Broken one."""
+        for event in events:
+            if not self.handle(event):
                 return
-            if kind is Announced:
-                if not self.announced.done():
-                    self.announced.set_result(event.protocol)
-                continue
+
+    def handle(self, event):
+        """Act on one event from the session (I/O thread); False if broken."""
+        kind = type(event)
+        if kind is Callback:
             try:
-                owner.callback(self, event.name, event.args)
+                self.owner.callback(self, event.name, event.args)
             except Exception:
                 logger.exception(
                     "server callback %s%r failed", event.name, event.args[:2]
                 )
+        elif kind is Broken:
+            self._abort(event.error)
+            return False
+        elif kind is Announced:
+            if not self.announced.done():
+                self.announced.set_result(event.protocol)
+        # A Pause needs nothing: resuming the events completes its reply.
+        return True
 
     def connection_lost(self, exc):
         if self._heartbeat is not None:
@@ -159,11 +165,8 @@ class ClientProtocol(asyncio.Protocol):
                 ConnectionLost(f"connection to {self.address} closed")
             )
         self.session.lose()
-        if self.sock is not None and self.send_lock.acquire(blocking=False):
-            try:
-                self._close_direct_socket()
-            finally:
-                self.send_lock.release()
+        if self.direct is not None:
+            self.direct.close(self.loop)
         if not self.closed.done():
             self.closed.set_result(exc)
         self.owner.connection_lost(self, exc)
@@ -179,16 +182,17 @@ class ClientProtocol(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         data = self.session.heartbeat()
-        if self.sock is not None:
+        if self.direct is not None:
             # Direct writes may block: never on the loop thread.
-            future = self.loop.run_in_executor(None, self.write_direct, data)
+            future = self.loop.run_in_executor(None, self.direct.write, data)
             future.add_done_callback(_ignore_result)
         else:
             self.transport.write(data)
         self._heartbeat = self.loop.call_later(HEARTBEAT_INTERVAL, self._beat)
 
-    def enable_direct_writes(self):
-        """Let application threads write to the socket (see module doc)."""
+    def enable_direct(self, reads=True):
+        """Let application threads write (and, with *reads*, read) the socket
+        themselves (see :mod:`.direct`); I/O thread, once operational."""
         transport = self.transport
         if transport.get_extra_info("sslcontext") is not None:
             return  # TLS state lives in the transport
@@ -197,38 +201,21 @@ class ClientProtocol(asyncio.Protocol):
         raw = transport.get_extra_info("socket")
         if raw is None:
             return
-        self.sock = socket.socket(fileno=os.dup(raw.fileno()))
+        direct = DirectChannel(self, raw, reads)
+        if direct.reads:
+            direct.start_reading(self.loop, transport)
+        self.direct = direct
 
-    def write_direct(self, data):
-        """Write one or more whole frames from any thread (blocking)."""
-        session = self.session
-        with self.send_lock:
-            sock = self.sock
-            if sock is None or session.lost:
-                self._close_direct_socket()
-                raise ConnectionLost(f"connection to {self.address} lost")
-            view = memoryview(data)
-            try:
-                while view:
-                    try:
-                        sent = sock.send(view)
-                    except BlockingIOError:
-                        select.select([], [sock], [], 1.0)
-                        if session.lost:
-                            raise ConnectionLost(f"connection to {self.address} lost")
-                        continue
-                    view = view[sent:]
-            except OSError as exc:
-                self._close_direct_socket()
-                raise ConnectionLost(f"connection to {self.address} lost: {exc}")
-
-    def _close_direct_socket(self):
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            sock.close()
+    def abort_threadsafe(self):
+        """Drop the connection from any thread (its stream is unusable)."""
+        try:
+            self.loop.call_soon_threadsafe(self._abort, None)
+        except RuntimeError:
+            pass  # the loop is closed: so is the connection
 
     def _abort(self, exc):
-        logger.error("closing connection to %s: %s", self.address, exc)
+        if exc is not None:
+            logger.error("closing connection to %s: %s", self.address, exc)
         if self.transport is not None:
             self.transport.abort()
 

@@ -103,8 +103,10 @@ class ClientIO:
         self._outbox_lock = threading.Lock()
         self._flush_scheduled = False
         self._connector = None
-        # Application threads write straight to the socket (see connection.py)
+        # Application threads write straight to the socket and read their
+        # own replies (see direct.py); both off: everything goes via the loop.
         self.direct_writes = True
+        self.direct_reads = True
         self.loop = new_event_loop()
         self.thread = threading.Thread(
             target=self._run, name=f"zeo client I/O {self.addresses[0]}", daemon=True
@@ -192,9 +194,20 @@ class ClientIO:
             a if isinstance(a, str) else f"{a[0]}:{a[1]}" for a in self.addresses
         )
 
-    def call(self, name, *args, msgid=None, hook=None, retry=False, protocol=None):
+    def call(
+        self,
+        name,
+        *args,
+        msgid=None,
+        hook=None,
+        anywhere=False,
+        retry=False,
+        protocol=None,
+    ):
         """Call *name* on the server and return its reply (or raise its error).
 
+        *hook* runs on the reply before it is returned; *anywhere*: it may
+        run on any thread that reads the reply (see :mod:`.direct`).
         *retry*: the call is idempotent and is sent again on the next
         connection if this one is lost (within ``wait_timeout``).
         *protocol*: the call belongs to that connection (a transaction); if it
@@ -211,7 +224,11 @@ class ClientIO:
             call_id = msgid if msgid is not None else next(session.msgids)
             data = session.call(call_id, name, args)
             try:
-                self._write(current, call_id, name, data, waiter, hook)
+                direct = current.direct
+                if direct is not None:
+                    direct.call(call_id, name, data, waiter, hook, anywhere)
+                else:
+                    self._submit((current, call_id, name, data, waiter, hook, anywhere))
                 return waiter.wait()
             except ConnectionLost:
                 if not retry or protocol is not None:
@@ -228,14 +245,14 @@ class ClientIO:
             self._still_current(protocol, name)
         self._write(protocol, None, name, protocol.session.one_way(name, args))
 
-    def send_call_nowait(self, name, *args, msgid, hook):
+    def send_call_nowait(self, name, *args, msgid, hook, anywhere=False):
         """Send a call whose reply only feeds *hook* (prefetch)."""
         protocol = self.protocol
         if protocol is None:
             return
         data = protocol.session.call(msgid, name, args)
         try:
-            self._write(protocol, msgid, name, data, None, hook)
+            self._write(protocol, msgid, name, data, None, hook, anywhere)
         except ConnectionLost:
             pass  # prefetching is only a hint
 
@@ -247,17 +264,22 @@ class ClientIO:
             )
         return protocol
 
-    def _write(self, protocol, msgid, name, data, waiter=None, hook=None):
+    def _write(
+        self, protocol, msgid, name, data, waiter=None, hook=None, anywhere=False
+    ):
         """Write *data* from this thread, or hand it to the loop (see module doc).
 
         A call (*msgid* not None) is registered first; an identical call
         already pending is joined and nothing is written.
         """
-        if protocol.sock is not None:
-            if msgid is None or protocol.session.register(msgid, name, waiter, hook):
-                protocol.write_direct(data)
+        direct = protocol.direct
+        if direct is not None:
+            if msgid is None or protocol.session.register(
+                msgid, name, waiter, hook, anywhere
+            ):
+                direct.write(data)
         else:
-            self._submit((protocol, msgid, name, data, waiter, hook))
+            self._submit((protocol, msgid, name, data, waiter, hook, anywhere))
 
     def _submit(self, item):
         with self._outbox_lock:
@@ -277,7 +299,7 @@ class ClientIO:
             items, self._outbox = self._outbox, []
             self._flush_scheduled = False
         writes = {}
-        for protocol, msgid, name, data, waiter, hook in items:
+        for protocol, msgid, name, data, waiter, hook, anywhere in items:
             transport = protocol.transport
             if transport is None or transport.is_closing() or protocol.closed.done():
                 if waiter is not None:
@@ -287,7 +309,7 @@ class ClientIO:
                 continue
             try:
                 if msgid is not None and not protocol.session.register(
-                    msgid, name, waiter, hook
+                    msgid, name, waiter, hook, anywhere
                 ):
                     continue  # an identical load is already on its way
             except ConnectionLost as exc:
@@ -454,7 +476,7 @@ class ClientIO:
         if self.client_label:
             protocol.send_oneway("set_client_label", self.client_label)
         if self.direct_writes:
-            protocol.enable_direct_writes()
+            protocol.enable_direct(reads=self.direct_reads)
         self.generation += 1
         self.protocol = protocol
         self.connected.set()

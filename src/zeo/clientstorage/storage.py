@@ -236,18 +236,13 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         result = self.cache.load_before(oid, tid)
         if result is not None:
             return result
-        return self._io.call(
-            "loadBefore",
-            oid,
-            tid,
-            msgid=(oid, tid),
-            hook=self._load_hook(oid),
-            retry=True,
-        )
+        return self._io.call("loadBefore", oid, tid, retry=True, **self._load(oid, tid))
 
-    def _load_hook(self, oid: bytes) -> LoadHook:
-        """Caches the reply unless already stale (see :mod:`.loadrace`)."""
-        return self._invalidations.cache_hook(self.cache, oid)
+    def _load(self, oid: bytes, tid: bytes) -> dict[str, Any]:
+        """A load's msgid and hook: it caches the reply unless already stale
+        (see :mod:`.loadrace`); any thread reading the reply may run it."""
+        hook: LoadHook = self._invalidations.cache_hook(self.cache, oid)
+        return {"msgid": (oid, tid), "hook": hook, "anywhere": True}
 
     def load(self, oid: bytes, version: str = "") -> tuple[bytes, bytes]:
         # One cache lookup, counted once: current = visible before maxtid.
@@ -269,7 +264,7 @@ class ClientStorage(CommitMixin, ZODB.ConflictResolution.ConflictResolvingStorag
         for oid in oids:
             if not self.cache.contains(oid, tid):
                 self._io.send_call_nowait(
-                    "loadBefore", oid, tid, msgid=(oid, tid), hook=self._load_hook(oid)
+                    "loadBefore", oid, tid, **self._load(oid, tid)
                 )
 
     # -- other IStorage methods ----------------------------------------------------

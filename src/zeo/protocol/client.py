@@ -78,22 +78,31 @@ class Broken(NamedTuple):
     error: ProtocolError
 
 
-Event = Announced | Callback | Broken
+class Pause(NamedTuple):
+    """The next reply must be completed on the I/O thread (see ``reader``)."""
+
+    msgid: Any
+
+
+Event = Announced | Callback | Broken | Pause
 
 
 class PendingCall:
     """A call sent and not yet answered: who waits, and what to run first.
 
-    *hook*, if set, runs on the I/O thread with the result before any waiter
-    wakes up; it is how load replies enter the cache and commits update it in
-    wire order with invalidations.
+    *hook*, if set, runs with the result before any waiter wakes up; it is
+    how load replies enter the cache and commits update it in wire order
+    with invalidations.  *anywhere*: the hook may run on whichever thread
+    reads the reply (it touches only what has a lock of its own, like the
+    cache); otherwise it runs on the I/O thread or on the caller's own.
     """
 
-    __slots__ = ("waiters", "hook", "name")
+    __slots__ = ("waiters", "hook", "name", "anywhere")
 
-    def __init__(self, name: str, hook: Hook | None) -> None:
+    def __init__(self, name: str, hook: Hook | None, anywhere: bool = False) -> None:
         self.name = name
         self.hook = hook
+        self.anywhere = anywhere or hook is None
         self.waiters: list[Resolvable] = []
 
 
@@ -116,6 +125,9 @@ class ClientSession:
         self.lost = False
         self.operational = False
         self.held_back: list[Callback] = []
+        # The msgid an application thread reading its own reply waits for
+        # (None: the I/O thread reads).  See :meth:`receive`.
+        self.reader: Any = None
 
     # -- the handshake ------------------------------------------------------------
 
@@ -146,6 +158,12 @@ class ClientSession:
         Lazy: each message is looked at only when the previous event has
         been taken, so replies and callbacks take effect in wire order.
         Nothing more comes out after a :class:`Broken` event.
+
+        While :attr:`reader` is set (an application thread reads the
+        socket for its own reply), a reply to another call whose hook must
+        not run on that thread is preceded by a :class:`Pause`: the reader
+        hands the rest of this generator to the I/O thread, which completes
+        that reply when it resumes it.
         """
         try:
             payloads = self._frames.feed(data)
@@ -166,6 +184,9 @@ class ClientSession:
                 yield Broken(exc)
                 return
             if name == ".reply":
+                reader = self.reader
+                if reader is not None and msgid != reader and not self._anywhere(msgid):
+                    yield Pause(msgid)
                 self._complete(msgid, flag, args)
                 continue
             if not isinstance(args, (tuple, list)):
@@ -175,6 +196,13 @@ class ClientSession:
                 self.held_back.append(Callback(name, tuple(args)))
                 continue
             yield Callback(name, tuple(args))
+
+    def _anywhere(self, msgid: Any) -> bool:
+        try:
+            call = self.pending.get(msgid)
+        except TypeError:  # unhashable: no call of ours
+            return True
+        return call is None or call.anywhere
 
     def _complete(self, msgid: Any, flag: int, args: Any) -> None:
         try:
@@ -208,9 +236,16 @@ class ClientSession:
     # -- calls out ------------------------------------------------------------------
 
     def register(
-        self, msgid: Any, name: str, waiter: Resolvable | None, hook: Hook | None
+        self,
+        msgid: Any,
+        name: str,
+        waiter: Resolvable | None,
+        hook: Hook | None,
+        anywhere: bool = False,
     ) -> bool:
         """Note an outgoing call; False if an identical one is pending (it is joined).
+
+        *anywhere*: *hook* may run on any thread (see :class:`PendingCall`).
 
         Raises :class:`ConnectionLost` if the connection is already gone.
         """
@@ -222,7 +257,7 @@ class ClientSession:
                 if waiter is not None:
                     call.waiters.append(waiter)
                 return False
-            call = self.pending[msgid] = PendingCall(name, hook)
+            call = self.pending[msgid] = PendingCall(name, hook, anywhere)
             if waiter is not None:
                 call.waiters.append(waiter)
             return True

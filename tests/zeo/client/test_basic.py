@@ -11,7 +11,7 @@ from ZODB.Connection import TransactionMetaData
 from ZODB.POSException import ConflictError, POSKeyError, ReadConflictError
 from ZODB.tests.MinPO import MinPO
 from ZODB.tests.StorageTestBase import zodb_pickle
-from ZODB.utils import p64, z64
+from ZODB.utils import maxtid, p64, z64
 from zope.interface.verify import verifyObject
 
 from tests.zeo.client.conftest import wait_until
@@ -183,15 +183,15 @@ def test_stale_current_reply_is_not_cached(server, client_factory):
     """
     storage = client_factory(server.addr)
     oid = p64(424242)
-    hook = storage._load_hook(oid)
+    hook = storage._load(oid, maxtid)["hook"]
     storage._note_invalidation(p64(20), [oid])  # arrives before the reply
     assert hook((b"old", p64(10), None)) == (b"old", p64(10), None)
     assert storage.cache.load(oid) is None  # returned, not cached
-    fresh_hook = storage._load_hook(oid)
+    fresh_hook = storage._load(oid, maxtid)["hook"]
     fresh_hook((b"new", p64(20), None))
     assert storage.cache.load(oid) == (b"new", p64(20))
     other = p64(434343)
-    unrelated_hook = storage._load_hook(other)
+    unrelated_hook = storage._load(other, maxtid)["hook"]
     storage._note_invalidation(p64(30), [oid])  # another object changed
     unrelated_hook((b"x", p64(10), None))
     assert storage.cache.load(other) == (b"x", p64(10))
